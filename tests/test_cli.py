@@ -1,0 +1,79 @@
+"""The command line: listings, bad input (exit 2, field named), a run that writes JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import tiny_spec
+from xstilts.cli import main
+
+
+@pytest.fixture()
+def env(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XSTILTS_HOME", str(settings.home))
+    monkeypatch.setenv("XSTILTS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("XSTILTS_MODEL_ROOTS", ":".join(str(r) for r in settings.model_roots))
+
+
+def test_tasks_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tasks", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["xnli"]["format"] == "pair_classification" and len(rows["xnli"]["languages"]) == 15
+    assert rows["pawsx"]["languages"] == ["en", "de", "es", "fr", "ja", "ko", "zh"]
+    assert rows["xnli"]["target"] and not rows["qqp"]["target"]
+    assert {"mnli", "qqp", "snli", "anli"} <= rows.keys()
+
+
+def test_tasks_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "xnli" in out and "pair_classification" in out and "accuracy" in out
+
+
+def test_bad_spec_exits_2_naming_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"target": {"task": "xnli"}, "evaluation": {"languages": ["de", "xx"]}}))
+    assert main(["run", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "evaluation.languages" in err and "'xx'" in err and "sw" in err
+
+
+def test_missing_spec_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read spec" in capsys.readouterr().err
+
+
+def test_model_outside_allowed_roots_exits_2(env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"target": {"task": "xnli"}, "model": {"source": f"local:{tmp_path}"}}))
+    assert main(["validate", str(spec)]) == 2
+    assert "not under an allowed model root" in capsys.readouterr().err
+
+
+def test_run_writes_json_and_validate_lists_stages(
+    env, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tiny_spec(tiny_model_dir, intermediate={"tasks": []}, evaluation={"languages": ["en", "sw"], "max_examples_per_language": 20})
+    data["target"]["training"]["max_train_examples"] = 32
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps(data))
+    assert main(["validate", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "4 stages" in out and "predict:sw" in out
+
+    result_file = tmp_path / "out" / "r.json"
+    assert main(["run", str(spec), "--json", str(result_file), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(result_file.read_text())
+    assert [(m["language"], m["n"]) for m in result["metrics"]] == [("en", 20), ("sw", 20)]
+    assert set(result["metrics"][0]) >= {"task", "language", "metric", "value", "n", "seed"}
+    assert result["summary"]["english"] == result["metrics"][0]["value"]
+    assert f"{100 * result['metrics'][1]['value']:.1f}" in out  # the table shows the sw value
+
+    assert main(["compare", str(result_file), str(result_file)]) == 0
+    table = capsys.readouterr().out
+    assert "non-English mean" in table and "delta" in table

@@ -1,0 +1,126 @@
+"""End to end on a tiny random model and a few hundred real examples: stages, reuse, resume."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch  # noqa: F401
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from tests.conftest import tiny_spec
+from xstilts.pipeline import Workspace
+from xstilts.spec import parse_spec
+from xstilts.statistics import cross_language_summary
+
+
+@pytest.fixture()
+def optimizer_steps() -> Iterator[list[int]]:
+    """Counts every real optimiser step taken anywhere in the process."""
+    count = [0]
+
+    def hook(*_: object) -> None:
+        count[0] += 1
+
+    handle = register_optimizer_step_post_hook(hook)
+    yield count
+    handle.remove()
+
+
+def _steps(n_examples: int, batch: int) -> int:
+    return math.ceil(n_examples / batch)
+
+
+def test_end_to_end_then_rerun_trains_nothing(settings, tiny_model_dir: Path, optimizer_steps) -> None:
+    spec = parse_spec(tiny_spec(tiny_model_dir))
+    ws = Workspace(settings)
+    result = ws.run(spec)
+
+    # 256 capped examples, batch 16, one epoch: 16 steps each for intermediate and target.
+    assert optimizer_steps[0] == 2 * _steps(256, 16)
+    roles = [s["role"] for s in result["stages"]]
+    assert roles == ["intermediate", "target", "predict:en", "predict:de", "predict:ar", "evaluate"]
+    assert all(s["status"] == "succeeded" and not s["reused"] for s in result["stages"])
+
+    metrics = result["metrics"]
+    assert [(m["task"], m["language"], m["metric"], m["n"], m["seed"]) for m in metrics] == [
+        ("xnli", lang, "accuracy", 60, 1) for lang in ("en", "de", "ar")
+    ]
+    for m in metrics:
+        assert 0 <= m["value"] <= 1 and m["ci_low"] <= m["value"] <= m["ci_high"]
+        assert round(m["value"] * 60) == pytest.approx(m["value"] * 60)  # a count out of 60
+    expected = cross_language_summary({m["language"]: m["value"] for m in metrics})
+    for key, value in expected.items():
+        assert result["summary"][key] == value
+
+    optimizer_steps[0] = 0
+    again = Workspace(settings).run(spec)
+    assert optimizer_steps[0] == 0
+    assert all(s["reused"] for s in again["stages"])
+    assert again["metrics"] == metrics
+    assert again["experiment"]["id"] != result["experiment"]["id"]
+
+
+def test_shared_intermediate_is_trained_once(
+    settings, tiny_model_dir: Path, data_dir: Path, tmp_path: Path, optimizer_steps
+) -> None:
+    # A data folder with the real files plus an English PAWS-X training file (here: its dev set),
+    # so that two experiments can share the QQP intermediate stage with different targets.
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for sub in ("qqp", "mnli", "xnli"):
+        (folder / sub).symlink_to(data_dir / sub)
+    (folder / "pawsx").mkdir()
+    for f in ("dev-en.tsv", "dev-de.tsv", "dev-es.tsv"):
+        (folder / "pawsx" / f).symlink_to(data_dir / "pawsx" / f)
+    (folder / "pawsx" / "train-en.tsv").symlink_to(data_dir / "pawsx" / "dev-en.tsv")
+
+    ws = Workspace(settings)
+    xnli = tiny_spec(tiny_model_dir, data={"source": "local", "path": str(folder)})
+    ws.run(parse_spec(xnli))
+    assert optimizer_steps[0] == 2 * _steps(256, 16)
+
+    optimizer_steps[0] = 0
+    paws = dict(xnli, target={"task": "pawsx", "training": xnli["target"]["training"]})
+    paws["evaluation"] = dict(xnli["evaluation"], languages=["en", "de", "es"])
+    result = ws.run(parse_spec(paws))
+    assert optimizer_steps[0] == _steps(256, 16)  # the target stage only
+    stages = {s["role"]: s for s in result["stages"]}
+    assert stages["intermediate"]["reused"] and not stages["target"]["reused"]
+    assert [m["language"] for m in result["metrics"]] == ["en", "de", "es"]
+
+
+def test_failed_stage_is_recorded_and_retried(
+    settings, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    from xstilts.errors import StageFailedError
+
+    folder = tmp_path / "broken"
+    (folder / "qqp").mkdir(parents=True)
+    (folder / "mnli").symlink_to(data_dir / "mnli")
+    (folder / "xnli").mkdir()
+    (folder / "qqp" / "train.json").write_text('{"0": {"text_a": "a", "text_b": "b", "label": "maybe"}}')
+    (folder / "xnli" / "dev-en.tsv").write_text("a\tb\tneutral\n")
+    spec = parse_spec(
+        tiny_spec(tiny_model_dir, data={"source": "local", "path": str(folder)}, evaluation={"languages": ["en"]})
+    )
+    ws = Workspace(settings)
+    with pytest.raises(StageFailedError, match="label 'maybe' is not one of 0, 1"):
+        ws.run(spec)
+    from sqlalchemy import select
+
+    from xstilts.db import Experiment, Stage
+
+    with ws.sessions() as s:
+        stage = s.scalars(select(Stage).where(Stage.kind == "intermediate_train")).one()
+        assert stage.status == "failed" and "maybe" in (stage.error or "") and stage.attempts == 1
+        assert s.scalars(select(Experiment)).one().status == "failed"
+    # Nothing half-written: no stage output folder exists for the failed stage.
+    assert not list((settings.artifacts_dir / "stages").glob("intermediate_train-*"))
+    # A new request for the same spec retries the failed stage (a second attempt).
+    with pytest.raises(StageFailedError):
+        ws.run(spec)
+    with ws.sessions() as s:
+        assert s.scalars(select(Stage).where(Stage.kind == "intermediate_train")).one().attempts == 2

@@ -1,0 +1,100 @@
+"""Stage keys: same inputs give the same key; any input that changes the output changes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xstilts.data import DataSource
+from xstilts.db import StageKind
+from xstilts.models.loading import ResolvedModel
+from xstilts.planner import plan_experiment, stage_key
+from xstilts.spec import parse_spec
+
+MODEL = ResolvedModel("/models/m", None, "sha256:aaa")
+
+
+def _keys(data: dict, data_dir: Path, model: ResolvedModel = MODEL) -> dict[str, str]:
+    spec = parse_spec(data)
+    return {f"{p.role}/{p.seed}": p.key for p in plan_experiment(spec, model, DataSource("local", data_dir))}
+
+
+BASE = {
+    "model": {"source": "local:/models/m"},
+    "intermediate": {"tasks": ["qqp"]},
+    "target": {"task": "xnli"},
+    "evaluation": {"languages": ["en", "de"]},
+    "seeds": [1],
+}
+
+
+def _with(path: str, value: object) -> dict:
+    import copy
+
+    data = copy.deepcopy(BASE)
+    node = data
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return data
+
+
+def test_key_is_canonical_json_hash() -> None:
+    assert stage_key({"a": 1, "b": [1, 2]}) == stage_key({"b": [1, 2], "a": 1})
+    assert stage_key({"a": 1}) != stage_key({"a": 1.5})
+    assert len(stage_key({})) == 64
+
+
+def test_plan_shape_and_order(data_dir: Path) -> None:
+    plan = plan_experiment(parse_spec(BASE), MODEL, DataSource("local", data_dir))
+    assert [p.kind for p in plan] == [
+        StageKind.INTERMEDIATE, StageKind.TARGET, StageKind.PREDICT, StageKind.PREDICT, StageKind.EVALUATE,
+    ]
+    inter, target, p_en, p_de, ev = plan
+    assert target.deps == (inter.key,) and p_en.deps == (target.key,)
+    assert ev.deps == (p_en.key, p_de.key)
+    baseline = plan_experiment(parse_spec(_with("intermediate.tasks", [])), MODEL, DataSource("local", data_dir))
+    assert [p.kind for p in baseline][0] == StageKind.TARGET and baseline[0].deps == ()
+
+
+def test_same_inputs_same_keys(data_dir: Path) -> None:
+    assert _keys(BASE, data_dir) == _keys(BASE, data_dir)
+    # The experiment's name and the evaluation batch size do not change any output.
+    assert _keys(_with("name", "other"), data_dir) == _keys(BASE, data_dir)
+    assert _keys(_with("evaluation.batch_size", 7), data_dir) == _keys(BASE, data_dir)
+
+
+@pytest.mark.parametrize(
+    ("change", "value", "changed_roles"),
+    [
+        ("intermediate.training", {"learning_rate": 1e-4}, {"intermediate/1", "target/1", "predict:en/1", "predict:de/1", "evaluate/1"}),  # noqa: E501
+        ("intermediate.tasks", ["snli"], {"intermediate/1", "target/1", "predict:en/1", "predict:de/1", "evaluate/1"}),
+        ("target.training", {"epochs": 2}, {"target/1", "predict:en/1", "predict:de/1", "evaluate/1"}),
+        ("evaluation.max_examples_per_language", 10, {"predict:en/1", "predict:de/1", "evaluate/1"}),
+        ("evaluation.bootstrap_samples", 10, {"evaluate/1"}),
+    ],
+)
+def test_each_input_changes_its_stage_and_downstream(
+    data_dir: Path, change: str, value: object, changed_roles: set[str]
+) -> None:
+    before, after = _keys(BASE, data_dir), _keys(_with(change, value), data_dir)
+    assert {r for r in before if before[r] != after.get(r)} == changed_roles
+
+
+def test_seed_model_and_data_change_keys(data_dir: Path, tmp_path: Path) -> None:
+    base = _keys(BASE, data_dir)
+    seeds = _keys(_with("seeds", [2]), data_dir)
+    assert set(base.values()).isdisjoint(seeds.values())
+    other_model = _keys(BASE, data_dir, ResolvedModel("/models/m", None, "sha256:bbb"))
+    assert set(base.values()).isdisjoint(other_model.values())
+    # Same files elsewhere: same keys. One changed file: only the stages that read it change.
+    import shutil
+
+    for sub in ("qqp", "mnli", "xnli"):
+        shutil.copytree(data_dir / sub, tmp_path / sub)
+    assert _keys(BASE, tmp_path) == base
+    (tmp_path / "xnli" / "dev-de.tsv").write_text("a\tb\tneutral\n")
+    moved = _keys(BASE, tmp_path)
+    assert {r for r in base if base[r] != moved[r]} == {"predict:de/1", "evaluate/1"}

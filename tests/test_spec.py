@@ -1,0 +1,88 @@
+"""Spec validation: each bad field is named, with the valid values for tasks and languages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xstilts.spec import SpecError, load_spec, parse_spec
+
+
+def _errors(data: dict) -> dict[str, str]:
+    with pytest.raises(SpecError) as e:
+        parse_spec(data)
+    return dict(e.value.errors)
+
+
+def test_minimal_spec_gets_defaults() -> None:
+    spec = parse_spec({"target": {"task": "XNLI"}})
+    assert spec.target.task == "xnli"
+    assert spec.intermediate.tasks == []  # the baseline
+    assert spec.model.source == "offline:multilingual-e5-small"
+    assert spec.languages[0] == "en" and len(spec.languages) == 15
+    assert spec.seeds == [42]
+
+
+def test_unknown_target_lists_valid_tasks() -> None:
+    errors = _errors({"target": {"task": "xnlx"}})
+    assert "xnli" in errors["target.task"] and "pawsx" in errors["target.task"]
+
+
+def test_unknown_intermediate_task_lists_valid_ones() -> None:
+    errors = _errors({"target": {"task": "xnli"}, "intermediate": {"tasks": ["hellaswagx"]}})
+    assert "intermediate.tasks" in errors
+    assert "mnli" in errors["intermediate.tasks"] and "qqp" in errors["intermediate.tasks"]
+
+
+def test_unknown_language_names_field_and_valid_languages() -> None:
+    errors = _errors({"target": {"task": "pawsx"}, "evaluation": {"languages": ["de", "xx"]}})
+    msg = errors["evaluation.languages"]
+    assert "'xx'" in msg and "ja, ko, zh" in msg
+
+
+def test_extra_fields_are_rejected_everywhere() -> None:
+    errors = _errors({"target": {"task": "xnli", "training": {"lr": 1e-5}}, "colour": "red"})
+    assert "colour" in errors and "target.training.lr" in errors
+
+
+def test_out_of_range_hyperparameters() -> None:
+    errors = _errors({"target": {"task": "xnli", "training": {"batch_size": 0, "learning_rate": -1}}})
+    assert "target.training.batch_size" in errors and "target.training.learning_rate" in errors
+
+
+def test_hub_model_needs_pinned_revision() -> None:
+    errors = _errors({"target": {"task": "xnli"}, "model": {"source": "hf:FacebookAI/xlm-roberta-large"}})
+    assert "revision" in errors["model.revision"]
+    spec = parse_spec(
+        {"target": {"task": "xnli"}, "model": {"source": "hf:FacebookAI/xlm-roberta-large", "revision": "abc123"}}
+    )
+    assert spec.model.revision == "abc123"
+
+
+def test_bad_model_source_scheme() -> None:
+    errors = _errors({"target": {"task": "xnli"}, "model": {"source": "s3://bucket/model"}})
+    assert "offline:" in errors["model.source"] and "hf:" in errors["model.source"]
+
+
+def test_multi_task_not_yet_supported_is_explicit() -> None:
+    errors = _errors({"target": {"task": "xnli"}, "intermediate": {"tasks": ["mnli", "qqp"]}})
+    assert "multi-task" in errors["intermediate.tasks"]
+
+
+def test_duplicate_seeds_rejected() -> None:
+    errors = _errors({"target": {"task": "xnli"}, "seeds": [1, 1]})
+    assert "seeds" in errors
+
+
+def test_yaml_and_json_files(tmp_path: Path) -> None:
+    y = tmp_path / "s.yaml"
+    y.write_text("target:\n  task: pawsx\nevaluation:\n  languages: [en, de]\n")
+    assert load_spec(y).languages == ["en", "de"]
+    j = tmp_path / "s.json"
+    j.write_text('{"target": {"task": "xnli"}, "seeds": [1, 2]}')
+    assert load_spec(j).seeds == [1, 2]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("target: [unclosed\n")
+    with pytest.raises(Exception, match="not valid YAML"):
+        load_spec(bad)

@@ -1,0 +1,86 @@
+"""The training loop: determinism under a seed, and resume from a checkpoint after a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xstilts.data import DataSource, load_split
+from xstilts.data.batching import featurize, length_grouped_batches
+from xstilts.errors import CancelledError
+from xstilts.modeling import MultiHeadClassifier, load_encoder, load_tokenizer
+from xstilts.spec import TrainingConfig
+from xstilts.tasks import Split, get_task
+from xstilts.training import CHECKPOINT_FILE, total_optimizer_steps, train
+
+CFG = TrainingConfig(learning_rate=1e-3, batch_size=8, max_seq_length=48, checkpoint_every_steps=4, max_train_examples=96)
+
+
+def _setup(model_dir: Path, data_dir: Path):
+    tok = load_tokenizer(str(model_dir))
+    ex = load_split(get_task("snli"), Split.TRAIN, "en", DataSource("local", data_dir), CFG.max_train_examples)
+    feats = featurize(tok, ex, CFG.max_seq_length)
+    torch.manual_seed(0)
+    model = MultiHeadClassifier(load_encoder(str(model_dir)))
+    model.add_head("snli", 3)
+    return model, feats, tok.pad_token_id
+
+
+def test_length_grouping_reduces_padding() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 120, 4096)
+    grouped = length_grouped_batches(lengths, 32, np.random.default_rng(1))
+    assert sorted(np.concatenate(grouped).tolist()) == list(range(4096))  # every example once
+    padded = sum(len(b) * lengths[b].max() for b in grouped)
+    random_batches = np.array_split(rng.permutation(4096), 128)
+    padded_random = sum(len(b) * lengths[b].max() for b in random_batches)
+    assert padded < 0.7 * padded_random
+
+
+def test_total_steps() -> None:
+    assert total_optimizer_steps(100, TrainingConfig(batch_size=8)) == 13
+    assert total_optimizer_steps(100, TrainingConfig(batch_size=8, gradient_accumulation_steps=2, epochs=2)) == 13
+    assert total_optimizer_steps(100, TrainingConfig(batch_size=8, max_steps=5, epochs=9)) == 5
+
+
+def test_resume_after_crash_equals_uninterrupted_run(tiny_model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    model_a, feats, pad = _setup(tiny_model_dir, data_dir)
+    res_a = train(model_a, "snli", feats, CFG, 7, tmp_path / "a", pad)
+    assert res_a.total_steps == 12 and res_a.steps_run == 12 and res_a.resumed_from_step == 0
+
+    # Crash at step 6: the checkpoint from step 4 survives.
+    model_b, _, _ = _setup(tiny_model_dir, data_dir)
+    (tmp_path / "b").mkdir()
+    calls = iter(range(100))
+    with pytest.raises(CancelledError):
+        train(model_b, "snli", feats, CFG, 7, tmp_path / "b", pad, should_stop=lambda: next(calls) == 5)
+    assert torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=False)["step"] == 4
+
+    model_c, _, _ = _setup(tiny_model_dir, data_dir)  # a fresh process would start like this
+    res_c = train(model_c, "snli", feats, CFG, 7, tmp_path / "b", pad)
+    assert res_c.resumed_from_step == 4 and res_c.steps_run == 8
+    for (name, pa), (_, pc) in zip(model_a.state_dict().items(), model_c.state_dict().items()):
+        assert torch.allclose(pa, pc, atol=1e-6), name
+    assert res_c.final_loss == pytest.approx(res_a.final_loss, abs=1e-5)
+
+
+def test_seed_changes_the_run(tiny_model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    cfg = CFG.model_copy(update={"max_steps": 3})
+    m1, feats, pad = _setup(tiny_model_dir, data_dir)
+    m2, _, _ = _setup(tiny_model_dir, data_dir)
+    train(m1, "snli", feats, cfg, 1, tmp_path / "1", pad)
+    train(m2, "snli", feats, cfg, 2, tmp_path / "2", pad)
+    assert not torch.equal(m1.heads["snli"].out_proj.weight, m2.heads["snli"].out_proj.weight)
+
+
+def test_frozen_word_embeddings_stay_fixed(tiny_model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    m, feats, pad = _setup(tiny_model_dir, data_dir)
+    before = m.encoder.get_input_embeddings().weight.detach().clone()
+    layer0 = m.encoder.encoder.layer[0].attention.self.query.weight.detach().clone()
+    cfg = CFG.model_copy(update={"max_steps": 2, "freeze_word_embeddings": True})
+    train(m, "snli", feats, cfg, 1, tmp_path, pad)
+    assert torch.equal(before, m.encoder.get_input_embeddings().weight)
+    assert not torch.equal(layer0, m.encoder.encoder.layer[0].attention.self.query.weight)
