@@ -16,38 +16,47 @@ import time
 from pathlib import Path
 
 import torch
-
 from xstilts.config import Settings
 from xstilts.data import DataSource, load_split
 from xstilts.data.batching import featurize
-from xstilts.models.offline import prepare_offline_model
 from xstilts.modeling import MultiHeadClassifier, load_encoder, load_tokenizer
+from xstilts.models.offline import prepare_offline_model
 from xstilts.tasks import Split, get_task
 from xstilts.training import predict
 
 
-def naive_predict(model: MultiHeadClassifier, tok, examples, batch_size: int, max_length: int) -> torch.Tensor:
+def naive_predict(
+    model: MultiHeadClassifier, tok, examples, batch_size: int, max_length: int
+) -> torch.Tensor:
     out = []
     with torch.no_grad():
         for i in range(0, len(examples), batch_size):
             chunk = examples[i : i + batch_size]
             enc = tok(
-                [e.text_a for e in chunk], [e.text_b for e in chunk], truncation=True,
-                max_length=max_length, padding="max_length", return_tensors="pt",
+                [e.text_a for e in chunk],
+                [e.text_b for e in chunk],
+                truncation=True,
+                max_length=max_length,
+                padding="max_length",
+                return_tensors="pt",
             )
             out.append(model(enc["input_ids"], enc["attention_mask"], "xnli").argmax(-1))
     return torch.cat(out)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--per-language", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
     args = p.parse_args()
 
     folder = prepare_offline_model(Settings.from_env().cache_dir)
-    data = Path(os.environ.get("XSTILTS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    data = Path(
+        os.environ.get("XSTILTS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
     task = get_task("xnli")
     tok = load_tokenizer(str(folder))
     torch.manual_seed(0)
@@ -56,7 +65,8 @@ def main() -> None:
     model.eval()
     langs = list(task.languages)
     per_lang = {
-        lang: load_split(task, Split.VALIDATION, lang, DataSource("local", data), args.per_language) for lang in langs
+        lang: load_split(task, Split.VALIDATION, lang, DataSource("local", data), args.per_language)
+        for lang in langs
     }
     total = sum(len(v) for v in per_lang.values())
 
@@ -68,11 +78,16 @@ def main() -> None:
     t_ours = time.perf_counter() - t
 
     t = time.perf_counter()
-    naive = {lang: naive_predict(model, tok, ex, args.batch_size, args.max_length) for lang, ex in per_lang.items()}
+    naive = {
+        lang: naive_predict(model, tok, ex, args.batch_size, args.max_length)
+        for lang, ex in per_lang.items()
+    }
     t_naive = time.perf_counter() - t
 
     agree = sum(int((ours[lang] == naive[lang]).sum()) for lang in langs) / total
-    print(f"XNLI validation, {len(langs)} languages x {args.per_language} examples = {total}, batch {args.batch_size}, max length {args.max_length}, {os.cpu_count()} cores")
+    print(
+        f"XNLI validation, {len(langs)} languages x {args.per_language} examples = {total}, batch {args.batch_size}, max length {args.max_length}, {os.cpu_count()} cores"
+    )
     print(f"{'method':<40}{'ex/s':>8}{'seconds':>9}")
     print(f"{'naive (file order, fixed-length pad)':<40}{total / t_naive:>8.1f}{t_naive:>9.1f}")
     print(f"{'xstilts (length-sorted, dynamic pad)':<40}{total / t_ours:>8.1f}{t_ours:>9.1f}")

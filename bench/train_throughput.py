@@ -37,8 +37,12 @@ def _examples(n: int):
     from xstilts.data import DataSource, load_split
     from xstilts.tasks import Split, get_task
 
-    data = Path(os.environ.get("XSTILTS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    return load_split(get_task("mnli"), Split.TRAIN, "en", DataSource("local", data), max_examples=n)
+    data = Path(
+        os.environ.get("XSTILTS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+    return load_split(
+        get_task("mnli"), Split.TRAIN, "en", DataSource("local", data), max_examples=n
+    )
 
 
 def _model_flops(model, lengths: list[int]) -> float:
@@ -53,7 +57,6 @@ def _model_flops(model, lengths: list[int]) -> float:
 
 def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
     import torch
-
     from xstilts.config import Settings
     from xstilts.models.offline import prepare_offline_model
 
@@ -70,7 +73,12 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
         torch.manual_seed(0)
         model = MultiHeadClassifier(load_encoder(str(folder)))
         model.add_head("mnli", 3)
-        cfg = TrainingConfig(batch_size=batch, max_steps=steps, max_seq_length=max_length, checkpoint_every_steps=10**9)
+        cfg = TrainingConfig(
+            batch_size=batch,
+            max_steps=steps,
+            max_seq_length=max_length,
+            checkpoint_every_steps=10**9,
+        )
         import tempfile
 
         t = time.perf_counter()
@@ -88,10 +96,15 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
         )
 
         tok = AutoTokenizer.from_pretrained(folder)
-        enc = tok([e.text_a for e in examples], [e.text_b for e in examples], truncation=True, max_length=max_length)
+        enc = tok(
+            [e.text_a for e in examples],
+            [e.text_b for e in examples],
+            truncation=True,
+            max_length=max_length,
+        )
         rows = [
             {"input_ids": ids, "attention_mask": m, "labels": e.label}
-            for ids, m, e in zip(enc["input_ids"], enc["attention_mask"], examples)
+            for ids, m, e in zip(enc["input_ids"], enc["attention_mask"], examples, strict=False)
         ]
         torch.manual_seed(0)
         model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=3)
@@ -103,16 +116,23 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
                 per_device_train_batch_size=batch,
                 max_steps=steps,
                 learning_rate=2e-5,
-                warmup_ratio=0.1,
+                warmup_steps=max(1, steps // 10),
                 weight_decay=0.01,
                 report_to=[],
                 save_strategy="no",
                 logging_strategy="no",
                 use_cpu=True,
                 dataloader_num_workers=0,
-                train_sampling_strategy="group_by_length" if name.endswith("group-by-length") else "random",
+                train_sampling_strategy="group_by_length"
+                if name.endswith("group-by-length")
+                else "random",
             )
-            trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=DataCollatorWithPadding(tok))
+            trainer = Trainer(
+                model=model,
+                args=args,
+                train_dataset=rows,
+                data_collator=DataCollatorWithPadding(tok),
+            )
             t = time.perf_counter()
             trainer.train()
             elapsed = time.perf_counter() - t
@@ -127,11 +147,15 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--only", choices=CONFIGS, help="run one configuration in this process (internal)")
+    p.add_argument(
+        "--only", choices=CONFIGS, help="run one configuration in this process (internal)"
+    )
     args = p.parse_args()
     if args.only:
         print(json.dumps(run_one(args.only, args.steps, args.batch_size, args.max_length)))
@@ -139,15 +163,30 @@ def main() -> None:
     peak = matmul_peak_gflops()
     rows = []
     for name in CONFIGS:
-        cmd = [sys.executable, __file__, "--only", name, "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--only",
+            name,
+            "--steps",
+            str(args.steps),
+            "--batch-size",
+            str(args.batch_size),
+            "--max-length",
+            str(args.max_length),
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"offline model multilingual-e5-small, MNLI subset, batch {args.batch_size}, max length {args.max_length}, {args.steps} steps, {os.cpu_count()} cores")
+    print(
+        f"offline model multilingual-e5-small, MNLI subset, batch {args.batch_size}, max length {args.max_length}, {args.steps} steps, {os.cpu_count()} cores"
+    )
     print(f"measured fp32 matmul peak: {peak:.1f} GFLOP/s")
     print(f"{'config':<26}{'ex/s':>8}{'seconds':>9}{'MFU %':>8}{'peak RSS GB':>13}")
     for r in rows:
         mfu = 100 * r["model_tflops"] * 1e3 / peak
-        print(f"{r['config']:<26}{r['examples_per_s']:>8.1f}{r['seconds']:>9.1f}{mfu:>8.1f}{r['peak_rss_gb']:>13.2f}")
+        print(
+            f"{r['config']:<26}{r['examples_per_s']:>8.1f}{r['seconds']:>9.1f}{mfu:>8.1f}{r['peak_rss_gb']:>13.2f}"
+        )
     ours = rows[0]["examples_per_s"]
     grouped = rows[2]["examples_per_s"]
     print(f"xstilts vs grouped Trainer: {100 * (ours / grouped - 1):+.0f}%")

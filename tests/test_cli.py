@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from xstilts.cli import main
 
 from tests.conftest import tiny_spec
-from xstilts.cli import main
 
 
 @pytest.fixture()
@@ -36,7 +36,9 @@ def test_tasks_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bad_spec_exits_2_naming_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "s.yaml"
-    spec.write_text(yaml.safe_dump({"target": {"task": "xnli"}, "evaluation": {"languages": ["de", "xx"]}}))
+    spec.write_text(
+        yaml.safe_dump({"target": {"task": "xnli"}, "evaluation": {"languages": ["de", "xx"]}})
+    )
     assert main(["run", str(spec)]) == 2
     err = capsys.readouterr().err
     assert "evaluation.languages" in err and "'xx'" in err and "sw" in err
@@ -47,9 +49,13 @@ def test_missing_spec_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "cannot read spec" in capsys.readouterr().err
 
 
-def test_model_outside_allowed_roots_exits_2(env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_model_outside_allowed_roots_exits_2(
+    env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = tmp_path / "s.yaml"
-    spec.write_text(yaml.safe_dump({"target": {"task": "xnli"}, "model": {"source": f"local:{tmp_path}"}}))
+    spec.write_text(
+        yaml.safe_dump({"target": {"task": "xnli"}, "model": {"source": f"local:{tmp_path}"}})
+    )
     assert main(["validate", str(spec)]) == 2
     assert "not under an allowed model root" in capsys.readouterr().err
 
@@ -57,7 +63,11 @@ def test_model_outside_allowed_roots_exits_2(env, tmp_path: Path, capsys: pytest
 def test_run_writes_json_and_validate_lists_stages(
     env, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = tiny_spec(tiny_model_dir, intermediate={"tasks": []}, evaluation={"languages": ["en", "sw"], "max_examples_per_language": 20})
+    data = tiny_spec(
+        tiny_model_dir,
+        intermediate={"tasks": []},
+        evaluation={"languages": ["en", "sw"], "max_examples_per_language": 20},
+    )
     data["target"]["training"]["max_train_examples"] = 32
     spec = tmp_path / "s.json"
     spec.write_text(json.dumps(data))

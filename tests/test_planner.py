@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from xstilts.data import DataSource
 from xstilts.db import StageKind
 from xstilts.models.loading import ResolvedModel
@@ -17,7 +16,10 @@ MODEL = ResolvedModel("/models/m", None, "sha256:aaa")
 
 def _keys(data: dict, data_dir: Path, model: ResolvedModel = MODEL) -> dict[str, str]:
     spec = parse_spec(data)
-    return {f"{p.role}/{p.seed}": p.key for p in plan_experiment(spec, model, DataSource("local", data_dir))}
+    return {
+        f"{p.role}/{p.seed}": p.key
+        for p in plan_experiment(spec, model, DataSource("local", data_dir))
+    }
 
 
 BASE = {
@@ -50,12 +52,18 @@ def test_key_is_canonical_json_hash() -> None:
 def test_plan_shape_and_order(data_dir: Path) -> None:
     plan = plan_experiment(parse_spec(BASE), MODEL, DataSource("local", data_dir))
     assert [p.kind for p in plan] == [
-        StageKind.INTERMEDIATE, StageKind.TARGET, StageKind.PREDICT, StageKind.PREDICT, StageKind.EVALUATE,
+        StageKind.INTERMEDIATE,
+        StageKind.TARGET,
+        StageKind.PREDICT,
+        StageKind.PREDICT,
+        StageKind.EVALUATE,
     ]
     inter, target, p_en, p_de, ev = plan
     assert target.deps == (inter.key,) and p_en.deps == (target.key,)
     assert ev.deps == (p_en.key, p_de.key)
-    baseline = plan_experiment(parse_spec(_with("intermediate.tasks", [])), MODEL, DataSource("local", data_dir))
+    baseline = plan_experiment(
+        parse_spec(_with("intermediate.tasks", [])), MODEL, DataSource("local", data_dir)
+    )
     assert [p.kind for p in baseline][0] == StageKind.TARGET and baseline[0].deps == ()
 
 
@@ -69,10 +77,26 @@ def test_same_inputs_same_keys(data_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "value", "changed_roles"),
     [
-        ("intermediate.training", {"learning_rate": 1e-4}, {"intermediate/1", "target/1", "predict:en/1", "predict:de/1", "evaluate/1"}),  # noqa: E501
-        ("intermediate.tasks", ["snli"], {"intermediate/1", "target/1", "predict:en/1", "predict:de/1", "evaluate/1"}),
-        ("target.training", {"epochs": 2}, {"target/1", "predict:en/1", "predict:de/1", "evaluate/1"}),
-        ("evaluation.max_examples_per_language", 10, {"predict:en/1", "predict:de/1", "evaluate/1"}),
+        (
+            "intermediate.training",
+            {"learning_rate": 1e-4},
+            {"intermediate/1", "target/1", "predict:en/1", "predict:de/1", "evaluate/1"},
+        ),  # noqa: E501
+        (
+            "intermediate.tasks",
+            ["snli"],
+            {"intermediate/1", "target/1", "predict:en/1", "predict:de/1", "evaluate/1"},
+        ),
+        (
+            "target.training",
+            {"epochs": 2},
+            {"target/1", "predict:en/1", "predict:de/1", "evaluate/1"},
+        ),
+        (
+            "evaluation.max_examples_per_language",
+            10,
+            {"predict:en/1", "predict:de/1", "evaluate/1"},
+        ),
         ("evaluation.bootstrap_samples", 10, {"evaluate/1"}),
     ],
 )

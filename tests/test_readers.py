@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from xstilts.data import DataSource, fingerprint_split, load_split
 from xstilts.data.readers import read_glue_tsv, read_prompt_json, read_xtreme_pair_tsv
 from xstilts.errors import DataNotFoundError, UnknownNameError
@@ -58,15 +57,30 @@ def test_prompt_json_train_sets(data_dir: Path, task: str, n: int, counts: dict[
 
 def test_prompt_json_raw(data_dir: Path) -> None:
     rows = list(read_prompt_json(data_dir / "snli" / "dev.json"))
-    assert rows[0] == ("dev-0", "a man talks to a boy.", "A father converses with his son.", "neutral")
+    assert rows[0] == (
+        "dev-0",
+        "a man talks to a boy.",
+        "A father converses with his son.",
+        "neutral",
+    )
 
 
 @pytest.mark.parametrize(
     ("path", "first_a", "label", "n"),
     [
         ("mnli/k-shot/16-42/train.tsv", "That's all right.", "entailment", 48),
-        ("qqp/k-shot/16-42/train.tsv", "Why do some people think that having a baby is a blessing?", "1", 32),
-        ("snli/k-shot/16-42/train.tsv", "A group of young boys in blue swimming suits attempt to jump into a pool to their swimming instructors.", "contradiction", 48),  # noqa: E501
+        (
+            "qqp/k-shot/16-42/train.tsv",
+            "Why do some people think that having a baby is a blessing?",
+            "1",
+            32,
+        ),
+        (
+            "snli/k-shot/16-42/train.tsv",
+            "A group of young boys in blue swimming suits attempt to jump into a pool to their swimming instructors.",
+            "contradiction",
+            48,
+        ),  # noqa: E501
     ],
 )
 def test_glue_tsv(data_dir: Path, path: str, first_a: str, label: str, n: int) -> None:

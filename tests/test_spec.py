@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from xstilts.spec import SpecError, load_spec, parse_spec
 
 
@@ -47,15 +46,22 @@ def test_extra_fields_are_rejected_everywhere() -> None:
 
 
 def test_out_of_range_hyperparameters() -> None:
-    errors = _errors({"target": {"task": "xnli", "training": {"batch_size": 0, "learning_rate": -1}}})
+    errors = _errors(
+        {"target": {"task": "xnli", "training": {"batch_size": 0, "learning_rate": -1}}}
+    )
     assert "target.training.batch_size" in errors and "target.training.learning_rate" in errors
 
 
 def test_hub_model_needs_pinned_revision() -> None:
-    errors = _errors({"target": {"task": "xnli"}, "model": {"source": "hf:FacebookAI/xlm-roberta-large"}})
+    errors = _errors(
+        {"target": {"task": "xnli"}, "model": {"source": "hf:FacebookAI/xlm-roberta-large"}}
+    )
     assert "revision" in errors["model.revision"]
     spec = parse_spec(
-        {"target": {"task": "xnli"}, "model": {"source": "hf:FacebookAI/xlm-roberta-large", "revision": "abc123"}}
+        {
+            "target": {"task": "xnli"},
+            "model": {"source": "hf:FacebookAI/xlm-roberta-large", "revision": "abc123"},
+        }
     )
     assert spec.model.revision == "abc123"
 

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from xstilts.metrics import accuracy, bootstrap_accuracy_ci, score_accuracy
 from xstilts.statistics import across_seeds, cross_language_summary
 

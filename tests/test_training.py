@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from xstilts.data import DataSource, load_split
 from xstilts.data.batching import featurize, length_grouped_batches
 from xstilts.errors import CancelledError
@@ -16,12 +15,20 @@ from xstilts.spec import TrainingConfig
 from xstilts.tasks import Split, get_task
 from xstilts.training import CHECKPOINT_FILE, total_optimizer_steps, train
 
-CFG = TrainingConfig(learning_rate=1e-3, batch_size=8, max_seq_length=48, checkpoint_every_steps=4, max_train_examples=96)
+CFG = TrainingConfig(
+    learning_rate=1e-3,
+    batch_size=8,
+    max_seq_length=48,
+    checkpoint_every_steps=4,
+    max_train_examples=96,
+)
 
 
 def _setup(model_dir: Path, data_dir: Path):
     tok = load_tokenizer(str(model_dir))
-    ex = load_split(get_task("snli"), Split.TRAIN, "en", DataSource("local", data_dir), CFG.max_train_examples)
+    ex = load_split(
+        get_task("snli"), Split.TRAIN, "en", DataSource("local", data_dir), CFG.max_train_examples
+    )
     feats = featurize(tok, ex, CFG.max_seq_length)
     torch.manual_seed(0)
     model = MultiHeadClassifier(load_encoder(str(model_dir)))
@@ -42,11 +49,18 @@ def test_length_grouping_reduces_padding() -> None:
 
 def test_total_steps() -> None:
     assert total_optimizer_steps(100, TrainingConfig(batch_size=8)) == 13
-    assert total_optimizer_steps(100, TrainingConfig(batch_size=8, gradient_accumulation_steps=2, epochs=2)) == 13
+    assert (
+        total_optimizer_steps(
+            100, TrainingConfig(batch_size=8, gradient_accumulation_steps=2, epochs=2)
+        )
+        == 13
+    )
     assert total_optimizer_steps(100, TrainingConfig(batch_size=8, max_steps=5, epochs=9)) == 5
 
 
-def test_resume_after_crash_equals_uninterrupted_run(tiny_model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_resume_after_crash_equals_uninterrupted_run(
+    tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
     model_a, feats, pad = _setup(tiny_model_dir, data_dir)
     res_a = train(model_a, "snli", feats, CFG, 7, tmp_path / "a", pad)
     assert res_a.total_steps == 12 and res_a.steps_run == 12 and res_a.resumed_from_step == 0
@@ -56,13 +70,22 @@ def test_resume_after_crash_equals_uninterrupted_run(tiny_model_dir: Path, data_
     (tmp_path / "b").mkdir()
     calls = iter(range(100))
     with pytest.raises(CancelledError):
-        train(model_b, "snli", feats, CFG, 7, tmp_path / "b", pad, should_stop=lambda: next(calls) == 5)
+        train(
+            model_b,
+            "snli",
+            feats,
+            CFG,
+            7,
+            tmp_path / "b",
+            pad,
+            should_stop=lambda: next(calls) == 5,
+        )
     assert torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=False)["step"] == 4
 
     model_c, _, _ = _setup(tiny_model_dir, data_dir)  # a fresh process would start like this
     res_c = train(model_c, "snli", feats, CFG, 7, tmp_path / "b", pad)
     assert res_c.resumed_from_step == 4 and res_c.steps_run == 8
-    for (name, pa), (_, pc) in zip(model_a.state_dict().items(), model_c.state_dict().items()):
+    for (name, pa), (_, pc) in zip(model_a.state_dict().items(), model_c.state_dict().items(), strict=False):
         assert torch.allclose(pa, pc, atol=1e-6), name
     assert res_c.final_loss == pytest.approx(res_a.final_loss, abs=1e-5)
 
@@ -76,7 +99,9 @@ def test_seed_changes_the_run(tiny_model_dir: Path, data_dir: Path, tmp_path: Pa
     assert not torch.equal(m1.heads["snli"].out_proj.weight, m2.heads["snli"].out_proj.weight)
 
 
-def test_frozen_word_embeddings_stay_fixed(tiny_model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_frozen_word_embeddings_stay_fixed(
+    tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
     m, feats, pad = _setup(tiny_model_dir, data_dir)
     before = m.encoder.get_input_embeddings().weight.detach().clone()
     layer0 = m.encoder.encoder.layer[0].attention.self.query.weight.detach().clone()

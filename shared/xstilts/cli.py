@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,18 @@ class _BarReporter:
             self._bar, self._stage = None, None
 
 
+def _quiet_transformers() -> None:
+    """Our own progress bars say what is happening; the library's load reports are noise here."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from xstilts.pipeline import Workspace
+
+    _quiet_transformers()
     from xstilts.report import results_table
     from xstilts.spec import load_spec
 
@@ -82,8 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(results_table(result))
     trained = sum(st["steps_run"] for st in result["stages"] if not st["reused"])
     reused = sum(1 for st in result["stages"] if st["reused"])
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
     print(
-        f"\nstages: {len(result['stages'])} ({reused} reused); optimiser steps this run: {trained}"
+        f"\nstages: {len(result['stages'])} ({reused} reused); "
+        f"optimiser steps this run: {trained}; peak memory {peak_gb:.1f} GB"
     )
     if args.json:
         _write_json(Path(args.json), result)

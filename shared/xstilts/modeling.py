@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -20,7 +22,7 @@ HEADS_FILE = "heads.pt"
 
 
 class ClassificationHead(nn.Module):
-    """RoBERTa's sentence classification head over the first token (<s>)."""
+    """RoBERTa's sentence classification head (dense, tanh, projection) over a pooled vector."""
 
     def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
         super().__init__()
@@ -34,10 +36,24 @@ class ClassificationHead(nn.Module):
         return self.out_proj(self.dropout(x))
 
 
+POOLINGS = ("first", "mean")
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """One vector per sequence: the first token (<s>), or the mean over real (unpadded) tokens."""
+    if pooling == "first":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
 class MultiHeadClassifier(nn.Module):
-    def __init__(self, encoder: PreTrainedModel) -> None:
+    def __init__(self, encoder: PreTrainedModel, pooling: str = "first") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
         self.encoder = encoder
+        self.pooling = pooling
         self.heads = nn.ModuleDict()
 
     @property
@@ -52,7 +68,7 @@ class MultiHeadClassifier(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, task: str
     ) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.heads[task](hidden[:, 0])
+        return self.heads[task](pool(hidden, attention_mask, self.pooling))
 
 
 def load_encoder(name_or_path: str, revision: str | None = None) -> PreTrainedModel:
@@ -71,17 +87,17 @@ def save_stage_model(
     enc_dir = out_dir / ENCODER_DIR
     model.encoder.save_pretrained(enc_dir)
     tokenizer.save_pretrained(enc_dir)
-    heads = {
-        task: {"num_labels": head.out_proj.out_features, "state": head.state_dict()}
-        for task, head in model.heads.items()
-    }
+    heads: dict[str, Any] = {"__pooling__": model.pooling}
+    for task, head in model.heads.items():
+        assert isinstance(head, ClassificationHead)
+        heads[task] = {"num_labels": head.out_proj.out_features, "state": head.state_dict()}
     torch.save(heads, out_dir / HEADS_FILE)
 
 
 def load_stage_model(stage_dir: Path) -> tuple[MultiHeadClassifier, PreTrainedTokenizerBase]:
     enc_dir = stage_dir / ENCODER_DIR
-    model = MultiHeadClassifier(load_encoder(str(enc_dir)))
     heads = torch.load(stage_dir / HEADS_FILE, map_location="cpu", weights_only=True)
+    model = MultiHeadClassifier(load_encoder(str(enc_dir)), heads.pop("__pooling__"))
     for task, saved in heads.items():
         model.add_head(task, saved["num_labels"])
         model.heads[task].load_state_dict(saved["state"])

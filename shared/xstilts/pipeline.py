@@ -143,12 +143,9 @@ def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> dict[str
             .where(ExperimentStage.experiment_id == exp_id)
             .order_by(ExperimentStage.position)
         ).all()
-        stages = {link.stage_id: s.get(Stage, link.stage_id) for link in links}
-        eval_ids = [
-            sid
-            for sid, st in stages.items()
-            if st is not None and st.kind == StageKind.EVALUATE.value
-        ]
+        ids = [link.stage_id for link in links]
+        stages = {st.id: st for st in s.scalars(select(Stage).where(Stage.id.in_(ids)))}
+        eval_ids = [sid for sid, st in stages.items() if st.kind == StageKind.EVALUATE.value]
         rows = s.scalars(
             select(Metric).where(Metric.stage_id.in_(eval_ids)).order_by(Metric.seed, Metric.id)
         ).all()

@@ -80,11 +80,16 @@ def plan_experiment(
 ) -> list[PlannedStage]:
     """Stages in topological order (dependencies first), for every seed."""
     model_id = {
+        "pooling": spec.model.pooling,
         "source": spec.model.source,
         "revision": model.revision,
         "fingerprint": model.fingerprint,
     }
-    model_params = {"name_or_path": model.name_or_path, "revision": model.revision}
+    model_params = {
+        "name_or_path": model.name_or_path,
+        "revision": model.revision,
+        "pooling": spec.model.pooling,
+    }
     data_params = {"kind": data.kind, "path": str(data.path) if data.path else None}
     target = get_task(spec.target.task)
     train_task = training_task(target)

@@ -49,6 +49,9 @@ class ModelConfig(_Strict):
 
     source: str = OFFLINE_PREFIX + BUILTIN_MODELS[0]
     revision: str | None = None
+    # What the classification heads read: "first" (the <s> token, as XLM-R and the paper do) or
+    # "mean" over tokens (what multilingual-e5 was trained to produce; far better for it).
+    pooling: Literal["first", "mean"] = "first"
 
     @model_validator(mode="after")
     def _check_source(self) -> ModelConfig:

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.artifacts import ArtifactStore
@@ -88,7 +89,7 @@ def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float = LEASE
                 error=None,
             )
         )
-        return res.rowcount == 1
+        return cast(CursorResult[Any], res).rowcount == 1
 
 
 def heartbeat(
@@ -221,7 +222,7 @@ def _train_stage(
 
 def _run_intermediate(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]:
     m = stage.params["model"]
-    model = MultiHeadClassifier(load_encoder(m["name_or_path"], m["revision"]))
+    model = MultiHeadClassifier(load_encoder(m["name_or_path"], m["revision"]), m["pooling"])
     tokenizer = load_tokenizer(m["name_or_path"], m["revision"])
     (task,) = stage.params["tasks"]
     return _train_stage(ctx, stage, model, tokenizer, task, task)
@@ -232,10 +233,10 @@ def _run_target(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]:
     if params["upstream"]:
         # Encoder weights carry over from the intermediate model; its heads are dropped.
         upstream_model, tokenizer = load_stage_model(_stage_output(ctx, params["upstream"]))
-        model = MultiHeadClassifier(upstream_model.encoder)
+        model = MultiHeadClassifier(upstream_model.encoder, params["model"]["pooling"])
     else:
         m = params["model"]
-        model = MultiHeadClassifier(load_encoder(m["name_or_path"], m["revision"]))
+        model = MultiHeadClassifier(load_encoder(m["name_or_path"], m["revision"]), m["pooling"])
         tokenizer = load_tokenizer(m["name_or_path"], m["revision"])
     return _train_stage(ctx, stage, model, tokenizer, params["train_task"], params["task"])
 
@@ -271,7 +272,7 @@ def _run_predict(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]
                 "prediction": task.labels[p],
                 "label": task.labels[e.label] if e.label >= 0 else None,
             }
-            for e, p in zip(examples, preds)
+            for e, p in zip(examples, preds, strict=False)
         ]
         (tmp / PREDICTIONS_FILE).write_text(
             json.dumps({"task": task.name, "language": lang, "rows": rows})
