@@ -85,7 +85,9 @@ def test_resume_after_crash_equals_uninterrupted_run(
     model_c, _, _ = _setup(tiny_model_dir, data_dir)  # a fresh process would start like this
     res_c = train(model_c, "snli", feats, CFG, 7, tmp_path / "b", pad)
     assert res_c.resumed_from_step == 4 and res_c.steps_run == 8
-    for (name, pa), (_, pc) in zip(model_a.state_dict().items(), model_c.state_dict().items(), strict=False):
+    for (name, pa), (_, pc) in zip(
+        model_a.state_dict().items(), model_c.state_dict().items(), strict=False
+    ):
         assert torch.allclose(pa, pc, atol=1e-6), name
     assert res_c.final_loss == pytest.approx(res_a.final_loss, abs=1e-5)
 

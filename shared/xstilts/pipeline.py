@@ -32,7 +32,7 @@ from xstilts.errors import StageFailedError
 from xstilts.models.loading import resolve_model
 from xstilts.planner import PlannedStage, plan_experiment, resolve_data_source
 from xstilts.spec import ExperimentSpec
-from xstilts.stages import StageContext, StageReporter, run_stage
+from xstilts.stages import LEASE_SECONDS, StageContext, StageReporter, run_stage
 from xstilts.statistics import across_seeds, cross_language_summary
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,12 @@ def run_experiment(
                 on_stage(link, stage, done)
             if not done and not run_stage(ctx, stage.id):
                 raise StageFailedError(
-                    f"stage {stage.kind} {stage.key[:12]} is held by another runner"
+                    f"stage {stage.kind} {stage.key[:12]} is running in another process; if that "
+                    f"process died, run again once its lease expires (at most {LEASE_SECONDS:.0f} s)"
                 )
     except BaseException as e:
-        _set_experiment_status(sessions, exp_id, Status.FAILED, error=str(e))
+        error = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
+        _set_experiment_status(sessions, exp_id, Status.FAILED, error=error)
         raise
     _set_experiment_status(sessions, exp_id, Status.SUCCEEDED)
 

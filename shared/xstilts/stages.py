@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.json"
 METRICS_FILE = "metrics.json"
-LEASE_SECONDS = 60.0
+# How long a running stage may go without a heartbeat before another runner may take it over.
+LEASE_SECONDS = float(os.environ.get("XSTILTS_LEASE_SECONDS", "60"))
 HEARTBEAT_SECONDS = 5.0
 
 
@@ -126,6 +128,15 @@ def run_stage(ctx: StageContext, stage_id: int) -> bool:
         output, result = _RUNNERS[StageKind(stage.kind)](ctx, stage)
     except CancelledError as e:
         _finish(ctx, stage_id, Status.CANCELLED, error=str(e))
+        raise
+    except KeyboardInterrupt:
+        # Ctrl-C: hand the stage back at once (its checkpoint stays) so a re-run resumes it.
+        with ctx.sessions.begin() as s:
+            s.execute(
+                update(Stage)
+                .where(Stage.id == stage_id)
+                .values(status=Status.PENDING.value, lease_until=None)
+            )
         raise
     except Exception as e:
         log.exception("stage %s (%s) failed", stage.kind, stage.key[:12])

@@ -18,78 +18,68 @@ def _glue_hub(config: str, split: str, a: str, b: str) -> HubSource:
     return HubSource("nyu-mll/glue", config, split, a, b)
 
 
+def _english_pair_task(
+    name: str,
+    labels: tuple[str, ...],
+    description: str,
+    hub: tuple[HubSource, HubSource],
+    dev_tsv: str = "dev.tsv",
+) -> Task:
+    """An English GLUE-style task: local files are LM-BFF JSON subsets or the original TSVs."""
+    return Task(
+        name=name,
+        format=TaskFormat.PAIR_CLASSIFICATION,
+        labels=labels,
+        languages=EN,
+        metric="accuracy",
+        description=description,
+        splits={
+            Split.TRAIN: SplitSource(
+                local=(
+                    LocalFile(f"{name}/train.json", "prompt_json"),
+                    LocalFile(f"{name}/train.tsv", "glue_tsv"),
+                ),
+                hub=(hub[0],),
+            ),
+            Split.VALIDATION: SplitSource(
+                local=(
+                    LocalFile(f"{name}/{dev_tsv}", "glue_tsv"),
+                    LocalFile(f"{name}/dev.json", "prompt_json"),
+                ),
+                hub=(hub[1],),
+            ),
+        },
+    )
+
+
 _TASKS: tuple[Task, ...] = (
-    Task(
-        name="mnli",
-        format=TaskFormat.PAIR_CLASSIFICATION,
-        labels=NLI_LABELS,
-        languages=EN,
-        metric="accuracy",
-        description="MultiNLI: English natural language inference (3 classes).",
-        splits={
-            Split.TRAIN: SplitSource(
-                local=(
-                    LocalFile("mnli/train.json", "prompt_json"),
-                    LocalFile("mnli/train.tsv", "glue_tsv"),
-                ),
-                hub=(_glue_hub("mnli", "train", "premise", "hypothesis"),),
-            ),
-            Split.VALIDATION: SplitSource(
-                local=(
-                    LocalFile("mnli/dev_matched.tsv", "glue_tsv"),
-                    LocalFile("mnli/dev.json", "prompt_json"),
-                ),
-                hub=(_glue_hub("mnli", "validation_matched", "premise", "hypothesis"),),
-            ),
-        },
+    _english_pair_task(
+        "mnli",
+        NLI_LABELS,
+        "MultiNLI: English natural language inference (3 classes).",
+        (
+            _glue_hub("mnli", "train", "premise", "hypothesis"),
+            _glue_hub("mnli", "validation_matched", "premise", "hypothesis"),
+        ),
+        dev_tsv="dev_matched.tsv",
     ),
-    Task(
-        name="snli",
-        format=TaskFormat.PAIR_CLASSIFICATION,
-        labels=NLI_LABELS,
-        languages=EN,
-        metric="accuracy",
-        description="Stanford NLI: English natural language inference over image captions.",
-        splits={
-            Split.TRAIN: SplitSource(
-                local=(
-                    LocalFile("snli/train.json", "prompt_json"),
-                    LocalFile("snli/train.tsv", "glue_tsv"),
-                ),
-                hub=(HubSource("stanfordnlp/snli", None, "train", "premise", "hypothesis"),),
-            ),
-            Split.VALIDATION: SplitSource(
-                local=(
-                    LocalFile("snli/dev.tsv", "glue_tsv"),
-                    LocalFile("snli/dev.json", "prompt_json"),
-                ),
-                hub=(HubSource("stanfordnlp/snli", None, "validation", "premise", "hypothesis"),),
-            ),
-        },
+    _english_pair_task(
+        "snli",
+        NLI_LABELS,
+        "Stanford NLI: English natural language inference over image captions.",
+        (
+            HubSource("stanfordnlp/snli", None, "train", "premise", "hypothesis"),
+            HubSource("stanfordnlp/snli", None, "validation", "premise", "hypothesis"),
+        ),
     ),
-    Task(
-        name="qqp",
-        format=TaskFormat.PAIR_CLASSIFICATION,
-        labels=("0", "1"),  # not duplicate, duplicate (GLUE's ids)
-        languages=EN,
-        metric="accuracy",
-        description="Quora Question Pairs: are two English questions paraphrases?",
-        splits={
-            Split.TRAIN: SplitSource(
-                local=(
-                    LocalFile("qqp/train.json", "prompt_json"),
-                    LocalFile("qqp/train.tsv", "glue_tsv"),
-                ),
-                hub=(_glue_hub("qqp", "train", "question1", "question2"),),
-            ),
-            Split.VALIDATION: SplitSource(
-                local=(
-                    LocalFile("qqp/dev.tsv", "glue_tsv"),
-                    LocalFile("qqp/dev.json", "prompt_json"),
-                ),
-                hub=(_glue_hub("qqp", "validation", "question1", "question2"),),
-            ),
-        },
+    _english_pair_task(
+        "qqp",
+        ("0", "1"),  # not duplicate, duplicate (GLUE's ids)
+        "Quora Question Pairs: are two English questions paraphrases?",
+        (
+            _glue_hub("qqp", "train", "question1", "question2"),
+            _glue_hub("qqp", "validation", "question1", "question2"),
+        ),
     ),
     Task(
         name="anli",

@@ -1,0 +1,69 @@
+"""A real crash: SIGKILL the CLI in the middle of training; the same command resumes and finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import tiny_spec
+
+
+def test_sigkill_mid_training_then_resume(settings, tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = tiny_spec(
+        tiny_model_dir,
+        intermediate={"tasks": []},
+        evaluation={"languages": ["en"], "max_examples_per_language": 20},
+    )
+    data["target"]["training"].update(
+        {"max_train_examples": 3000, "batch_size": 8, "checkpoint_every_steps": 40}
+    )
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(data))
+    env = {
+        **os.environ,
+        "XSTILTS_HOME": str(settings.home),
+        "XSTILTS_DATA_DIR": str(settings.data_dir),
+        "XSTILTS_MODEL_ROOTS": str(tiny_model_dir.parent),
+        "XSTILTS_LEASE_SECONDS": "2",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "xstilts.cli",
+        "run",
+        str(spec),
+        "--quiet",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    work = settings.home / "artifacts" / "work"
+    deadline = time.monotonic() + 120
+    while not list(work.glob("*/checkpoint.pt")):
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "r.json").exists()
+    time.sleep(2.5)  # the dead process's lease expires
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    target = next(s for s in result["stages"] if s["role"] == "target")
+    assert target["status"] == "succeeded" and target["attempts"] == 2
+    (out,) = (settings.home / "artifacts" / "stages").glob("target_train-*")
+    train_result = json.loads((out / "train_result.json").read_text())
+    total = 3000 // 8 + (3000 % 8 > 0)
+    assert train_result["total_steps"] == total
+    assert train_result["resumed_from_step"] > 0 and train_result["resumed_from_step"] % 40 == 0
+    assert train_result["steps_run"] == total - train_result["resumed_from_step"]
+    # Exactly one set of metrics, and the checkpoint folder is gone once the stage finished.
+    assert [m["language"] for m in result["metrics"]] == ["en"]
+    assert not list(work.glob("*/checkpoint.pt"))
