@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export XSTILTS_DATA_DIR=${XSTILTS_DATA_DIR:-$(cd .. && pwd)/shared/data}
 bash scripts/setup.sh
+bash scripts/services.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
 ruff check shared services tests bench

@@ -24,6 +24,9 @@ class Settings:
     artifacts_dir: Path
     database_url: str
     model_roots: tuple[Path, ...] = field(default_factory=tuple)
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    # API keys as {name: sha256 hex of the key}; from XSTILTS_API_KEYS="name:sha256hex,..."
+    api_keys: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -33,6 +36,11 @@ class Settings:
         artifacts = Path(os.environ.get("XSTILTS_ARTIFACTS_DIR", home / "artifacts"))
         db = os.environ.get("XSTILTS_DATABASE_URL", f"sqlite:///{home / 'xstilts.db'}")
         roots = _path_list(os.environ.get("XSTILTS_MODEL_ROOTS", ""))
+        keys = dict(
+            item.split(":", 1)
+            for item in os.environ.get("XSTILTS_API_KEYS", "").split(",")
+            if ":" in item
+        )
         return cls(
             home=home,
             data_dir=Path(data).expanduser().resolve() if data else None,
@@ -40,6 +48,8 @@ class Settings:
             artifacts_dir=artifacts.expanduser().resolve(),
             database_url=db,
             model_roots=roots,
+            broker_url=os.environ.get("XSTILTS_BROKER_URL", "redis://127.0.0.1:6379/0"),
+            api_keys=keys,
         )
 
 

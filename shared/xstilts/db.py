@@ -52,12 +52,18 @@ class StageKind(str, Enum):
 
 class Experiment(Base):
     __tablename__ = "experiments"
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
     name: Mapped[str] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), default=Status.PENDING.value, index=True)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # The API key (its name) that created the experiment; None in embedded/CLI use.
+    owner: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -59,12 +59,22 @@ def _insert_stage_if_new(session: Session, p: PlannedStage) -> None:
 
 
 def submit_experiment(
-    sessions: sessionmaker[Session], spec: ExperimentSpec, planned: list[PlannedStage]
+    sessions: sessionmaker[Session],
+    spec: ExperimentSpec,
+    planned: list[PlannedStage],
+    owner: str | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
 ) -> str:
     """Store the experiment and its stages (reusing stages that exist) in one transaction."""
     with sessions.begin() as s:
         exp = Experiment(
-            name=spec.name, spec=spec.model_dump(mode="json"), status=Status.QUEUED.value
+            name=spec.name,
+            spec=spec.model_dump(mode="json"),
+            status=Status.QUEUED.value,
+            owner=owner,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
         )
         s.add(exp)
         s.flush()

@@ -47,7 +47,8 @@ PREDICTIONS_FILE = "predictions.json"
 METRICS_FILE = "metrics.json"
 # How long a running stage may go without a heartbeat before another runner may take it over.
 LEASE_SECONDS = float(os.environ.get("XSTILTS_LEASE_SECONDS", "60"))
-HEARTBEAT_SECONDS = 5.0
+# Several heartbeats fit in one lease, so a live stage never looks dead between two of them.
+HEARTBEAT_SECONDS = min(5.0, LEASE_SECONDS / 4)
 
 
 class StageReporter(Protocol):
@@ -274,7 +275,14 @@ def _run_predict(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]
         task, Split(ev["split"]), lang, _data_source(params), ev["max_examples_per_language"]
     )
     features = featurize(tokenizer, examples, ev["max_seq_length"])
-    preds = predict(model, task.name, features, ev["batch_size"], tokenizer.pad_token_id).tolist()
+    preds = predict(
+        model,
+        task.name,
+        features,
+        ev["batch_size"],
+        tokenizer.pad_token_id,
+        progress=_progress_fn(ctx, stage),
+    ).tolist()
     out = ctx.store.stage_dir(stage.kind, stage.key)
     with ctx.store.writing(out) as tmp:
         rows = [
@@ -288,8 +296,6 @@ def _run_predict(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]
         (tmp / PREDICTIONS_FILE).write_text(
             json.dumps({"task": task.name, "language": lang, "rows": rows})
         )
-    if ctx.reporter is not None:
-        ctx.reporter.progress(stage, len(rows), len(rows), 0.0)
     return out, {"n": len(rows), "steps_run": 0}
 
 

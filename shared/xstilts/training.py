@@ -184,15 +184,20 @@ def predict(
     features: Features,
     batch_size: int,
     pad_id: int,
+    progress: ProgressFn | None = None,
 ) -> torch.Tensor:
     """Predicted label ids in the original order; batches sorted by length, padded per batch."""
     device = pick_device()
     model.to(device).eval()
     out = torch.empty(len(features), dtype=torch.long)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    done, t0 = 0, time.perf_counter()
     for index in sorted_batches(features.lengths, batch_size):
         ids, mask, _ = collate(features, index, pad_id)
         with autocast:
             logits = model(ids.to(device), mask.to(device), task)
         out[torch.as_tensor(index)] = logits.argmax(-1).cpu()
+        done += len(index)
+        if progress is not None:  # examples done / total; doubles as the stage's heartbeat
+            progress(done, len(features), done / max(time.perf_counter() - t0, 1e-9), float("nan"))
     return out

@@ -1,0 +1,20 @@
+"""The API service: ``uvicorn services.api.main:app``. Celery executes stages unless
+``XSTILTS_EXECUTOR=thread`` (one process, stages in a background thread, as ``xstilts serve``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from xstilts.api import create_app
+from xstilts.config import Settings
+
+
+def celery_executor(sessions: Any, store: Any) -> Any:
+    from xstilts.worker import CeleryExecutor, app  # imported here: no broker needed to import us
+
+    return CeleryExecutor(app)
+
+
+thread_mode = os.environ.get("XSTILTS_EXECUTOR", "celery") == "thread"
+app = create_app(Settings.from_env(), executor_factory=None if thread_mode else celery_executor)

@@ -1,0 +1,100 @@
+"""Executors deliver stage ids to runners; every runner ends in :func:`execute_stage`.
+
+- Celery (service mode): ``xstilts.worker.CeleryExecutor`` sends a message per stage.
+- :class:`ThreadExecutor` (embedded mode, ``xstilts serve``): one background thread in the API
+  process works through the same stage ids in order. Not Celery's eager mode: the request that
+  enqueues returns at once, and the stage runs exactly as a worker would run it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from xstilts.artifacts import ArtifactStore
+from xstilts.db import Stage
+from xstilts.errors import CancelledError, StageFailedError
+from xstilts.orchestration import Executor, advance, queue_for, retry_or_fail, stage_unwanted
+from xstilts.stages import StageContext, StageReporter, run_stage
+
+log = logging.getLogger(__name__)
+
+CANCEL_CHECK_EVERY_S = 1.0
+
+
+def _cancel_check(sessions: sessionmaker[Session], stage_id: int) -> Callable[[], bool]:
+    last = [0.0]
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if now - last[0] < CANCEL_CHECK_EVERY_S:
+            return False
+        last[0] = now
+        return stage_unwanted(sessions, stage_id)
+
+    return should_stop
+
+
+def execute_stage(
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    executor: Executor,
+    stage_id: int,
+    reporter: StageReporter | None = None,
+) -> None:
+    """Run one delivered stage, retry it if attempts remain, then queue what became runnable."""
+    ctx = StageContext(sessions, store, reporter, should_stop=_cancel_check(sessions, stage_id))
+    try:
+        run_stage(ctx, stage_id)
+    except CancelledError:
+        log.info("stage %d cancelled", stage_id)
+    except StageFailedError as e:
+        log.warning("%s", e)
+        if retry_or_fail(sessions, stage_id):
+            with sessions() as s:
+                stage = s.get(Stage, stage_id)
+                kind = stage.kind if stage else ""
+            executor.send(stage_id, queue_for(kind))
+    advance(sessions, executor, stage_id)
+
+
+class ThreadExecutor:
+    """Embedded mode: a daemon thread runs delivered stages one at a time, in delivery order."""
+
+    def __init__(self, sessions: sessionmaker[Session], store: ArtifactStore) -> None:
+        self.sessions = sessions
+        self.store = store
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="xstilts-executor", daemon=True)
+        self._thread.start()
+
+    def send(self, stage_id: int, queue: str) -> None:
+        self._queue.put(stage_id)
+
+    def idle(self) -> bool:
+        return self._queue.unfinished_tasks == 0
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            stage_id = self._queue.get()
+            try:
+                if stage_id is None:
+                    return
+                execute_stage(self.sessions, self.store, self, stage_id)
+            except Exception:  # keep serving: the stage's own error is stored with it
+                log.exception("executor: stage %s", stage_id)
+            finally:
+                self._queue.task_done()
+
+
+__all__: list[Any] = ["ThreadExecutor", "execute_stage"]

@@ -1,0 +1,230 @@
+"""What happens between stages: which become runnable, when an experiment is done, cancellation,
+and the reconciler that recovers lost messages and dead workers.
+
+The database is the source of truth; an executor (Celery, or a thread in embedded mode) is only the
+doorbell that makes some runner call :func:`xstilts.stages.run_stage` for a stage id.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any, Protocol, cast
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, sessionmaker
+
+from xstilts.db import Experiment, ExperimentStage, Stage, StageKind, Status, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+# A queued stage not claimed within this time is delivered again (its message may have been lost).
+REDELIVER_AFTER_S = 120.0
+GPU_QUEUE = "gpu"
+EVAL_QUEUE = "eval"
+ACTIVE = (Status.PENDING.value, Status.QUEUED.value, Status.RUNNING.value)
+
+
+def queue_for(kind: str) -> str:
+    """Training and prediction need the accelerator; turning predictions into metrics does not."""
+    return EVAL_QUEUE if kind == StageKind.EVALUATE.value else GPU_QUEUE
+
+
+class Executor(Protocol):
+    """Delivers stage ids to runners. Only ever called after the commit that made them runnable."""
+
+    def send(self, stage_id: int, queue: str) -> None: ...
+
+
+def _deps_done(s: Session, stage: Stage) -> bool:
+    deps = stage.params.get("deps", [])
+    if not deps:
+        return True
+    done = s.scalars(
+        select(Stage.key).where(Stage.key.in_(deps), Stage.status == Status.SUCCEEDED.value)
+    ).all()
+    return len(done) == len(deps)
+
+
+def _wanted(s: Session, stage_id: int) -> bool:
+    """A stage is wanted while some experiment that links it is neither cancelled nor finished."""
+    return (
+        s.scalar(
+            select(ExperimentStage.id)
+            .join(Experiment, Experiment.id == ExperimentStage.experiment_id)
+            .where(ExperimentStage.stage_id == stage_id, Experiment.cancel_requested.is_(False))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def mark_runnable(sessions: sessionmaker[Session], exp_id: str) -> list[tuple[int, str]]:
+    """Move the experiment's pending stages whose dependencies succeeded to queued (committed).
+
+    Returns ``(stage id, queue)`` for each stage this call queued; the caller sends them.
+    """
+    out: list[tuple[int, str]] = []
+    with sessions.begin() as s:
+        stages = s.scalars(
+            select(Stage)
+            .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
+            .where(ExperimentStage.experiment_id == exp_id, Stage.status == Status.PENDING.value)
+        ).all()
+        for stage in stages:
+            if not _deps_done(s, stage) or not _wanted(s, stage.id):
+                continue
+            res = s.execute(
+                update(Stage)
+                .where(Stage.id == stage.id, Stage.status == Status.PENDING.value)
+                .values(
+                    status=Status.QUEUED.value,
+                    lease_until=utcnow() + timedelta(seconds=REDELIVER_AFTER_S),
+                )
+            )
+            if cast(CursorResult[Any], res).rowcount == 1:
+                out.append((stage.id, queue_for(stage.kind)))
+    return out
+
+
+def experiments_of(sessions: sessionmaker[Session], stage_id: int) -> list[str]:
+    with sessions() as s:
+        return list(
+            s.scalars(
+                select(ExperimentStage.experiment_id).where(ExperimentStage.stage_id == stage_id)
+            ).all()
+        )
+
+
+def refresh_experiment(sessions: sessionmaker[Session], exp_id: str) -> str:
+    """Derive the experiment's status from its stages and store it; returns the status."""
+    with sessions.begin() as s:
+        exp = s.get(Experiment, exp_id)
+        if exp is None:
+            return Status.FAILED.value
+        statuses = s.scalars(
+            select(Stage.status)
+            .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
+            .where(ExperimentStage.experiment_id == exp_id)
+        ).all()
+        if exp.cancel_requested:
+            status = Status.CANCELLED.value
+        elif statuses and all(st == Status.SUCCEEDED.value for st in statuses):
+            status = Status.SUCCEEDED.value
+        elif Status.FAILED.value in statuses:
+            status = Status.FAILED.value
+            failed = s.scalars(
+                select(Stage)
+                .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
+                .where(ExperimentStage.experiment_id == exp_id, Stage.status == Status.FAILED.value)
+                .limit(1)
+            ).first()
+            exp.error = (
+                f"stage {failed.kind} failed: {(failed.error or '').splitlines()[0]}"
+                if failed
+                else None
+            )
+        elif Status.RUNNING.value in statuses or Status.SUCCEEDED.value in statuses:
+            status = Status.RUNNING.value
+        else:
+            status = Status.QUEUED.value
+        exp.status = status
+        return status
+
+
+def advance(sessions: sessionmaker[Session], executor: Executor, stage_id: int) -> None:
+    """After a stage ended: queue what became runnable in every experiment that links it."""
+    for exp_id in experiments_of(sessions, stage_id):
+        for sid, queue in mark_runnable(sessions, exp_id):
+            executor.send(sid, queue)
+        refresh_experiment(sessions, exp_id)
+
+
+def start(sessions: sessionmaker[Session], executor: Executor, exp_id: str) -> None:
+    """Kick off a freshly submitted (committed) experiment."""
+    for sid, queue in mark_runnable(sessions, exp_id):
+        executor.send(sid, queue)
+    refresh_experiment(sessions, exp_id)
+
+
+def retry_or_fail(sessions: sessionmaker[Session], stage_id: int) -> bool:
+    """A failed attempt: back to queued while attempts remain (True), else it stays failed."""
+    with sessions.begin() as s:
+        res = s.execute(
+            update(Stage)
+            .where(
+                Stage.id == stage_id,
+                Stage.status == Status.FAILED.value,
+                Stage.attempts < MAX_ATTEMPTS,
+            )
+            .values(
+                status=Status.QUEUED.value,
+                lease_until=utcnow() + timedelta(seconds=REDELIVER_AFTER_S),
+            )
+        )
+        return cast(CursorResult[Any], res).rowcount == 1
+
+
+def cancel(sessions: sessionmaker[Session], exp_id: str) -> None:
+    """Flag the experiment; stages no other live experiment needs stop (running ones at the next
+    training step, via :func:`stage_unwanted`) or never start."""
+    with sessions.begin() as s:
+        s.execute(update(Experiment).where(Experiment.id == exp_id).values(cancel_requested=True))
+    with sessions.begin() as s:
+        stage_ids = s.scalars(
+            select(ExperimentStage.stage_id).where(ExperimentStage.experiment_id == exp_id)
+        ).all()
+        for sid in stage_ids:
+            if not _wanted(s, sid):
+                s.execute(
+                    update(Stage)
+                    .where(
+                        Stage.id == sid,
+                        Stage.status.in_([Status.PENDING.value, Status.QUEUED.value]),
+                    )
+                    .values(status=Status.CANCELLED.value, finished_at=utcnow())
+                )
+    refresh_experiment(sessions, exp_id)
+
+
+def stage_unwanted(sessions: sessionmaker[Session], stage_id: int) -> bool:
+    """True when every experiment that needs this stage was cancelled (the training loop stops)."""
+    with sessions() as s:
+        return not _wanted(s, stage_id)
+
+
+def reconcile(sessions: sessionmaker[Session], executor: Executor) -> list[int]:
+    """Re-deliver stages whose worker died (running, lease expired) or whose message was lost
+    (queued and not claimed in time), and queue stages that became runnable but were never sent.
+
+    Safe to run any time and from several places: claiming is a conditional update, so a duplicate
+    delivery finds nothing to do.
+    """
+    now = utcnow()
+    stale = or_(Stage.status == Status.RUNNING.value, Stage.status == Status.QUEUED.value)
+    with sessions.begin() as s:
+        rows = s.execute(select(Stage.id, Stage.kind).where(stale, Stage.lease_until < now)).all()
+        for sid, _ in rows:  # the next re-delivery of the same stage waits a full period
+            s.execute(
+                update(Stage)
+                .where(Stage.id == sid, Stage.status == Status.QUEUED.value)
+                .values(lease_until=now + timedelta(seconds=REDELIVER_AFTER_S))
+            )
+        live = s.scalars(
+            select(Experiment.id).where(
+                Experiment.status.in_(ACTIVE), Experiment.cancel_requested.is_(False)
+            )
+        ).all()
+    sent: list[int] = []
+    for sid, kind in rows:
+        executor.send(sid, queue_for(kind))
+        sent.append(sid)
+    for exp_id in live:
+        for sid, queue in mark_runnable(sessions, exp_id):
+            executor.send(sid, queue)
+            sent.append(sid)
+    if sent:
+        log.info("reconciler re-delivered stages %s", sent)
+    return sent

@@ -1,0 +1,79 @@
+"""The Celery side: one app, two queues, two task bodies that call the library.
+
+The ``gpu`` queue runs training and prediction stages, the ``eval`` queue turns predictions into
+metrics. Messages carry only a stage id; a duplicate delivery finds nothing to claim. Late acks and
+``reject_on_worker_lost`` put the message of a killed worker back on the queue, and the reconciler
+(beat, every 30 s) recovers what a queue lost. CUDA is only touched inside task bodies, that is in
+the pool's child processes, never in the parent.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+from celery import Celery
+
+from xstilts.artifacts import ArtifactStore
+from xstilts.config import Settings
+from xstilts.db import init_db, make_engine, session_factory
+from xstilts.executors import execute_stage
+from xstilts.orchestration import EVAL_QUEUE, GPU_QUEUE, reconcile
+
+log = logging.getLogger(__name__)
+
+RUN_STAGE = "xstilts.run_stage"
+RECONCILE = "xstilts.reconcile"
+RECONCILE_EVERY_S = 30.0
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("xstilts", broker=settings.broker_url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_default_queue=GPU_QUEUE,
+        task_routes={RECONCILE: {"queue": EVAL_QUEUE}},
+        broker_connection_retry_on_startup=True,
+        # Redis redelivers an unacked message after this; longer than any single stage may take
+        # is wrong for long training, so redelivery is left to the lease-based reconciler instead.
+        broker_transport_options={"visibility_timeout": 7 * 24 * 3600},
+        beat_schedule={"reconcile": {"task": RECONCILE, "schedule": RECONCILE_EVERY_S}},
+        worker_hijack_root_logger=False,
+    )
+    app.task(name=RUN_STAGE, bind=False)(run_stage_task)
+    app.task(name=RECONCILE, bind=False)(reconcile_task)
+    return app
+
+
+class CeleryExecutor:
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def send(self, stage_id: int, queue: str) -> None:
+        self.app.send_task(RUN_STAGE, args=[stage_id], queue=queue)
+
+
+@lru_cache(maxsize=1)
+def _runtime() -> tuple[Any, ArtifactStore, CeleryExecutor]:
+    """Per-process database engine, artifact store and executor (built in the child, lazily)."""
+    settings = Settings.from_env()
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    return session_factory(engine), ArtifactStore(settings.artifacts_dir), CeleryExecutor(app)
+
+
+def run_stage_task(stage_id: int) -> None:
+    sessions, store, executor = _runtime()
+    execute_stage(sessions, store, executor, stage_id)
+
+
+def reconcile_task() -> None:
+    sessions, _, executor = _runtime()
+    reconcile(sessions, executor)
+
+
+app = make_celery(Settings.from_env())

@@ -1,0 +1,253 @@
+"""The REST API over the library: auth and ownership, submission (idempotent), validation errors,
+listing, cancellation, and one real experiment run by the embedded ThreadExecutor."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from xstilts.api import create_app
+from xstilts.executors import ThreadExecutor
+from xstilts.pipeline import Workspace
+from xstilts.spec import parse_spec
+
+from tests.conftest import tiny_spec
+
+ALICE, BOB = "alice-key-123", "bob-key-456"
+A = {"Authorization": f"Bearer {ALICE}"}
+B = {"Authorization": f"Bearer {BOB}"}
+
+
+def _sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class RecordingExecutor:
+    """Delivers nothing: for tests that only need what the API stores."""
+
+    def __init__(self, *_: object) -> None:
+        self.sent: list[tuple[int, str]] = []
+
+    def send(self, stage_id: int, queue: str) -> None:
+        self.sent.append((stage_id, queue))
+
+
+@pytest.fixture()
+def api_settings(settings):
+    return dataclasses.replace(settings, api_keys={"alice": _sha(ALICE), "bob": _sha(BOB)})
+
+
+@pytest.fixture()
+def client(api_settings) -> Iterator[TestClient]:
+    """An app whose executor records deliveries and runs nothing."""
+    with TestClient(create_app(api_settings, executor_factory=RecordingExecutor)) as c:
+        yield c
+
+
+def small_spec(model_dir: Path, name: str = "api") -> dict:
+    training = {
+        "learning_rate": 1e-3,
+        "batch_size": 16,
+        "max_train_examples": 32,
+        "max_seq_length": 64,
+        "warmup_ratio": 0.1,
+        "checkpoint_every_steps": 5,
+    }
+    return tiny_spec(
+        model_dir,
+        name=name,
+        intermediate={"tasks": [], "training": training},
+        target={"task": "xnli", "training": training},
+        evaluation={
+            "languages": ["en", "de"],
+            "max_examples_per_language": 20,
+            "max_seq_length": 64,
+            "bootstrap_samples": 100,
+        },
+    )
+
+
+def _wait(client: TestClient, exp_id: str, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(f"/experiments/{exp_id}", headers=A).json()
+        if body["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+            return body
+        time.sleep(0.2)
+
+
+def test_auth_and_ownership(client: TestClient, tiny_model_dir: Path) -> None:
+    assert client.get("/experiments").status_code == 401
+    r = client.get("/experiments", headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+    assert client.get("/tasks").status_code == 401
+
+    created = client.post("/experiments", json=small_spec(tiny_model_dir), headers=A)
+    assert created.status_code == 201
+    exp_id = created.json()["id"]
+    assert client.get(f"/experiments/{exp_id}", headers=A).status_code == 200
+    for method, path in (
+        ("GET", f"/experiments/{exp_id}"),
+        ("GET", f"/experiments/{exp_id}/metrics"),
+        ("POST", f"/experiments/{exp_id}/cancel"),
+        ("GET", "/experiments/doesnotexist"),
+    ):
+        assert client.request(method, path, headers=B).status_code == 404, (method, path)
+    assert client.get("/experiments", headers=B).json()["total"] == 0
+
+
+def test_submit_runs_for_real_and_matches_the_library(
+    api_settings, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    spec = small_spec(tiny_model_dir)
+    app = create_app(api_settings)
+    assert isinstance(app.state.executor, ThreadExecutor)
+    with TestClient(app) as client:
+        r = client.post("/experiments", json=spec, headers=A)
+        assert r.status_code == 201, r.text
+        exp_id = r.json()["id"]
+        assert r.headers["Location"] == f"/experiments/{exp_id}"
+        assert [s["role"] for s in r.json()["stages"]] == [
+            "target",
+            "predict:en",
+            "predict:de",
+            "evaluate",
+        ]
+
+        body = _wait(client, exp_id)
+        assert body["status"] == "succeeded", body
+        for st in body["stages"]:
+            assert st["status"] == "succeeded" and st["attempts"] == 1
+            assert st["progress"]["step"] == st["progress"]["total"]
+            assert st["progress"]["eta_s"] == 0.0
+
+        res = client.get(f"/experiments/{exp_id}/metrics", headers=A).json()
+        assert res["experiment"]["status"] == "succeeded"
+        assert [m["language"] for m in res["metrics"]] == ["en", "de"]
+
+    other = dataclasses.replace(
+        api_settings,
+        home=tmp_path / "direct",
+        artifacts_dir=tmp_path / "direct" / "artifacts",
+        database_url=f"sqlite:///{tmp_path / 'direct' / 'xstilts.db'}",
+    )
+    direct = Workspace(other).run(parse_spec(spec))
+    assert res["metrics"] == direct["metrics"]  # exact: same seed, same data, same stages
+    assert res["summary"] == json.loads(json.dumps(direct["summary"]))
+
+
+def test_idempotency_key(client: TestClient, tiny_model_dir: Path) -> None:
+    spec = small_spec(tiny_model_dir)
+    headers = {**A, "Idempotency-Key": "k1"}
+    first = client.post("/experiments", json=spec, headers=headers)
+    assert first.status_code == 201
+    # The same body in another key order (the hash is over the validated spec) replays.
+    reordered = dict(reversed(list(spec.items())))
+    again = client.post("/experiments", json=reordered, headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert "Location" not in again.headers
+
+    changed = client.post("/experiments", json={**spec, "name": "other"}, headers=headers)
+    assert changed.status_code == 422
+    assert "different request body" in changed.json()["detail"][0]["msg"]
+
+    # Keys are per owner: Bob's "k1" is a new experiment.
+    bob = client.post("/experiments", json=spec, headers={**B, "Idempotency-Key": "k1"})
+    assert bob.status_code == 201 and bob.json()["id"] != first.json()["id"]
+    assert client.get("/experiments", headers=A).json()["total"] == 1
+
+
+def test_validation_errors_name_fields(client: TestClient, tiny_model_dir: Path) -> None:
+    spec = small_spec(tiny_model_dir)
+
+    bad_task = copy.deepcopy(spec)
+    bad_task["target"]["task"] = "nope"
+    r = client.post("/experiments", json=bad_task, headers=A)
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["target", "task"] and "xnli" in err["msg"]
+
+    bad_lang = copy.deepcopy(spec)
+    bad_lang["evaluation"]["languages"] = ["en", "klingon"]
+    r = client.post("/experiments", json=bad_lang, headers=A)
+    assert r.status_code == 422
+    assert [e["loc"][:2] for e in r.json()["detail"]] == [["evaluation", "languages"]]
+    assert "klingon" in r.json()["detail"][0]["msg"] and "de" in r.json()["detail"][0]["msg"]
+
+    r = client.post("/experiments", json={**spec, "colour": "blue"}, headers=A)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["colour"]
+
+    r = client.post("/experiments", content=b"{not json", headers=A)
+    assert r.status_code == 422
+
+    # Planning errors (a model outside the allowed roots) also name their field.
+    r = client.post(
+        "/experiments", json={**spec, "model": {"source": "local:/definitely/elsewhere"}}, headers=A
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["model", "source"]
+    assert client.get("/experiments", headers=A).json()["total"] == 0
+
+
+def test_body_too_large(client: TestClient, tiny_model_dir: Path) -> None:
+    big = {**small_spec(tiny_model_dir), "name": "x" * (1 << 20)}
+    assert client.post("/experiments", json=big, headers=A).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the size is counted as it arrives
+        for _ in range(20):
+            yield b" " * 65536
+
+    assert client.post("/experiments", content=chunks(), headers=A).status_code == 413
+
+
+def test_list_pagination_and_cancel(client: TestClient, tiny_model_dir: Path) -> None:
+    ids = []
+    for i in range(3):
+        r = client.post("/experiments", json=small_spec(tiny_model_dir, f"e{i}"), headers=A)
+        assert r.status_code == 201
+        ids.append(r.json()["id"])
+    # Identical stages: planned once, shared by all three (only the first queued them).
+    assert len({s["key"] for s in r.json()["stages"]}) == 4
+
+    page = client.get("/experiments?limit=2", headers=A).json()
+    assert page["total"] == 3 and page["limit"] == 2 and page["offset"] == 0
+    assert [e["id"] for e in page["items"]] == ids[::-1][:2]
+    rest = client.get("/experiments?limit=2&offset=2", headers=A).json()
+    assert [e["id"] for e in rest["items"]] == ids[:1]
+
+    assert client.get("/experiments?limit=101", headers=A).status_code == 422
+    r = client.get("/experiments?status=bogus", headers=A)
+    assert r.status_code == 422 and "cancelled" in json.dumps(r.json())
+
+    r = client.post(f"/experiments/{ids[0]}/cancel", headers=A)
+    assert r.status_code == 202 and r.json()["status"] == "cancelled"
+    cancelled = client.get("/experiments?status=cancelled", headers=A).json()
+    assert cancelled["total"] == 1 and cancelled["items"][0]["id"] == ids[0]
+    queued = client.get("/experiments?status=queued", headers=A).json()
+    assert queued["total"] == 2
+
+
+def test_tasks_and_probes(client: TestClient) -> None:
+    tasks = client.get("/tasks", headers=A).json()
+    xnli = next(t for t in tasks if t["name"] == "xnli")
+    assert xnli["target"] is True and "de" in xnli["languages"]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("broker", "code", "state"),
+    [("memory://", 200, "not used"), ("redis://127.0.0.1:1/0", 503, "failed")],
+)
+def test_readyz(api_settings, broker: str, code: int, state: str) -> None:
+    cfg = dataclasses.replace(api_settings, broker_url=broker)
+    with TestClient(create_app(cfg, executor_factory=RecordingExecutor)) as c:
+        r = c.get("/readyz")
+    assert r.status_code == code and r.json()["database"] == "ok"
+    assert r.json()["broker"].startswith(state)

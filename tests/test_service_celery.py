@@ -1,0 +1,206 @@
+"""The service path with real parts: Postgres, Redis, and Celery workers as separate processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import func, select
+from xstilts.db import Metric, Stage, init_db, make_engine, session_factory
+from xstilts.orchestration import cancel, reconcile, refresh_experiment, start
+from xstilts.pipeline import Workspace, experiment_results, plan, submit_experiment
+from xstilts.spec import parse_spec
+from xstilts.worker import CeleryExecutor, make_celery
+
+from tests.conftest import tiny_spec
+from tests.service_fixtures import Workers, broker_url, pg_url  # noqa: F401 (fixtures)
+
+
+@pytest.fixture()
+def service(settings, pg_url, broker_url, tiny_model_dir: Path, tmp_path: Path):  # noqa: F811
+    svc_settings = replace(
+        settings,
+        database_url=pg_url,
+        broker_url=broker_url,
+        artifacts_dir=tmp_path / "svc-artifacts",
+    )
+    env = {
+        **os.environ,
+        "XSTILTS_DATABASE_URL": pg_url,
+        "XSTILTS_BROKER_URL": broker_url,
+        "XSTILTS_ARTIFACTS_DIR": str(svc_settings.artifacts_dir),
+        "XSTILTS_DATA_DIR": str(settings.data_dir),
+        "XSTILTS_MODEL_ROOTS": str(tiny_model_dir.parent),
+        "XSTILTS_LEASE_SECONDS": "4",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    engine = make_engine(pg_url)
+    init_db(engine)
+    sessions = session_factory(engine)
+    workers = Workers(env, tmp_path)
+    svc = SimpleNamespace(
+        settings=svc_settings,
+        sessions=sessions,
+        executor=CeleryExecutor(make_celery(svc_settings)),
+        workers=workers,
+    )
+    yield svc
+    workers.stop_all()
+    engine.dispose()
+
+
+def _submit(svc, spec) -> str:
+    exp_id = submit_experiment(svc.sessions, spec, plan(spec, svc.settings))
+    start(svc.sessions, svc.executor, exp_id)  # after the commit, as the API does
+    return exp_id
+
+
+def _wait(svc, exp_id: str, want: str = "succeeded", timeout: float = 240) -> float:
+    t0 = time.monotonic()
+    while True:
+        status = refresh_experiment(svc.sessions, exp_id)
+        if status == want:
+            return time.monotonic() - t0
+        if status in ("failed", "cancelled") and status != want:
+            logs = "\n".join(svc.workers.log(n)[-3000:] for n in svc.workers.procs)
+            pytest.fail(
+                f"experiment {status}: {experiment_results(svc.sessions, exp_id)['experiment']}\n{logs}"
+            )
+        if time.monotonic() - t0 > timeout:
+            logs = "\n".join(svc.workers.log(n)[-3000:] for n in svc.workers.procs)
+            pytest.fail(f"experiment still {status} after {timeout}s\n{logs}")
+        time.sleep(0.3)
+
+
+def test_celery_workers_end_to_end_match_library_and_reuse(
+    service, settings, tiny_model_dir: Path
+) -> None:
+    service.workers.start("gpu", "gpu")
+    service.workers.start("eval", "eval", module="services.eval.main")
+    spec = parse_spec(tiny_spec(tiny_model_dir))
+    exp_id = _submit(service, spec)
+    _wait(service, exp_id)
+    got = experiment_results(service.sessions, exp_id)
+
+    direct = Workspace(settings).run(spec)  # the same spec, in-process on SQLite
+    assert [(m["language"], m["value"], m["n"]) for m in got["metrics"]] == [
+        (m["language"], m["value"], m["n"]) for m in direct["metrics"]
+    ]
+    assert (
+        got["summary"]["non_english_variance_sample"]
+        == direct["summary"]["non_english_variance_sample"]
+    )
+
+    # A second experiment with the same intermediate stage and another target training.
+    other = tiny_spec(tiny_model_dir)
+    other["target"]["training"] = dict(other["target"]["training"], learning_rate=5e-4)
+    exp2 = _submit(service, parse_spec(other))
+    _wait(service, exp2)
+    stages2 = {s["role"]: s for s in experiment_results(service.sessions, exp2)["stages"]}
+    assert stages2["intermediate"]["reused"] and stages2["intermediate"]["attempts"] == 1
+    assert stages2["intermediate"]["steps_run"] == 16  # trained once, by the first experiment
+    assert not stages2["target"]["reused"] and stages2["target"]["steps_run"] == 16
+
+    # Duplicate deliveries of finished stages run nothing.
+    target_id = next(
+        s.id
+        for s in service.sessions().scalars(
+            select(Stage).where(Stage.key == stages2["target"]["key"])
+        )
+    )
+    service.executor.send(target_id, "gpu")
+    service.executor.send(target_id, "gpu")
+    time.sleep(3)
+    with service.sessions() as s:
+        stage = s.get(Stage, target_id)
+        assert stage.attempts == 1 and stage.steps_run == 16 and stage.status == "succeeded"
+    assert "xstilts.run_stage" in service.workers.log("gpu")
+
+
+def _long_spec(model_dir: Path, **training: object) -> dict:
+    data = tiny_spec(
+        model_dir,
+        intermediate={"tasks": []},
+        evaluation={"languages": ["en"], "max_examples_per_language": 20},
+    )
+    data["target"]["training"].update({"max_train_examples": 3000, "batch_size": 8, **training})
+    return data
+
+
+def test_sigkill_worker_mid_training_new_worker_resumes(service, tiny_model_dir: Path) -> None:
+    spec = parse_spec(_long_spec(tiny_model_dir, checkpoint_every_steps=40))
+    first = service.workers.start("gpu1", "gpu")
+    service.workers.start("eval", "eval", module="services.eval.main")
+    exp_id = _submit(service, spec)
+    work = service.settings.artifacts_dir / "work"
+    deadline = time.monotonic() + 120
+    while not list(work.glob("*/checkpoint.pt")):
+        assert time.monotonic() < deadline, service.workers.log("gpu1")[-3000:]
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)  # the parent; its pool child is killed with it below
+    for child in _children(first.pid):
+        os.kill(child, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    service.workers.start("gpu2", "gpu")
+    while refresh_experiment(service.sessions, exp_id) != "succeeded":
+        reconcile(service.sessions, service.executor)  # what celery beat does every 30 s
+        assert time.monotonic() - killed_at < 180, service.workers.log("gpu2")[-3000:]
+        time.sleep(1)
+    recovery_s = time.monotonic() - killed_at
+    result = experiment_results(service.sessions, exp_id)
+    target = next(s for s in result["stages"] if s["role"] == "target")
+    assert target["attempts"] == 2 and target["status"] == "succeeded"
+    (out,) = (service.settings.artifacts_dir / "stages").glob("target_train-*")
+    import json
+
+    train_result = json.loads((out / "train_result.json").read_text())
+    assert train_result["resumed_from_step"] > 0 and train_result["resumed_from_step"] % 40 == 0
+    with service.sessions() as s:
+        assert (
+            s.scalar(select(func.count()).select_from(Metric)) == 1
+        )  # exactly one set (1 language)
+    print(f"kill-and-resume recovery: {recovery_s:.1f} s")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def test_cancel_stops_running_stage_within_seconds(service, tiny_model_dir: Path) -> None:
+    spec = parse_spec(_long_spec(tiny_model_dir, epochs=50, checkpoint_every_steps=100000))
+    service.workers.start("gpu", "gpu")
+    exp_id = _submit(service, spec)
+    deadline = time.monotonic() + 120
+    while True:
+        with service.sessions() as s:
+            stage = s.scalars(select(Stage).where(Stage.kind == "target_train")).one()
+            if stage.status == "running" and stage.progress_step > 0:
+                break
+        assert time.monotonic() < deadline, service.workers.log("gpu")[-3000:]
+        time.sleep(0.2)
+    t0 = time.monotonic()
+    cancel(service.sessions, exp_id)
+    while True:
+        with service.sessions() as s:
+            stage = s.scalars(select(Stage).where(Stage.kind == "target_train")).one()
+            if stage.status == "cancelled":
+                break
+        assert time.monotonic() - t0 < 10, f"still {stage.status}"
+        time.sleep(0.1)
+    assert stage.progress_step < stage.progress_total
+    assert refresh_experiment(service.sessions, exp_id) == "cancelled"
