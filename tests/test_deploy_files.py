@@ -1,0 +1,692 @@
+"""The deployment files: Dockerfiles, .dockerignore, docker-compose.yml and k8s/.
+
+Neither Docker nor a cluster runs here, so these tests parse the files, validate them against the
+official schemas where one exists offline (the Compose Specification schema vendored by
+check-jsonschema, the Kubernetes schemas shipped by kubernetes-validate), and check that the files
+agree with each other and with the service contract in docs/deployment.md.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shlex
+from collections.abc import Iterator
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+K8S = REPO / "k8s"
+
+# The service contract: the command each service runs (docs/deployment.md).
+COMMANDS = {
+    "migrate": "xstilts db upgrade",
+    "api": "uvicorn services.api.main:app --host 0.0.0.0 --port 8000",
+    "worker": "celery -A services.worker.main worker -Q gpu --concurrency 1 --prefetch-multiplier 1"
+    " -O fair --loglevel INFO",
+    "scheduler": "celery -A services.worker.main beat --loglevel INFO",
+    "eval": "celery -A services.eval.main worker -Q eval --concurrency 2 --loglevel INFO",
+}
+# Settings every xstilts container gets, besides XSTILTS_DATABASE_URL (which holds the password).
+ENVIRONMENT = {
+    "XSTILTS_BROKER_URL": "redis://redis:6379/0",
+    "XSTILTS_ARTIFACTS_DIR": "/artifacts",
+    "XSTILTS_DATA_DIR": "/data",
+    "XSTILTS_CACHE_DIR": "/cache",
+}
+DATABASE_URL = re.compile(r"postgresql\+psycopg://xstilts:(?P<password>.+)@postgres:5432/xstilts")
+SHARED_MOUNTS = {"/artifacts": False, "/cache": False, "/data": True}  # path -> read-only
+# The services that mount the shared volumes (every xstilts service but the migration).
+APP_SERVICES = ("api", "worker", "scheduler", "eval")
+DOCKERFILES = {name: REPO / "services" / name / "Dockerfile" for name in ("api", "worker", "eval")}
+# The Python each Ubuntu release ships as python3 (the worker image uses it).
+UBUNTU_PYTHON = {"22.04": "3.10", "24.04": "3.12"}
+# Versions of Kubernetes the manifests must be valid for: an old supported one and a recent one.
+K8S_VERSIONS = ("1.29", "1.33")
+# Kubernetes' resource.Quantity syntax (the JSON schemas accept any string)
+QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?")
+KEDA_REDIS_KEYS = {
+    "address",
+    "addressFromEnv",
+    "host",
+    "hostFromEnv",
+    "port",
+    "portFromEnv",
+    "listName",
+    "listLength",
+    "activationListLength",
+    "databaseIndex",
+    "enableTLS",
+    "unsafeSsl",
+    "usernameFromEnv",
+    "passwordFromEnv",
+}
+
+
+def argv(command: str | list[str]) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+
+
+# --- Dockerfiles -------------------------------------------------------------------------------
+
+
+def parse_dockerfile(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with line continuations joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        keyword, _, args = (pending + stripped).partition(" ")
+        out.append((keyword.upper(), args.strip()))
+        pending = ""
+    assert not pending, f"{path}: the file ends inside a line continuation"
+    return out
+
+
+def final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    last_from = max(i for i, (kw, _) in enumerate(instructions) if kw == "FROM")
+    return instructions[last_from:]
+
+
+def base_image(instructions: list[tuple[str, str]]) -> str:
+    """The final stage's FROM image, with global ARG defaults substituted."""
+    args: dict[str, str] = {}
+    for kw, rest in instructions:
+        if kw == "FROM":
+            break
+        if kw == "ARG" and "=" in rest:
+            name, _, default = rest.partition("=")
+            args[name.strip()] = default.strip().strip('"')
+    image = final_stage(instructions)[0][1].split()[0]
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), image)
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+
+
+def dockerignored(relpath: str, patterns: list[str]) -> bool:
+    """Docker's rule, simplified: the last matching pattern wins; a folder's match covers its files."""
+    parts = relpath.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern.lstrip("!").strip("/")
+        globs = [pat, pat[3:]] if pat.startswith("**/") else [pat]
+        for candidate in candidates:
+            if any(fnmatch.fnmatchcase(candidate, g) for g in globs) or (
+                pat.startswith("**/")
+                and any(fnmatch.fnmatchcase(candidate.split("/")[-1], g) for g in globs)
+            ):
+                ignored = not negate
+                break
+    return ignored
+
+
+def pyproject_torch_pin() -> str:
+    match = re.search(r'"torch==([^"]+)"', (REPO / "pyproject.toml").read_text())
+    assert match, "pyproject.toml no longer pins torch with =="
+    return match.group(1)
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_runs_as_a_non_root_user(name: str) -> None:
+    stage = final_stage(parse_dockerfile(DOCKERFILES[name]))
+    users = [args for kw, args in stage if kw == "USER"]
+    assert users, f"{name}: the final stage never sets USER, so it runs as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0"), f"{name}: runs as {users[-1]}"
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_copies_only_what_exists_and_reaches_the_build(name: str) -> None:
+    patterns = dockerignore_patterns()
+    copies = [args for kw, args in parse_dockerfile(DOCKERFILES[name]) if kw in ("COPY", "ADD")]
+    assert copies, f"{name}: copies nothing from the repository"
+    for args in copies:
+        tokens = shlex.split(args)
+        if any(t.startswith("--from") for t in tokens):
+            continue
+        sources = [t for t in tokens if not t.startswith("--")][:-1]
+        for source in sources:
+            path = REPO / source
+            assert path.exists(), f"{name}: COPY {source}: not in the repository"
+            assert not dockerignored(source, patterns), f"{name}: {source} is in .dockerignore"
+            files = [path] if path.is_file() else [p for p in path.rglob("*.py")]
+            for file in files:
+                rel = file.relative_to(REPO).as_posix()
+                if "__pycache__" not in rel:
+                    assert not dockerignored(rel, patterns), f"{name}: {rel} is in .dockerignore"
+
+
+def test_dockerfiles_copy_what_pip_install_needs() -> None:
+    # `pip install .` needs pyproject.toml, the README it names, and the package under shared/.
+    for name, path in DOCKERFILES.items():
+        copied = " ".join(a for kw, a in parse_dockerfile(path) if kw == "COPY")
+        for needed in ("pyproject.toml", "README.md", "shared", "services"):
+            assert needed in copied.split(), f"{name}: does not copy {needed}"
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_default_command_is_the_contract(name: str) -> None:
+    cmds = [args for kw, args in final_stage(parse_dockerfile(DOCKERFILES[name])) if kw == "CMD"]
+    assert cmds, f"{name}: no CMD"
+    assert json.loads(cmds[-1]) == argv(COMMANDS[name])
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_pins_the_torch_of_pyproject(name: str) -> None:
+    pins = re.findall(r"torch==(\S+)", DOCKERFILES[name].read_text())
+    assert pins == [pyproject_torch_pin()], f"{name}: torch pins {pins}"
+
+
+def test_worker_image_is_cuda_and_refuses_a_cpu_torch() -> None:
+    text = DOCKERFILES["worker"].read_text()
+    image = base_image(parse_dockerfile(DOCKERFILES["worker"]))
+    assert image.startswith("nvidia/cuda:"), image
+    assert "torch.version.cuda" in text, "the worker build no longer checks torch is a CUDA build"
+
+
+def test_images_share_one_python_minor_version() -> None:
+    from packaging.specifiers import SpecifierSet
+
+    worker = base_image(parse_dockerfile(DOCKERFILES["worker"]))
+    ubuntu = re.search(r"ubuntu(\d+\.\d+)", worker)
+    assert ubuntu and ubuntu.group(1) in UBUNTU_PYTHON, worker
+    versions = {"worker": UBUNTU_PYTHON[ubuntu.group(1)]}
+    for name in ("api", "eval"):
+        image = base_image(parse_dockerfile(DOCKERFILES[name]))
+        match = re.fullmatch(r"python:(\d+\.\d+)[\w.-]*", image)
+        assert match, f"{name}: base image {image} is not an official python image"
+        versions[name] = match.group(1)
+    assert len(set(versions.values())) == 1, versions
+    requires = re.search(r'requires-python\s*=\s*"([^"]+)"', (REPO / "pyproject.toml").read_text())
+    assert requires and versions["worker"] + ".0" in SpecifierSet(requires.group(1))
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
+    patterns = dockerignore_patterns()
+    for path in (
+        ".venv/bin/python",
+        ".xstilts/xstilts.db",
+        "results/demo.json",
+        ".git/HEAD",
+        "shared/xstilts/__pycache__/cli.cpython-311.pyc",
+        ".env",
+    ):
+        assert dockerignored(path, patterns), f"{path} would be sent to the image builder"
+
+
+def image_user_uid(name: str) -> int:
+    users = [a for kw, a in final_stage(parse_dockerfile(DOCKERFILES[name])) if kw == "USER"]
+    return int(users[-1].split(":")[0])
+
+
+# --- docker-compose.yml ------------------------------------------------------------------------
+
+
+@cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def services() -> dict[str, Any]:
+    return compose()["services"]
+
+
+def test_compose_validates_against_the_compose_specification() -> None:
+    pytest.importorskip("check_jsonschema", reason="the Compose schema ships with check-jsonschema")
+    import jsonschema
+
+    resource = files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema = json.loads(resource.read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(compose())]
+    assert not errors, errors
+
+
+def test_compose_has_every_service() -> None:
+    assert set(services()) >= {"postgres", "redis", "migrate", *APP_SERVICES}
+
+
+def test_compose_builds_from_the_repository_dockerfiles() -> None:
+    built_by: dict[str, str] = {}
+    for name, service in services().items():
+        if "build" not in service:
+            continue
+        build = service["build"]
+        assert (REPO / build["context"]).resolve() == REPO, f"{name}: context is not the repo root"
+        dockerfile = (REPO / build["context"] / build["dockerfile"]).resolve()
+        assert dockerfile in DOCKERFILES.values(), f"{name}: builds {dockerfile}"
+        # Services that share an image name must build it from the same Dockerfile.
+        image = service["image"].split(":")[0]
+        assert built_by.setdefault(image, str(dockerfile)) == str(dockerfile), image
+    assert set(built_by) == {"xstilts-api", "xstilts-worker", "xstilts-eval"}
+    assert services()["migrate"]["image"] == services()["api"]["image"]
+    assert services()["worker"]["build"]["dockerfile"] == "services/worker/Dockerfile"
+
+
+def test_compose_dependencies_exist_and_can_be_met() -> None:
+    for name, service in services().items():
+        for dep, spec in service.get("depends_on", {}).items():
+            assert dep in services(), f"{name} depends on unknown service {dep}"
+            condition = spec["condition"]
+            if condition == "service_healthy":
+                assert "healthcheck" in services()[dep], f"{name} waits for {dep}'s health"
+            elif condition == "service_completed_successfully":
+                assert services()[dep].get("restart") == "no", f"{dep} must run once"
+            else:
+                assert condition == "service_started", condition
+    assert services()["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in APP_SERVICES:
+        deps = services()[name]["depends_on"]
+        assert deps["migrate"]["condition"] == "service_completed_successfully", name
+        assert deps["redis"]["condition"] == "service_healthy", name
+
+
+def test_compose_commands_are_the_contract() -> None:
+    for name, command in COMMANDS.items():
+        assert argv(services()[name]["command"]) == argv(command), name
+    # a quoted "no": an unquoted no is YAML's false, which Compose rejects
+    assert services()["migrate"]["restart"] == "no"
+
+
+def test_compose_worker_reserves_a_gpu_and_time_to_checkpoint() -> None:
+    worker = services()["worker"]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    grace = re.fullmatch(r"(\d+)(s|m)", worker["stop_grace_period"])
+    assert grace, worker["stop_grace_period"]
+    seconds = int(grace.group(1)) * (60 if grace.group(2) == "m" else 1)
+    assert seconds >= 300
+    for name in ("api", "eval", "scheduler", "migrate"):
+        assert "deploy" not in services()[name], f"{name} should not hold a GPU"
+
+
+def test_compose_environment_follows_the_contract() -> None:
+    password = services()["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert password.startswith("${POSTGRES_PASSWORD:?"), (
+        "the password must be required, not defaulted"
+    )
+    for name in ("migrate", *APP_SERVICES):
+        env = services()[name]["environment"]
+        for key, value in ENVIRONMENT.items():
+            assert env.get(key) == value, f"{name}: {key}"
+        url = DATABASE_URL.fullmatch(env["XSTILTS_DATABASE_URL"])
+        assert url and url.group("password") == password, f"{name}: XSTILTS_DATABASE_URL"
+        assert env["XSTILTS_ENV"].startswith("${XSTILTS_ENV:-"), name
+        # only the API authenticates clients, so only it gets the key hashes
+        assert ("XSTILTS_API_KEYS" in env) == (name == "api"), name
+    assert services()["api"]["environment"]["XSTILTS_API_KEYS"].startswith("${XSTILTS_API_KEYS:?")
+
+
+def mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """target -> {type, source, read_only} for both the short and the long volume syntax."""
+    out = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            kind = "volume" if not source.startswith((".", "/", "$")) else "bind"
+            volume = {"type": kind, "source": source, "target": target, "read_only": mode == ["ro"]}
+        out[volume["target"]] = volume
+    return out
+
+
+def test_compose_services_share_artifacts_cache_and_read_only_data() -> None:
+    for name in APP_SERVICES:
+        got = mounts(services()[name])
+        for target, read_only in SHARED_MOUNTS.items():
+            assert target in got, f"{name} does not mount {target}"
+            assert bool(got[target].get("read_only")) == read_only, f"{name}: {target}"
+        assert got["/artifacts"] == {
+            "type": "volume",
+            "source": "artifacts",
+            "target": "/artifacts",
+        }
+        assert got["/cache"]["source"] == "cache"
+        assert got["/data"]["type"] == "bind"
+        assert got["/data"]["source"] == "${XSTILTS_DATA_DIR:-../shared/data}"
+
+
+def test_compose_named_volumes_are_declared_and_used() -> None:
+    used = {
+        m["source"]
+        for service in services().values()
+        for m in mounts(service).values()
+        if m["type"] == "volume"
+    }
+    declared = set(compose()["volumes"])
+    assert declared >= {"artifacts", "cache", "pgdata"}
+    assert used == declared
+    assert mounts(services()["postgres"])["/var/lib/postgresql/data"]["source"] == "pgdata"
+
+
+def test_compose_healthchecks_and_published_ports() -> None:
+    assert "pg_isready" in " ".join(argv(services()["postgres"]["healthcheck"]["test"]))
+    assert argv(services()["redis"]["healthcheck"]["test"])[1:] == ["redis-cli", "ping"]
+    api_check = " ".join(argv(services()["api"]["healthcheck"]["test"]))
+    assert "urllib" in api_check and ":8000/healthz" in api_check
+    assert services()["api"]["ports"] == ["8000:8000"]
+    exposed = [name for name, service in services().items() if service.get("ports")]
+    assert exposed == ["api"], "only the API is published; Postgres and Redis stay internal"
+
+
+# --- k8s/ --------------------------------------------------------------------------------------
+
+
+@cache
+def kustomization() -> dict[str, Any]:
+    return yaml.safe_load((K8S / "kustomization.yaml").read_text())
+
+
+@cache
+def manifests() -> dict[str, tuple[dict[str, Any], ...]]:
+    """Every manifest file in k8s/ (except kustomization.yaml) -> its objects."""
+    out = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            docs = tuple(d for d in yaml.safe_load_all(path.read_text()) if d is not None)
+            out[path.name] = docs
+    return out
+
+
+def applied() -> list[dict[str, Any]]:
+    """The objects `kubectl apply -k k8s/` creates."""
+    return [obj for name in kustomization()["resources"] for obj in manifests()[name]]
+
+
+def find(kind: str, name: str) -> dict[str, Any]:
+    hits = [o for o in applied() if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(hits) == 1, f"{kind}/{name}: {len(hits)} objects"
+    return hits[0]
+
+
+def workloads() -> Iterator[dict[str, Any]]:
+    return (o for o in applied() if o["kind"] in ("Deployment", "StatefulSet", "Job"))
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    return workload["spec"]["template"]["spec"]
+
+
+def container(workload: dict[str, Any]) -> dict[str, Any]:
+    containers = pod_spec(workload)["containers"]
+    assert len(containers) == 1, workload["metadata"]["name"]
+    return containers[0]
+
+
+# Which contract command and image each xstilts workload runs.
+K8S_WORKLOADS = {
+    ("Job", "xstilts-migrate"): ("migrate", "xstilts-api"),
+    ("Deployment", "xstilts-api"): ("api", "xstilts-api"),
+    ("Deployment", "xstilts-worker"): ("worker", "xstilts-worker"),
+    ("Deployment", "xstilts-scheduler"): ("scheduler", "xstilts-eval"),
+    ("Deployment", "xstilts-eval"): ("eval", "xstilts-eval"),
+}
+
+
+def test_kustomization_lists_existing_files_and_every_manifest() -> None:
+    resources = kustomization()["resources"]
+    assert len(resources) == len(set(resources))
+    for name in resources:
+        assert (K8S / name).is_file(), f"kustomization.yaml lists missing {name}"
+    # the Secret is created by hand, never applied from the repository
+    assert set(manifests()) - set(resources) == {"secret.example.yaml"}
+
+
+def test_every_object_is_identified_and_labelled() -> None:
+    seen = set()
+    for filename, objects in manifests().items():
+        assert objects, f"{filename} is empty"
+        for obj in objects:
+            where = f"{filename}: {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+            assert obj.get("apiVersion") and obj.get("kind") and obj["metadata"].get("name"), where
+            labels = obj["metadata"].get("labels", {})
+            assert labels.get("app.kubernetes.io/name"), where
+            assert labels.get("app.kubernetes.io/part-of") == "xstilts", where
+            key = (obj["kind"], obj["metadata"]["name"])
+            assert key not in seen, f"{where}: defined twice"
+            seen.add(key)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_objects_validate_against_the_kubernetes_schemas(version: str) -> None:
+    kv = pytest.importorskip("kubernetes_validate", reason="Kubernetes schemas ship with it")
+    unchecked, errors = [], []
+    for filename, objects in manifests().items():
+        for obj in objects:
+            try:
+                kv.validate(obj, version, strict=True)
+            except kv.SchemaNotFoundError:
+                unchecked.append((obj["apiVersion"], obj["kind"]))
+            except kv.ValidationError as e:
+                path = ".".join(str(p) for p in e.path)
+                errors.append(
+                    f"{filename} {obj['kind']}/{obj['metadata']['name']}: {path}: {e.message}"
+                )
+    assert not errors, errors
+    # Only the KEDA custom resources have no built-in schema: a typo in a core kind is not skipped.
+    assert set(unchecked) == {("keda.sh/v1alpha1", "ScaledObject")}
+
+
+def test_workload_selectors_match_their_pods_and_services_find_them() -> None:
+    for workload in workloads():
+        if workload["kind"] != "Job":
+            selector = workload["spec"]["selector"]["matchLabels"]
+            labels = workload["spec"]["template"]["metadata"]["labels"]
+            assert selector.items() <= labels.items(), workload["metadata"]["name"]
+    for service in (o for o in applied() if o["kind"] == "Service"):
+        name = service["metadata"]["name"]
+        selected = [
+            w
+            for w in workloads()
+            if service["spec"]["selector"].items()
+            <= w["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(selected) == 1, f"Service {name} selects {len(selected)} workloads"
+        ports = container(selected[0]).get("ports", [])
+        for port in service["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            assert any(target in (p.get("name"), p["containerPort"]) for p in ports), (name, target)
+
+
+def test_containers_have_images_resources_and_probe_ports() -> None:
+    for workload in workloads():
+        for c in pod_spec(workload)["containers"]:
+            where = f"{workload['metadata']['name']}/{c['name']}"
+            assert c.get("image"), where
+            assert c.get("resources", {}).get("requests"), f"{where}: no resource requests"
+            assert c["resources"].get("limits", {}).get("memory"), f"{where}: no memory limit"
+            for amounts in c["resources"].values():
+                for resource, amount in amounts.items():
+                    assert QUANTITY.fullmatch(str(amount)), f"{where}: {resource}: {amount!r}"
+            ports = {p.get("name") for p in c.get("ports", [])} | {
+                p["containerPort"] for p in c.get("ports", [])
+            }
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                handler = c.get(probe, {})
+                for kind in ("httpGet", "tcpSocket", "grpc"):
+                    if kind in handler:
+                        assert handler[kind]["port"] in ports, f"{where}: {probe} port"
+
+
+def test_storage_sizes_are_quantities() -> None:
+    sizes = [
+        o["spec"]["resources"]["requests"]["storage"]
+        for o in applied()
+        if o["kind"] == "PersistentVolumeClaim"
+    ]
+    for workload in workloads():
+        sizes += [
+            t["spec"]["resources"]["requests"]["storage"]
+            for t in workload["spec"].get("volumeClaimTemplates", [])
+        ]
+        sizes += [
+            v["emptyDir"]["sizeLimit"]
+            for v in pod_spec(workload).get("volumes", [])
+            if (v.get("emptyDir") or {}).get("sizeLimit")
+        ]
+    assert len(sizes) >= 4
+    for size in sizes:
+        assert QUANTITY.fullmatch(str(size)), size
+
+
+def test_references_resolve() -> None:
+    configmaps = {o["metadata"]["name"]: o["data"] for o in applied() if o["kind"] == "ConfigMap"}
+    (secret,) = manifests()["secret.example.yaml"]
+    secrets = {secret["metadata"]["name"]: secret["stringData"]}
+    claims = {o["metadata"]["name"] for o in applied() if o["kind"] == "PersistentVolumeClaim"}
+    for workload in workloads():
+        spec = pod_spec(workload)
+        where = workload["metadata"]["name"]
+        for volume in spec.get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                assert volume["persistentVolumeClaim"]["claimName"] in claims, where
+        for c in spec["containers"]:
+            for source in c.get("envFrom", []):
+                ref = source.get("configMapRef") or source["secretRef"]
+                assert ref["name"] in (configmaps if "configMapRef" in source else secrets), where
+            for env in c.get("env", []):
+                ref = env.get("valueFrom", {})
+                if "configMapKeyRef" in ref:
+                    assert (
+                        ref["configMapKeyRef"]["key"] in configmaps[ref["configMapKeyRef"]["name"]]
+                    )
+                if "secretKeyRef" in ref:
+                    assert ref["secretKeyRef"]["key"] in secrets[ref["secretKeyRef"]["name"]], where
+            declared = {v["name"] for v in spec.get("volumes", [])}
+            for mount in c.get("volumeMounts", []):
+                assert mount["name"] in declared or any(
+                    t["metadata"]["name"] == mount["name"]
+                    for t in workload["spec"].get("volumeClaimTemplates", [])
+                ), f"{where}: mounts undeclared volume {mount['name']}"
+
+
+def test_configmap_carries_the_contract_settings() -> None:
+    data = find("ConfigMap", "xstilts-config")["data"]
+    for key, value in ENVIRONMENT.items():
+        assert data[key] == value, key
+    assert data["XSTILTS_ENV"] in ("development", "production")
+    # the hosts in the URLs are the Services of this kustomization
+    assert find("Service", "redis")["spec"]["ports"][0]["port"] == 6379
+    assert find("Service", "postgres")["spec"]["ports"][0]["port"] == 5432
+    assert data["POSTGRES_USER"] == data["POSTGRES_DB"] == "xstilts"
+
+
+@pytest.mark.parametrize(("kind", "name"), sorted(K8S_WORKLOADS))
+def test_xstilts_workloads_follow_the_contract(kind: str, name: str) -> None:
+    role, image = K8S_WORKLOADS[(kind, name)]
+    workload = find(kind, name)
+    c = container(workload)
+    assert c["command"] == argv(COMMANDS[role])
+    assert c["image"] == image
+    assert image in {i["name"] for i in kustomization()["images"]}
+    # the same image as docker compose runs for this role
+    assert services()[role]["image"].split(":")[0] == image
+    # the password reaches the URL by $(VAR) expansion, which only sees variables defined earlier
+    env = [e["name"] for e in c["env"]]
+    url = next(e["value"] for e in c["env"] if e["name"] == "XSTILTS_DATABASE_URL")
+    match = DATABASE_URL.fullmatch(url)
+    assert match and match.group("password") == "$(POSTGRES_PASSWORD)"
+    assert env.index("POSTGRES_PASSWORD") < env.index("XSTILTS_DATABASE_URL")
+    assert {"configMapRef": {"name": "xstilts-config"}} in c["envFrom"]
+    assert ("XSTILTS_API_KEYS" in env) == (role == "api"), "only the API gets the key hashes"
+    # runs as the user the image was built for
+    context = pod_spec(workload)["securityContext"]
+    assert context["runAsNonRoot"] is True
+    dockerfile = {"xstilts-api": "api", "xstilts-worker": "worker", "xstilts-eval": "eval"}[image]
+    assert context["runAsUser"] == image_user_uid(dockerfile)
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    if role in APP_SERVICES:
+        got = {m["mountPath"]: bool(m.get("readOnly")) for m in c["volumeMounts"]}
+        for path, read_only in SHARED_MOUNTS.items():
+            assert got.get(path) == read_only, f"{name}: {path}"
+
+
+def test_api_probes_use_the_health_endpoints() -> None:
+    c = container(find("Deployment", "xstilts-api"))
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    port = c["readinessProbe"]["httpGet"]["port"]
+    assert next(p for p in c["ports"] if p.get("name") == port)["containerPort"] == 8000
+
+
+def test_worker_gets_a_gpu_node_and_time_to_checkpoint() -> None:
+    worker = find("Deployment", "xstilts-worker")
+    spec = pod_spec(worker)
+    c = container(worker)
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert spec["nodeSelector"], "GPU workers need a GPU node selector"
+    assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+    assert spec["terminationGracePeriodSeconds"] >= 300
+    probe = " ".join(c["livenessProbe"]["exec"]["command"])
+    assert "services.worker.main inspect ping" in probe
+    # a rollout must not need a GPU more than the workers already hold
+    assert worker["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+    for name in ("xstilts-api", "xstilts-eval", "xstilts-scheduler"):
+        limits = container(find("Deployment", name))["resources"].get("limits", {})
+        assert "nvidia.com/gpu" not in limits, name
+
+
+def test_migration_job_and_single_scheduler() -> None:
+    job = find("Job", "xstilts-migrate")
+    assert pod_spec(job)["restartPolicy"] in ("OnFailure", "Never")
+    scheduler = find("Deployment", "xstilts-scheduler")
+    assert scheduler["spec"]["replicas"] == 1
+    assert scheduler["spec"]["strategy"]["type"] == "Recreate", "two beats would double the ticks"
+
+
+def test_scaled_objects_scale_the_queue_consumers() -> None:
+    scaled = [o for o in applied() if o["kind"] == "ScaledObject"]
+    namespace = kustomization()["namespace"]
+    redis_port = find("Service", "redis")["spec"]["ports"][0]["port"]
+    queues = {}
+    for obj in scaled:
+        assert obj["apiVersion"] == "keda.sh/v1alpha1"
+        spec = obj["spec"]
+        target = spec["scaleTargetRef"]
+        assert target.get("kind", "Deployment") == "Deployment"
+        deployment = find("Deployment", target["name"])
+        assert "replicas" not in deployment["spec"], (
+            "a scaled Deployment must leave replicas to KEDA"
+        )
+        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+        command = container(deployment)["command"]
+        consumed = command[command.index("-Q") + 1]
+        (trigger,) = spec["triggers"]
+        assert trigger["type"] == "redis"
+        metadata = trigger["metadata"]
+        assert set(metadata) <= KEDA_REDIS_KEYS, set(metadata) - KEDA_REDIS_KEYS
+        assert all(isinstance(v, str) for v in metadata.values()), (
+            "KEDA metadata values are strings"
+        )
+        assert metadata["listName"] == consumed, target["name"]
+        assert metadata["address"] == f"redis.{namespace}.svc.cluster.local:{redis_port}"
+        assert int(metadata["listLength"]) >= 1
+        queues[consumed] = target["name"]
+    assert queues == {"gpu": "xstilts-worker", "eval": "xstilts-eval"}
+
+
+def test_secret_example_is_complete_and_never_applied() -> None:
+    (secret,) = manifests()["secret.example.yaml"]
+    assert secret["kind"] == "Secret"
+    assert secret["metadata"]["namespace"] == kustomization()["namespace"]
+    assert "secret.example.yaml" not in kustomization()["resources"]
+    data = secret["stringData"]
+    assert set(data) == {"POSTGRES_PASSWORD", "XSTILTS_API_KEYS"}
+    for pair in data["XSTILTS_API_KEYS"].split(","):
+        assert re.fullmatch(r"[^:,]+:[0-9a-f]{64}", pair), pair
+    assert find("Namespace", kustomization()["namespace"])
