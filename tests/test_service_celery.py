@@ -202,5 +202,73 @@ def test_cancel_stops_running_stage_within_seconds(service, tiny_model_dir: Path
                 break
         assert time.monotonic() - t0 < 10, f"still {stage.status}"
         time.sleep(0.1)
+    print(f"cancel stopped the running stage in {time.monotonic() - t0:.1f} s")
     assert stage.progress_step < stage.progress_total
     assert refresh_experiment(service.sessions, exp_id) == "cancelled"
+
+
+def test_failing_stage_is_retried_then_failed_with_error(
+    service, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "broken"
+    (folder / "xnli").mkdir(parents=True)
+    (folder / "mnli").mkdir()
+    (folder / "mnli" / "train.json").write_text(
+        '{"0": {"text_a": "a", "text_b": "b", "label": "maybe"}}'
+    )
+    (folder / "xnli" / "dev-en.tsv").symlink_to(data_dir / "xnli" / "dev-en.tsv")
+    spec = parse_spec(
+        tiny_spec(
+            tiny_model_dir,
+            intermediate={"tasks": []},
+            evaluation={"languages": ["en"]},
+            data={"source": "local", "path": str(folder)},
+        )
+    )
+    service.workers.start("gpu", "gpu")
+    exp_id = _submit(service, spec)
+    _wait(service, exp_id, want="failed", timeout=120)
+    result = experiment_results(service.sessions, exp_id)
+    target = next(s for s in result["stages"] if s["role"] == "target")
+    assert target["status"] == "failed" and target["attempts"] == 3  # MAX_ATTEMPTS, then it stops
+    assert "maybe" in result["experiment"]["error"]
+    with service.sessions() as s:
+        stage = s.scalars(select(Stage).where(Stage.kind == "target_train")).one()
+        assert "label 'maybe' is not one of" in (stage.error or "")
+        predict = s.scalars(select(Stage).where(Stage.kind == "predict")).one()
+        assert predict.status == "pending"  # never ran: its dependency failed
+
+
+def test_reconciler_redelivers_a_lost_message(service, tiny_model_dir: Path) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+    from xstilts.db import utcnow
+    from xstilts.orchestration import mark_runnable
+
+    spec = parse_spec(
+        tiny_spec(
+            tiny_model_dir,
+            intermediate={"tasks": []},
+            evaluation={"languages": ["en"], "max_examples_per_language": 10},
+        )
+    )
+    service.workers.start("gpu", "gpu")
+    service.workers.start("eval", "eval", module="services.eval.main")
+    exp_id = submit_experiment(service.sessions, spec, plan(spec, service.settings))
+    queued = mark_runnable(service.sessions, exp_id)  # committed as queued, but never sent: "lost"
+    assert [q for _, q in queued] == ["gpu"]
+    time.sleep(2)
+    with service.sessions() as s:
+        assert s.get(Stage, queued[0][0]).status == "queued"  # nothing ran it
+    assert reconcile(service.sessions, service.executor) == []  # not overdue yet
+    with service.sessions.begin() as s:  # pretend the redelivery window has passed
+        s.execute(
+            update(Stage)
+            .where(Stage.id == queued[0][0])
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+    assert reconcile(service.sessions, service.executor) == [queued[0][0]]
+    _wait(service, exp_id, timeout=120)
+    with service.sessions() as s:
+        assert s.get(Stage, queued[0][0]).attempts == 1

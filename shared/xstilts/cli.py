@@ -153,6 +153,89 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _api_key_file(settings: Settings) -> Path:
+    return settings.home / "api-key"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import dataclasses
+    import hashlib
+    import secrets
+
+    import uvicorn
+
+    from xstilts.api import create_app
+
+    _quiet_transformers()
+    settings = Settings.from_env()
+    if not settings.api_keys:
+        # Embedded mode without configured keys: one local key, kept in XSTILTS_HOME for clients.
+        key_file = _api_key_file(settings)
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(24))
+            key_file.chmod(0o600)
+        digest = hashlib.sha256(key_file.read_text().strip().encode()).hexdigest()
+        settings = dataclasses.replace(settings, api_keys={"local": digest})
+        print(f"API key for this installation: {key_file}", file=sys.stderr)
+    print(
+        f"xstilts serving on http://{args.host}:{args.port} (docs at /docs); "
+        f"database {settings.database_url}",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import os
+
+    from xstilts.client import Client, progress_line
+    from xstilts.report import results_table
+    from xstilts.spec import load_spec
+
+    spec = load_spec(Path(args.spec))  # validate locally first: errors name the field at once
+    key = args.api_key or os.environ.get("XSTILTS_API_KEY")
+    if not key:
+        key_file = _api_key_file(Settings.from_env())
+        if not key_file.exists():
+            raise XstiltsError(
+                "api key: pass --api-key, set XSTILTS_API_KEY, or run 'xstilts serve' once "
+                f"(it writes {key_file})"
+            )
+        key = key_file.read_text().strip()
+    client = Client(args.url, key)
+    exp = client.submit(spec.model_dump(mode="json"), idempotency_key=args.idempotency_key)
+    print(f"experiment {exp['id']} ({spec.name}): {exp['status']}", file=sys.stderr, flush=True)
+    if not args.wait:
+        print(exp["id"])
+        return EXIT_OK
+    last: list[str | None] = [None]
+
+    def show(e: dict[str, Any]) -> None:
+        line = progress_line(e)
+        if line and line != last[0] and not args.quiet:
+            print(f"  {line}", file=sys.stderr, flush=True)
+        last[0] = line
+
+    result = client.wait(exp["id"], on_update=show, poll_s=args.poll)
+    print(results_table(result))
+    if args.json:
+        _write_json(Path(args.json), result)
+        print(f"results written to {args.json}")
+    return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from xstilts.migrate import current, upgrade
+
+    url = Settings.from_env().database_url
+    upgrade(url, args.revision)
+    print(f"database at revision {current(url)}")
+    return EXIT_OK
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from xstilts.report import comparison_table
 
@@ -202,6 +285,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mp.add_argument("--force", action="store_true", help="rebuild even if present")
     mp.set_defaults(func=cmd_models_prepare)
+
+    p = sub.add_parser(
+        "serve",
+        help="run the API in one process (embedded mode: SQLite, stages in a background thread)",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("submit", help="POST a spec to a running API; --wait follows it to the end")
+    p.add_argument("spec", help="path to the spec file (YAML or JSON)")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="API base URL")
+    p.add_argument("--api-key", help="default: $XSTILTS_API_KEY, else $XSTILTS_HOME/api-key")
+    p.add_argument("--idempotency-key", help="makes a retried submit return the same experiment")
+    p.add_argument("--wait", action="store_true", help="poll with progress until it ends")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between polls (default 2)")
+    p.add_argument("--json", metavar="OUT", help="with --wait: write the metrics JSON to OUT")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("db", help="database schema (XSTILTS_DATABASE_URL)")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    dp = dsub.add_parser("upgrade", help="apply the Alembic migrations (creates the tables if new)")
+    dp.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
+    dp.set_defaults(func=cmd_db_upgrade)
 
     p = sub.add_parser(
         "compare", help="side-by-side table of results files written by 'run --json'"

@@ -153,7 +153,10 @@ def make_engine(url: str) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
+    """Migrate the engine's database to the latest schema (Alembic; safe to call concurrently)."""
+    from xstilts.migrate import upgrade
+
+    upgrade(engine.url.render_as_string(hide_password=False))
 
 
 def session_factory(engine: Engine) -> sessionmaker:

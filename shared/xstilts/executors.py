@@ -20,7 +20,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from xstilts.artifacts import ArtifactStore
 from xstilts.db import Stage
 from xstilts.errors import CancelledError, StageFailedError
-from xstilts.orchestration import Executor, advance, queue_for, retry_or_fail, stage_unwanted
+from xstilts.orchestration import (
+    Executor,
+    advance,
+    queue_for,
+    reconcile,
+    retry_or_fail,
+    stage_unwanted,
+)
 from xstilts.stages import StageContext, StageReporter, run_stage
 
 log = logging.getLogger(__name__)
@@ -67,12 +74,31 @@ def execute_stage(
 class ThreadExecutor:
     """Embedded mode: a daemon thread runs delivered stages one at a time, in delivery order."""
 
-    def __init__(self, sessions: sessionmaker[Session], store: ArtifactStore) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: ArtifactStore,
+        reconcile_every_s: float | None = 30.0,
+    ) -> None:
         self.sessions = sessions
         self.store = store
         self._queue: queue.Queue[int | None] = queue.Queue()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="xstilts-executor", daemon=True)
         self._thread.start()
+        if reconcile_every_s is not None:
+            # Stages a previous server process left queued or running are picked up again.
+            threading.Thread(
+                target=self._reconcile_loop, args=(reconcile_every_s,), daemon=True
+            ).start()
+
+    def _reconcile_loop(self, every_s: float) -> None:
+        while not self._stopping.is_set():
+            try:
+                reconcile(self.sessions, self)
+            except Exception:
+                log.exception("executor: reconcile")
+            self._stopping.wait(every_s)
 
     def send(self, stage_id: int, queue: str) -> None:
         self._queue.put(stage_id)
@@ -81,6 +107,7 @@ class ThreadExecutor:
         return self._queue.unfinished_tasks == 0
 
     def stop(self, timeout: float | None = None) -> None:
+        self._stopping.set()
         self._queue.put(None)
         self._thread.join(timeout)
 

@@ -38,16 +38,6 @@ class Executor(Protocol):
     def send(self, stage_id: int, queue: str) -> None: ...
 
 
-def _deps_done(s: Session, stage: Stage) -> bool:
-    deps = stage.params.get("deps", [])
-    if not deps:
-        return True
-    done = s.scalars(
-        select(Stage.key).where(Stage.key.in_(deps), Stage.status == Status.SUCCEEDED.value)
-    ).all()
-    return len(done) == len(deps)
-
-
 def _wanted(s: Session, stage_id: int) -> bool:
     """A stage is wanted while some experiment that links it is neither cancelled nor finished."""
     return (
@@ -68,14 +58,38 @@ def mark_runnable(sessions: sessionmaker[Session], exp_id: str) -> list[tuple[in
     """
     out: list[tuple[int, str]] = []
     with sessions.begin() as s:
-        stages = s.scalars(
+        pending = s.scalars(
             select(Stage)
             .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
             .where(ExperimentStage.experiment_id == exp_id, Stage.status == Status.PENDING.value)
         ).all()
-        for stage in stages:
-            if not _deps_done(s, stage) or not _wanted(s, stage.id):
-                continue
+        if not pending:
+            return out
+        dep_keys = {k for st in pending for k in st.params.get("deps", [])}
+        done = set(
+            s.scalars(
+                select(Stage.key).where(
+                    Stage.key.in_(dep_keys), Stage.status == Status.SUCCEEDED.value
+                )
+            ).all()
+        )
+        # Stages linked to at least one experiment that is not cancelled.
+        wanted = set(
+            s.scalars(
+                select(ExperimentStage.stage_id)
+                .join(Experiment, Experiment.id == ExperimentStage.experiment_id)
+                .where(
+                    ExperimentStage.stage_id.in_([st.id for st in pending]),
+                    Experiment.cancel_requested.is_(False),
+                )
+            ).all()
+        )
+        ready = [
+            st
+            for st in pending
+            if st.id in wanted and all(k in done for k in st.params.get("deps", []))
+        ]
+        for stage in ready:
             res = s.execute(
                 update(Stage)
                 .where(Stage.id == stage.id, Stage.status == Status.PENDING.value)
@@ -130,7 +144,8 @@ def refresh_experiment(sessions: sessionmaker[Session], exp_id: str) -> str:
             status = Status.RUNNING.value
         else:
             status = Status.QUEUED.value
-        exp.status = status
+        if exp.status != status:  # polls read far more often than anything changes
+            exp.status = status
         return status
 
 

@@ -27,6 +27,7 @@ from xstilts.db import (
     init_db,
     make_engine,
     session_factory,
+    utcnow,
 )
 from xstilts.errors import StageFailedError
 from xstilts.models.loading import resolve_model
@@ -44,18 +45,24 @@ def plan(spec: ExperimentSpec, settings: Settings) -> list[PlannedStage]:
     return plan_experiment(spec, model, data)
 
 
-def _insert_stage_if_new(session: Session, p: PlannedStage) -> None:
-    """INSERT ... ON CONFLICT (key) DO NOTHING: concurrent planners share one row per key."""
-    values = {
-        "key": p.key,
-        "kind": p.kind.value,
-        "identity": p.identity,
-        "params": p.params,
-        "status": Status.PENDING.value,
+def _insert_stages_if_new(session: Session, planned: list[PlannedStage]) -> None:
+    """One INSERT ... ON CONFLICT (key) DO NOTHING: concurrent planners share one row per key."""
+    rows = {
+        p.key: {
+            "key": p.key,
+            "kind": p.kind.value,
+            "identity": p.identity,
+            "params": p.params,
+            "status": Status.PENDING.value,
+            "created_at": utcnow(),
+        }
+        for p in planned
     }
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(insert(Stage).values(**values).on_conflict_do_nothing(index_elements=["key"]))
+    session.execute(
+        insert(Stage).values(list(rows.values())).on_conflict_do_nothing(index_elements=["key"])
+    )
 
 
 def submit_experiment(
@@ -77,10 +84,13 @@ def submit_experiment(
             request_hash=request_hash,
         )
         s.add(exp)
-        s.flush()
+        _insert_stages_if_new(s, planned)
+        stages = {
+            st.key: st
+            for st in s.scalars(select(Stage).where(Stage.key.in_([p.key for p in planned])))
+        }
         for position, p in enumerate(planned):
-            _insert_stage_if_new(s, p)
-            stage = s.scalars(select(Stage).where(Stage.key == p.key)).one()
+            stage = stages[p.key]
             if stage.status in (Status.FAILED.value, Status.CANCELLED.value):
                 stage.status = Status.PENDING.value  # a new request retries what failed before
             s.add(
@@ -93,6 +103,7 @@ def submit_experiment(
                     reused=stage.status == Status.SUCCEEDED.value,
                 )
             )
+        s.flush()
         return exp.id
 
 

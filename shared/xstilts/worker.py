@@ -10,6 +10,8 @@ the pool's child processes, never in the parent.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from functools import lru_cache
 from typing import Any
 
@@ -43,6 +45,8 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": 7 * 24 * 3600},
         beat_schedule={"reconcile": {"task": RECONCILE, "schedule": RECONCILE_EVERY_S}},
         worker_hijack_root_logger=False,
+        # beat keeps its schedule state in a file; the code directory is read-only in the images.
+        beat_schedule_filename=os.path.join(tempfile.gettempdir(), "xstilts-celerybeat-schedule"),
     )
     app.task(name=RUN_STAGE, bind=False)(run_stage_task)
     app.task(name=RECONCILE, bind=False)(reconcile_task)

@@ -1,0 +1,50 @@
+"""Database migrations (Alembic), the same on Postgres and SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+# Any constant: every process that migrates takes the same Postgres advisory lock, so services that
+# start together (API replicas, workers) migrate one after the other instead of racing.
+_MIGRATION_LOCK = 7_421_100
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision`` (creating the tables on a new database)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def current(url: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rev = MigrationContext.configure(conn).get_current_revision()
+    engine.dispose()
+    return rev

@@ -1,0 +1,1 @@
+"""Alembic migrations of the xstilts database (run with ``xstilts db upgrade``)."""

@@ -1,0 +1,85 @@
+"""Embedded mode end to end over HTTP: `xstilts serve` (SQLite, in-process executor) as a real
+server process, and `xstilts submit --wait` as its client."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from xstilts.cli import main
+from xstilts.pipeline import Workspace
+from xstilts.spec import parse_spec
+
+from tests.conftest import tiny_spec
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_and_submit_over_http(
+    settings, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    home = tmp_path / "served"
+    env = {
+        **os.environ,
+        "XSTILTS_HOME": str(home),
+        "XSTILTS_DATA_DIR": str(settings.data_dir),
+        "XSTILTS_MODEL_ROOTS": str(tiny_model_dir.parent),
+    }
+    env.pop("XSTILTS_API_KEYS", None)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "xstilts.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/experiments").status_code == 401  # a key is needed
+
+        data = tiny_spec(
+            tiny_model_dir,
+            evaluation={"languages": ["en", "fr"], "max_examples_per_language": 30},
+        )
+        spec_file = tmp_path / "spec.json"
+        spec_file.write_text(json.dumps(data))
+        out = tmp_path / "metrics.json"
+        monkeypatch.setenv("XSTILTS_HOME", str(home))  # the client finds the key the server wrote
+        code = main(
+            ["submit", str(spec_file), "--url", url, "--wait", "--poll", "0.3", "--json", str(out)]
+        )
+        assert code == 0
+        err = capsys.readouterr().err
+        assert "intermediate" in err and "/16" in err  # progress lines were shown
+        served = json.loads(out.read_text())
+    finally:
+        server.terminate()
+        server.wait(20)
+
+    direct = Workspace(settings).run(parse_spec(data))
+    assert [(m["language"], m["value"], m["n"]) for m in served["metrics"]] == [
+        (m["language"], m["value"], m["n"]) for m in direct["metrics"]
+    ]
+    assert served["summary"]["mean"] == direct["summary"]["mean"]
+    assert served["experiment"]["status"] == "succeeded"
