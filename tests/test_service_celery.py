@@ -80,12 +80,29 @@ def _wait(svc, exp_id: str, want: str = "succeeded", timeout: float = 240) -> fl
 def test_celery_workers_end_to_end_match_library_and_reuse(
     service, settings, tiny_model_dir: Path
 ) -> None:
+    import hashlib
+
+    from fastapi.testclient import TestClient
+    from xstilts.api import create_app
+
     service.workers.start("gpu", "gpu")
     service.workers.start("eval", "eval", module="services.eval.main")
-    spec = parse_spec(tiny_spec(tiny_model_dir))
-    exp_id = _submit(service, spec)
-    _wait(service, exp_id)
-    got = experiment_results(service.sessions, exp_id)
+    data = tiny_spec(tiny_model_dir)
+    spec = parse_spec(data)
+    # Through the API exactly as deployed: Postgres, and a Celery executor sending to real workers.
+    api_settings = replace(service.settings, api_keys={"alice": hashlib.sha256(b"k").hexdigest()})
+    app = create_app(api_settings, executor_factory=lambda *_: service.executor)
+    with TestClient(app, headers={"Authorization": "Bearer k"}) as http:
+        created = http.post("/experiments", json=data)
+        assert created.status_code == 201, created.text
+        exp_id = created.json()["id"]
+        deadline = time.monotonic() + 240
+        while (body := http.get(f"/experiments/{exp_id}").json())["status"] != "succeeded":
+            assert body["status"] in ("queued", "running"), body
+            assert time.monotonic() < deadline, service.workers.log("gpu")[-3000:]
+            time.sleep(0.3)
+        assert {st["status"] for st in body["stages"]} == {"succeeded"}
+        got = http.get(f"/experiments/{exp_id}/metrics").json()
 
     direct = Workspace(settings).run(spec)  # the same spec, in-process on SQLite
     assert [(m["language"], m["value"], m["n"]) for m in got["metrics"]] == [

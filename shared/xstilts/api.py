@@ -305,20 +305,7 @@ def task_rows() -> list[dict[str, Any]]:
     """The rows of ``xstilts tasks --json``."""
     from xstilts.tasks import all_tasks
 
-    return [
-        {
-            "name": t.name,
-            "format": t.format.value,
-            "metric": t.metric,
-            "labels": list(t.labels),
-            "languages": list(t.languages),
-            "splits": [s.value for s in t.splits],
-            "target": t.is_target,
-            "version": t.version,
-            "description": t.description,
-        }
-        for t in all_tasks()
-    ]
+    return [t.describe() for t in all_tasks()]
 
 
 # --------------------------------------------------------------------------- the app

@@ -10,6 +10,7 @@ import json
 import logging
 import resource
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,20 +110,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
     tasks = all_tasks()
     if args.json:
-        rows = [
-            {
-                "name": t.name,
-                "format": t.format.value,
-                "metric": t.metric,
-                "labels": list(t.labels),
-                "languages": list(t.languages),
-                "splits": [s.value for s in t.splits],
-                "target": t.is_target,
-                "version": t.version,
-                "description": t.description,
-            }
-            for t in tasks
-        ]
+        rows = [t.describe() for t in tasks]
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     print(f"{'task':<8}{'format':<22}{'metric':<10}{'role':<14}languages")
@@ -211,15 +199,26 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.wait:
         print(exp["id"])
         return EXIT_OK
-    last: list[str | None] = [None]
+    tty = sys.stderr.isatty()
+    last_role, last_at = [""], [0.0]
 
     def show(e: dict[str, Any]) -> None:
         line = progress_line(e)
-        if line and line != last[0] and not args.quiet:
+        if not line or args.quiet:
+            return
+        # On a terminal one line updates in place; in a log, a line per stage and every 10 s.
+        role = line.split("]", 1)[1].split()[0]
+        now = time.monotonic()
+        if tty:
+            print(f"\r  {line:<78}", end="", file=sys.stderr, flush=True)
+        elif role != last_role[0] or now - last_at[0] >= 10:
             print(f"  {line}", file=sys.stderr, flush=True)
-        last[0] = line
+            last_at[0] = now
+        last_role[0] = role
 
     result = client.wait(exp["id"], on_update=show, poll_s=args.poll)
+    if tty and not args.quiet:
+        print(file=sys.stderr)
     print(results_table(result))
     if args.json:
         _write_json(Path(args.json), result)

@@ -75,7 +75,8 @@ def progress_line(exp: dict[str, Any]) -> str | None:
             step, total = p.get("step") or 0, p.get("total") or 0
             rate = p.get("examples_per_s")
             eta = p.get("eta_s")
-            parts = [f"[seed {st['seed']}] {st['role']:<14} {step}/{total}"]
+            done = f"{step}/{total}" if total else "starting"
+            parts = [f"[seed {st['seed']}] {st['role']:<14} {done}"]
             if rate:
                 parts.append(f"{rate:.1f} ex/s")
             if eta is not None:

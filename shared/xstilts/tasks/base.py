@@ -72,6 +72,20 @@ class Task:
     is_target: bool = False  # an XTREME task evaluated zero-shot across languages
     train_task: str | None = None  # the English task whose train split trains this target
 
+    def describe(self) -> dict[str, object]:
+        """The task as JSON: what ``xstilts tasks --json`` and ``GET /tasks`` return."""
+        return {
+            "name": self.name,
+            "format": self.format.value,
+            "metric": self.metric,
+            "labels": list(self.labels),
+            "languages": list(self.languages),
+            "splits": [s.value for s in self.splits],
+            "target": self.is_target,
+            "version": self.version,
+            "description": self.description,
+        }
+
     def split_languages(self, split: Split) -> tuple[str, ...]:
         source = self.splits.get(split)
         if source is None:
