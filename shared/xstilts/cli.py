@@ -226,6 +226,28 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from xstilts.scoring import score_folder
+
+    try:
+        result = score_folder(Path(args.predictions), Path(args.labels), args.split)
+    except ValueError as e:
+        raise XstiltsError(str(e)) from None
+    for task, body in result.items():
+        metrics = list(body["average"])
+        print(
+            f"{task}  "
+            + "  ".join(f"{m}" for m in metrics)
+            + f"   (task score {body['score']:.2f})"
+        )
+        for lang, values in body["languages"].items():
+            print(f"  {lang:<6}" + "".join(f"{values[m]:>10.2f}" for m in metrics))
+        print(f"  {'avg':<6}" + "".join(f"{body['average'][m]:>10.2f}" for m in metrics))
+    if args.json:
+        _write_json(Path(args.json), result)
+    return EXIT_OK
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from xstilts.migrate import current, upgrade
 
@@ -303,6 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="with --wait: write the metrics JSON to OUT")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser(
+        "score", help="score predictions in XTREME's submission layout against labels"
+    )
+    p.add_argument("--predictions", required=True, help="folder of <task>/<split>-<lang> files")
+    p.add_argument("--labels", required=True, help="folder of gold files in the same layout")
+    p.add_argument("--split", default="test", help="file prefix to score (default: test)")
+    p.add_argument("--json", metavar="OUT", help="also write the scores as JSON")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("db", help="database schema (XSTILTS_DATABASE_URL)")
     dsub = p.add_subparsers(dest="db_command", required=True)

@@ -1,0 +1,128 @@
+"""`xstilts score`: XTREME's submission layout, scored per task and language, on real label files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from xstilts.cli import main
+from xstilts.scoring import read_squad_answers, read_tags, score_folder
+
+
+@pytest.fixture()
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "pred", tmp_path / "gold"
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def test_classification_accuracy(data_dir: Path, folders: tuple[Path, Path]) -> None:
+    pred_dir, gold_dir = folders
+    gold = [line.split("\t")[2] for line in (data_dir / "xnli/dev-de.tsv").read_text().splitlines()]
+    wrong = {"entailment": "neutral", "neutral": "contradiction", "contradiction": "entailment"}
+    pred = [wrong[y] if i < 249 else y for i, y in enumerate(gold)]  # 249 of 2490 wrong: 90%
+    _write(gold_dir / "xnli/test-de.tsv", "\n".join(gold) + "\n")
+    _write(pred_dir / "xnli/test-de.tsv", "\n".join(pred) + "\n")
+    out = score_folder(pred_dir, gold_dir)
+    assert out["xnli"]["languages"]["de"]["accuracy"] == pytest.approx(90.0)
+    assert out["xnli"]["score"] == pytest.approx(90.0)
+
+
+def test_tagging_f1_on_real_panx(data_dir: Path, folders: tuple[Path, Path]) -> None:
+    pred_dir, gold_dir = folders
+    (gold_dir / "panx").mkdir(parents=True)
+    shutil.copy(data_dir / "panx/dev-de.tsv", gold_dir / "panx/test-de.tsv")  # token<TAB>tag
+    sentences = read_tags(gold_dir / "panx/test-de.tsv")
+    assert sentences[0][:5] == ["B-PER", "I-PER", "I-PER", "I-PER", "O"]
+    tags_only = "\n\n".join("\n".join(s) for s in sentences) + "\n"
+    _write(pred_dir / "panx/test-de.tsv", tags_only)
+    _write(
+        pred_dir / "panx/test-fr.tsv",
+        "\n\n".join("\n".join("O" for _ in s) for s in sentences) + "\n",
+    )
+    (gold_dir / "panx/test-fr.tsv").write_bytes((gold_dir / "panx/test-de.tsv").read_bytes())
+    out = score_folder(pred_dir, gold_dir)["panx"]
+    assert out["languages"]["de"]["f1"] == 100.0
+    assert out["languages"]["fr"]["f1"] == 0.0  # no entity predicted
+    assert out["average"]["f1"] == 50.0
+
+
+def test_qa_em_f1_and_task_score(data_dir: Path, folders: tuple[Path, Path]) -> None:
+    pred_dir, gold_dir = folders
+    (gold_dir / "xquad").mkdir(parents=True)
+    shutil.copy(data_dir / "xquad/xquad.de.json", gold_dir / "xquad/test-de.json")
+    golds = read_squad_answers(gold_dir / "xquad/test-de.json")
+    assert len(golds) == 1190  # XQuAD: 1190 questions per language
+    ids = sorted(golds)
+    half = {qid: golds[qid][0] for qid in ids[:595]}  # right answers for half, nothing for the rest
+    _write(pred_dir / "xquad/test-de.json", json.dumps(half))
+    out = score_folder(pred_dir, gold_dir)["xquad"]
+    assert out["languages"]["de"] == {"exact_match": pytest.approx(50.0), "f1": pytest.approx(50.0)}
+    assert out["score"] == pytest.approx(50.0)
+
+
+def test_mlqa_uses_per_language_normalisation(data_dir: Path, folders: tuple[Path, Path]) -> None:
+    pred_dir, gold_dir = folders
+    (gold_dir / "mlqa").mkdir(parents=True)
+    shutil.copy(data_dir / "mlqa/dev-context-zh-question-zh.json", gold_dir / "mlqa/test-zh.json")
+    golds = read_squad_answers(gold_dir / "mlqa/test-zh.json")
+    qid = sorted(golds)[0]
+    answer = golds[qid][0]
+    # Each prediction is the gold answer plus one extra CJK character: never exact, but the
+    # character-level F1 is 2n / (2n + 1) for an answer of n CJK characters.
+    preds = {q: a[0] + "的" for q, a in golds.items()}
+    _write(pred_dir / "mlqa/test-zh.json", json.dumps(preds, ensure_ascii=False))
+    out = score_folder(pred_dir, gold_dir)["mlqa"]["languages"]["zh"]
+    assert out["exact_match"] < 5.0  # only answers that already end in 的 could match
+    from xstilts.metrics import mlqa as mlqa_metric
+
+    n = len(mlqa_metric.normalize_answer(answer, "zh").split())
+    assert mlqa_metric.evaluate({qid: preds[qid]}, {qid: [answer]}, "zh")["f1"] == pytest.approx(
+        100 * 2 * n / (2 * n + 1)
+    )
+    assert 50.0 < out["f1"] < 100.0
+
+
+def test_bucc_and_tatoeba(data_dir: Path, folders: tuple[Path, Path]) -> None:
+    pred_dir, gold_dir = folders
+    gold_pairs = (data_dir / "bucc2018/zh-en.dev.gold").read_text().splitlines()
+    assert len(gold_pairs) == 257
+    predicted = gold_pairs[:200] + ["zh-999999999\ten-999999999"] * 1  # 200 right, 1 wrong
+    _write(gold_dir / "bucc2018/test-zh.tsv", "\n".join(gold_pairs) + "\n")
+    _write(pred_dir / "bucc2018/test-zh.tsv", "\n".join(predicted) + "\n")
+    _write(gold_dir / "tatoeba/test-de.tsv", "\n".join(str(i) for i in range(10)) + "\n")
+    _write(
+        pred_dir / "tatoeba/test-de.tsv",
+        "\n".join(str(i if i < 7 else 0) for i in range(10)) + "\n",
+    )
+    out = score_folder(pred_dir, gold_dir)
+    p, r = 200 / 201, 200 / 257
+    assert out["bucc2018"]["languages"]["zh"]["f1"] == pytest.approx(100 * 2 * p * r / (p + r))
+    assert out["tatoeba"]["languages"]["de"]["accuracy"] == pytest.approx(70.0)
+
+
+def test_cli_score_errors_and_json(folders: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    pred_dir, gold_dir = folders
+    _write(pred_dir / "xnli/test-de.tsv", "neutral\nentailment\n")
+    assert main(["score", "--predictions", str(pred_dir), "--labels", str(gold_dir)]) == 2
+    assert "no labels for" in capsys.readouterr().err
+    _write(gold_dir / "xnli/test-de.tsv", "neutral\nneutral\nneutral\n")
+    assert main(["score", "--predictions", str(pred_dir), "--labels", str(gold_dir)]) == 2
+    assert "2 entries" in capsys.readouterr().err  # lengths differ: an error, not a silent score
+    _write(gold_dir / "xnli/test-de.tsv", "neutral\nneutral\n")
+    out = tmp_path / "s.json"
+    assert (
+        main(
+            ["score", "--predictions", str(pred_dir), "--labels", str(gold_dir), "--json", str(out)]
+        )
+        == 0
+    )
+    assert json.loads(out.read_text())["xnli"]["languages"]["de"]["accuracy"] == 50.0
+    _write(pred_dir / "nonsense/test-de.tsv", "x\n")
+    assert main(["score", "--predictions", str(pred_dir), "--labels", str(gold_dir)]) == 2
+    assert "valid values" in capsys.readouterr().err
