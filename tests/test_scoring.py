@@ -126,3 +126,41 @@ def test_cli_score_errors_and_json(folders: tuple[Path, Path], tmp_path: Path, c
     _write(pred_dir / "nonsense/test-de.tsv", "x\n")
     assert main(["score", "--predictions", str(pred_dir), "--labels", str(gold_dir)]) == 2
     assert "valid values" in capsys.readouterr().err
+
+
+def test_export_then_score_reproduces_the_stored_metrics(
+    settings, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from xstilts.export import export_predictions
+    from xstilts.pipeline import Workspace
+    from xstilts.spec import parse_spec
+
+    from tests.conftest import tiny_spec
+
+    data = tiny_spec(
+        tiny_model_dir,
+        intermediate={"tasks": []},
+        evaluation={"languages": ["en", "sw"], "max_examples_per_language": 40},
+    )
+    data["target"]["training"]["max_train_examples"] = 64
+    ws = Workspace(settings)
+    result = ws.run(parse_spec(data))
+    out = tmp_path / "submission"
+    written = export_predictions(ws.sessions, result["experiment"]["id"], out)
+    assert sorted(p.relative_to(out).as_posix() for p in written) == [
+        "xnli/dev-en.tsv",
+        "xnli/dev-sw.tsv",
+    ]
+    # Labels for the same (capped) examples, in the same order, from the stored predictions.
+    labels = tmp_path / "labels"
+    for st in result["stages"]:
+        if st["kind"] == "predict":
+            (stage_dir,) = (settings.artifacts_dir / "stages").glob(f"predict-{st['key'][:20]}")
+            rows = json.loads((stage_dir / "predictions.json").read_text())
+            _write(
+                labels / "xnli" / f"dev-{rows['language']}.tsv",
+                "".join(f"{r['label']}\n" for r in rows["rows"]),
+            )
+    scored = score_folder(out, labels, split="dev")["xnli"]["languages"]
+    for m in result["metrics"]:
+        assert scored[m["language"]]["accuracy"] == pytest.approx(100 * m["value"])

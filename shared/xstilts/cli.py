@@ -248,6 +248,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from xstilts.export import export_predictions
+    from xstilts.pipeline import Workspace
+
+    ws = Workspace(Settings.from_env())
+    for path in export_predictions(ws.sessions, args.experiment, Path(args.out), args.seed):
+        print(path)
+    return EXIT_OK
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from xstilts.migrate import current, upgrade
 
@@ -325,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="with --wait: write the metrics JSON to OUT")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser(
+        "export", help="write an experiment's predictions in XTREME's submission layout"
+    )
+    p.add_argument("experiment", help="experiment id (printed by run/submit)")
+    p.add_argument("out", help="folder to write <task>/<dev|test>-<lang>.tsv into")
+    p.add_argument("--seed", type=int, help="which seed's predictions (default: the first)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "score", help="score predictions in XTREME's submission layout against labels"
