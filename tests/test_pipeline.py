@@ -133,3 +133,34 @@ def test_failed_stage_is_recorded_and_retried(
         assert (
             s.scalars(select(Stage).where(Stage.kind == "intermediate_train")).one().attempts == 2
         )
+
+
+def test_multi_task_intermediate_feeds_the_target(
+    settings, tiny_model_dir: Path, optimizer_steps
+) -> None:
+    import json
+
+    import torch as _torch
+
+    spec = parse_spec(
+        tiny_spec(
+            tiny_model_dir,
+            intermediate={
+                "tasks": ["snli", "qqp"],
+                "training": tiny_spec(tiny_model_dir)["intermediate"]["training"],
+                "sampling": {"strategy": "temperature", "temperature": 2.0},
+            },
+            evaluation={"languages": ["en"], "max_examples_per_language": 20},
+        )
+    )
+    result = Workspace(settings).run(spec)
+    # (256 + 256) / 16 = 32 multi-task steps, then 16 target steps.
+    assert optimizer_steps[0] == 32 + 16
+    (out,) = (settings.artifacts_dir / "stages").glob("intermediate_train-*")
+    train_result = json.loads((out / "train_result.json").read_text())
+    assert train_result["sampling_probabilities"] == {"qqp": 0.5, "snli": 0.5}  # equal sizes
+    assert sum(train_result["task_batches"].values()) == 32
+    assert set(train_result["task_losses"]) == {"qqp", "snli"}
+    heads = _torch.load(out / "heads.pt", weights_only=True)
+    assert {k for k in heads if not k.startswith("__")} == {"qqp", "snli"}
+    assert [m["language"] for m in result["metrics"]] == ["en"]

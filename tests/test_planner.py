@@ -122,3 +122,18 @@ def test_seed_model_and_data_change_keys(data_dir: Path, tmp_path: Path) -> None
     (tmp_path / "xnli" / "dev-de.tsv").write_text("a\tb\tneutral\n")
     moved = _keys(BASE, tmp_path)
     assert {r for r in base if base[r] != moved[r]} == {"predict:de/1", "evaluate/1"}
+
+
+def test_multi_task_keys(data_dir: Path) -> None:
+    a = _keys(_with("intermediate.tasks", ["qqp", "snli"]), data_dir)
+    b = _keys(_with("intermediate.tasks", ["snli", "qqp"]), data_dir)
+    assert a == b  # a set of tasks
+    single = _keys(BASE, data_dir)
+    assert a["intermediate/1"] != single["intermediate/1"]
+    data = _with("intermediate.tasks", ["qqp", "snli"])
+    data["intermediate"]["sampling"] = {"strategy": "uniform"}
+    c = _keys(data, data_dir)
+    assert c["intermediate/1"] != a["intermediate/1"] and c["target/1"] != a["target/1"]
+    # Sampling settings do not touch a single-task stage's key.
+    one = _with("intermediate.sampling", {"strategy": "uniform"})
+    assert _keys(one, data_dir) == single

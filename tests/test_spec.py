@@ -71,9 +71,21 @@ def test_bad_model_source_scheme() -> None:
     assert "offline:" in errors["model.source"] and "hf:" in errors["model.source"]
 
 
-def test_multi_task_not_yet_supported_is_explicit() -> None:
-    errors = _errors({"target": {"task": "xnli"}, "intermediate": {"tasks": ["mnli", "qqp"]}})
-    assert "multi-task" in errors["intermediate.tasks"]
+def test_multi_task_is_a_sorted_set_of_tasks() -> None:
+    spec = parse_spec(
+        {"target": {"task": "xnli"}, "intermediate": {"tasks": ["SNLI", "mnli", "qqp"]}}
+    )
+    assert spec.intermediate.tasks == ["mnli", "qqp", "snli"]
+    assert spec.intermediate.sampling.strategy == "proportional"
+    errors = _errors({"target": {"task": "xnli"}, "intermediate": {"tasks": ["qqp", "QQP"]}})
+    assert "twice" in errors["intermediate.tasks"]
+    errors = _errors(
+        {
+            "target": {"task": "xnli"},
+            "intermediate": {"tasks": ["qqp"], "sampling": {"strategy": "zipf"}},
+        }
+    )
+    assert "proportional" in errors["intermediate.sampling.strategy"]
 
 
 def test_duplicate_seeds_rejected() -> None:

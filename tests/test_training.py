@@ -13,7 +13,13 @@ from xstilts.errors import CancelledError
 from xstilts.modeling import MultiHeadClassifier, load_encoder, load_tokenizer
 from xstilts.spec import TrainingConfig
 from xstilts.tasks import Split, get_task
-from xstilts.training import CHECKPOINT_FILE, total_optimizer_steps, train
+from xstilts.training import (
+    CHECKPOINT_FILE,
+    sampling_probabilities,
+    total_optimizer_steps,
+    train,
+    train_multi,
+)
 
 CFG = TrainingConfig(
     learning_rate=1e-3,
@@ -111,3 +117,71 @@ def test_frozen_word_embeddings_stay_fixed(
     train(m, "snli", feats, cfg, 1, tmp_path, pad)
     assert torch.equal(before, m.encoder.get_input_embeddings().weight)
     assert not torch.equal(layer0, m.encoder.encoder.layer[0].attention.self.query.weight)
+
+
+def test_sampling_probabilities_hand_computed() -> None:
+    sizes = {"a": 900, "b": 100}
+    assert sampling_probabilities(sizes) == pytest.approx({"a": 0.9, "b": 0.1})
+    # T = 2: sqrt(900) = 30, sqrt(100) = 10
+    assert sampling_probabilities(sizes, "temperature", 2.0) == pytest.approx(
+        {"a": 0.75, "b": 0.25}
+    )
+    assert sampling_probabilities(sizes, "temperature", 1.0) == pytest.approx({"a": 0.9, "b": 0.1})
+    assert sampling_probabilities(sizes, "uniform") == {"a": 0.5, "b": 0.5}
+    # capped at 400 first: 400 / 500 and 100 / 500
+    assert sampling_probabilities(sizes, size_cap=400) == pytest.approx({"a": 0.8, "b": 0.2})
+    with pytest.raises(ValueError, match="proportional, temperature, uniform"):
+        sampling_probabilities(sizes, "zipf")
+
+
+def _two_tasks(model_dir: Path, data_dir: Path):
+    tok = load_tokenizer(str(model_dir))
+    src = DataSource("local", data_dir)
+    data = {
+        "snli": featurize(tok, load_split(get_task("snli"), Split.TRAIN, "en", src, 64), 48),
+        "qqp": featurize(tok, load_split(get_task("qqp"), Split.TRAIN, "en", src, 32), 48),
+    }
+    torch.manual_seed(0)
+    model = MultiHeadClassifier(load_encoder(str(model_dir)))
+    model.add_head("snli", 3)
+    model.add_head("qqp", 2)
+    return model, data, tok.pad_token_id
+
+
+def test_multi_task_draws_batches_by_probability_and_resumes_exactly(
+    tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    cfg = TrainingConfig(learning_rate=1e-3, batch_size=8, max_steps=40, checkpoint_every_steps=10)
+    probs = {"snli": 0.75, "qqp": 0.25}
+    model_a, data, pad = _two_tasks(tiny_model_dir, data_dir)
+    res = train_multi(model_a, data, cfg, 3, tmp_path / "a", pad, probabilities=probs)
+    assert sum(res.task_batches.values()) == 40
+    assert 20 <= res.task_batches["snli"] <= 38  # ~30 expected of 40 draws at p = 0.75
+    assert set(res.task_losses) == {"snli", "qqp"}
+    # Both heads and the shared encoder trained.
+    model_fresh, _, _ = _two_tasks(tiny_model_dir, data_dir)
+    for head in ("snli", "qqp"):
+        assert not torch.equal(
+            model_a.heads[head].out_proj.weight, model_fresh.heads[head].out_proj.weight
+        )
+
+    model_b, _, _ = _two_tasks(tiny_model_dir, data_dir)
+    calls = iter(range(1000))
+    with pytest.raises(CancelledError):
+        train_multi(
+            model_b,
+            data,
+            cfg,
+            3,
+            tmp_path / "b",
+            pad,
+            probabilities=probs,
+            should_stop=lambda: next(calls) == 24,
+        )
+    model_c, _, _ = _two_tasks(tiny_model_dir, data_dir)
+    res_c = train_multi(model_c, data, cfg, 3, tmp_path / "b", pad, probabilities=probs)
+    assert res_c.resumed_from_step == 20
+    for (name, pa), (_, pc) in zip(
+        model_a.state_dict().items(), model_c.state_dict().items(), strict=True
+    ):
+        assert torch.allclose(pa, pc, atol=1e-6), name

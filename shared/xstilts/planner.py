@@ -99,27 +99,27 @@ def plan_experiment(
     plan: list[PlannedStage] = []
     for seed in spec.seeds:
         upstream: str | None = None
-        for name in spec.intermediate.tasks:  # one task for now; the spec shape allows several
-            task = get_task(name)
-            inter = _stage(
-                StageKind.INTERMEDIATE,
-                "intermediate",
-                seed,
-                {
-                    "model": model_id,
-                    "tasks": [task.name],
-                    "task_versions": [task.version],
-                    "training": spec.intermediate.training.model_dump(),
-                    "seed": seed,
-                    "data": [fingerprint_split(task, Split.TRAIN, "en", data)],
-                },
-                {
-                    "model": model_params,
-                    "data": data_params,
-                    "tasks": [task.name],
-                    "training": spec.intermediate.training.model_dump(),
-                },
-            )
+        if spec.intermediate.tasks:
+            tasks = [get_task(name) for name in spec.intermediate.tasks]
+            training = spec.intermediate.training.model_dump()
+            identity: dict[str, Any] = {
+                "model": model_id,
+                "tasks": [t.name for t in tasks],
+                "task_versions": [t.version for t in tasks],
+                "training": training,
+                "seed": seed,
+                "data": [fingerprint_split(t, Split.TRAIN, "en", data) for t in tasks],
+            }
+            params: dict[str, Any] = {
+                "model": model_params,
+                "data": data_params,
+                "tasks": [t.name for t in tasks],
+                "training": training,
+            }
+            if len(tasks) > 1:  # single-task keys stay as they were
+                identity["sampling"] = spec.intermediate.sampling.model_dump()
+                params["sampling"] = spec.intermediate.sampling.model_dump()
+            inter = _stage(StageKind.INTERMEDIATE, "intermediate", seed, identity, params)
             plan.append(inter)
             upstream = inter.key
         tgt = _stage(

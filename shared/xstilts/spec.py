@@ -84,11 +84,21 @@ class ModelConfig(_Strict):
         return self
 
 
+class SamplingConfig(_Strict):
+    """How multi-task training picks the task of each batch (see ``training.sampling_probabilities``)."""
+
+    strategy: Literal["proportional", "temperature", "uniform"] = "proportional"
+    temperature: Annotated[float, Field(gt=0, le=100)] = 2.0
+    size_cap: Annotated[int | None, Field(ge=1)] = None  # task sizes are capped at this first
+
+
 class IntermediateConfig(_Strict):
-    """English intermediate task(s). Empty ``tasks`` is the baseline (no intermediate stage)."""
+    """English intermediate task(s). Empty ``tasks`` is the baseline (no intermediate stage);
+    several tasks train one shared encoder with a head per task (multi-task)."""
 
     tasks: list[str] = Field(default_factory=list)
     training: TrainingConfig = TrainingConfig()
+    sampling: SamplingConfig = SamplingConfig()
 
     @field_validator("tasks")
     @classmethod
@@ -100,12 +110,7 @@ class IntermediateConfig(_Strict):
                 raise ValueError(f"unknown intermediate task {t!r}; valid: {', '.join(valid)}")
         if len(set(tasks)) != len(tasks):
             raise ValueError("a task is listed twice")
-        if len(tasks) > 1:
-            raise ValueError(
-                "several intermediate tasks (multi-task training) are not supported yet; "
-                "give one task, or none for the baseline"
-            )
-        return tasks
+        return sorted(tasks)  # a set of tasks: [qqp, snli] and [snli, qqp] are one stage
 
 
 class TargetConfig(_Strict):

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.artifacts import ArtifactStore
 from xstilts.data import DataSource, load_split
-from xstilts.data.batching import featurize
+from xstilts.data.batching import Features, featurize
 from xstilts.db import Metric, Stage, StageKind, Status, utcnow
 from xstilts.errors import CancelledError, StageFailedError
 from xstilts.metrics import METRICS
@@ -39,7 +39,7 @@ from xstilts.modeling import (
 from xstilts.spec import TrainingConfig
 from xstilts.statistics import cross_language_summary
 from xstilts.tasks import Split, get_task
-from xstilts.training import predict, train
+from xstilts.training import predict, sampling_probabilities, train_multi
 
 log = logging.getLogger(__name__)
 
@@ -201,43 +201,54 @@ def _train_stage(
     stage: Stage,
     model: MultiHeadClassifier,
     tokenizer: Any,
-    task_name: str,
-    head_task: str,
+    heads: dict[str, str],
 ) -> tuple[Path, dict[str, Any]]:
+    """Train a fresh head per entry of ``heads`` ({head name: task whose English train split feeds
+    it}) on a shared encoder; several heads make it multi-task training."""
     params = stage.params
     cfg = TrainingConfig.model_validate(params["training"])
-    task = get_task(task_name)
     seed = int(stage.identity["seed"])
-    examples = load_split(task, Split.TRAIN, "en", _data_source(params), cfg.max_train_examples)
-    features = featurize(tokenizer, examples, cfg.max_seq_length)
-    torch.manual_seed(seed)  # the fresh head's initialisation is part of the seeded run
-    model.add_head(head_task, len(task.labels))
-    work = ctx.store.work_dir(stage.key)
-    res = train(
+    data: dict[str, Features] = {}
+    torch.manual_seed(seed)  # the fresh heads' initialisation is part of the seeded run
+    for head, task_name in heads.items():
+        task = get_task(task_name)
+        examples = load_split(task, Split.TRAIN, "en", _data_source(params), cfg.max_train_examples)
+        data[head] = featurize(tokenizer, examples, cfg.max_seq_length)
+        model.add_head(head, len(task.labels))
+    probabilities = None
+    if "sampling" in params:
+        sampling = params["sampling"]
+        probabilities = sampling_probabilities(
+            {h: len(f) for h, f in data.items()},
+            sampling["strategy"],
+            sampling["temperature"],
+            sampling["size_cap"],
+        )
+    res = train_multi(
         model,
-        head_task,
-        features,
+        data,
         cfg,
         seed,
-        work,
+        ctx.store.work_dir(stage.key),
         tokenizer.pad_token_id,
+        probabilities=probabilities,
         progress=_progress_fn(ctx, stage),
         should_stop=ctx.should_stop,
     )
+    result = {**asdict(res), "sampling_probabilities": probabilities}
     out = ctx.store.stage_dir(stage.kind, stage.key)
     with ctx.store.writing(out) as tmp:
         save_stage_model(model, tokenizer, tmp)
-        (tmp / "train_result.json").write_text(json.dumps(asdict(res), indent=2))
+        (tmp / "train_result.json").write_text(json.dumps(result, indent=2))
     ctx.store.discard_work(stage.key)
-    return out, asdict(res)
+    return out, result
 
 
 def _run_intermediate(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]:
     m = stage.params["model"]
     model = MultiHeadClassifier(load_encoder(m["name_or_path"], m["revision"]), m["pooling"])
     tokenizer = load_tokenizer(m["name_or_path"], m["revision"])
-    (task,) = stage.params["tasks"]
-    return _train_stage(ctx, stage, model, tokenizer, task, task)
+    return _train_stage(ctx, stage, model, tokenizer, {t: t for t in stage.params["tasks"]})
 
 
 def _run_target(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]:
@@ -250,7 +261,7 @@ def _run_target(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]:
         m = params["model"]
         model = MultiHeadClassifier(load_encoder(m["name_or_path"], m["revision"]), m["pooling"])
         tokenizer = load_tokenizer(m["name_or_path"], m["revision"])
-    return _train_stage(ctx, stage, model, tokenizer, params["train_task"], params["task"])
+    return _train_stage(ctx, stage, model, tokenizer, {params["task"]: params["train_task"]})
 
 
 _MODEL_CACHE: dict[str, tuple[MultiHeadClassifier, Any]] = {}

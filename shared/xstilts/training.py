@@ -13,10 +13,11 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +41,9 @@ class TrainResult:
     examples_per_s: float
     final_loss: float
     num_examples: int
+    # Mean training loss and number of micro-batches per task over this call's steps.
+    task_losses: dict[str, float] = field(default_factory=dict)
+    task_batches: dict[str, int] = field(default_factory=dict)
 
 
 def pick_device() -> torch.device:
@@ -86,6 +90,49 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint or the new one
 
 
+SAMPLING_STRATEGIES = ("proportional", "temperature", "uniform")
+
+
+def sampling_probabilities(
+    sizes: dict[str, int],
+    strategy: str = "proportional",
+    temperature: float = 2.0,
+    size_cap: int | None = None,
+) -> dict[str, float]:
+    """How often each task's batch is drawn in multi-task training.
+
+    Sizes are first capped at ``size_cap`` (so one huge task cannot drown the others), then
+    ``proportional`` uses them as they are, ``temperature`` raises them to ``1 / temperature``
+    (T=1 is proportional, larger T tends to uniform), and ``uniform`` ignores them.
+    """
+    if strategy not in SAMPLING_STRATEGIES:
+        raise ValueError(f"sampling strategy {strategy!r}: valid: {', '.join(SAMPLING_STRATEGIES)}")
+    capped = {t: float(min(n, size_cap) if size_cap else n) for t, n in sizes.items()}
+    if strategy == "uniform":
+        weights = {t: 1.0 for t in capped}
+    elif strategy == "temperature":
+        weights = {t: n ** (1.0 / temperature) for t, n in capped.items()}
+    else:
+        weights = capped
+    total = sum(weights.values())
+    return {t: w / total for t, w in weights.items()}
+
+
+class _TaskSchedule:
+    """Which task each micro-batch comes from: a pure function of (seed, micro-batch index), so a
+    resumed run makes the same choices and can count how far each task's batch stream had got."""
+
+    def __init__(self, tasks: list[str], probabilities: dict[str, float], seed: int) -> None:
+        self.tasks = tasks
+        self.p = np.array([probabilities[t] for t in tasks])
+        self.seed = seed
+
+    def task_at(self, k: int) -> int:
+        if len(self.tasks) == 1:
+            return 0
+        return int(np.random.default_rng([self.seed, 7919, k]).choice(len(self.tasks), p=self.p))
+
+
 def train(
     model: MultiHeadClassifier,
     task: str,
@@ -98,14 +145,44 @@ def train(
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train ``model``'s encoder and ``task`` head on ``features``; resumes from ``work_dir``."""
+    return train_multi(
+        model,
+        {task: features},
+        cfg,
+        seed,
+        work_dir,
+        pad_id,
+        progress=progress,
+        should_stop=should_stop,
+    )
+
+
+def train_multi(
+    model: MultiHeadClassifier,
+    data: dict[str, Features],
+    cfg: TrainingConfig,
+    seed: int,
+    work_dir: Path,
+    pad_id: int,
+    probabilities: dict[str, float] | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train the shared encoder and one head per task; each micro-batch comes from one task, drawn
+    with ``probabilities`` (default: proportional to size). Resumes from ``work_dir``."""
     device = pick_device()
     torch.manual_seed(seed)
     if cfg.freeze_word_embeddings:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
     model.to(device)
-    total = total_optimizer_steps(len(features), cfg)
+    tasks = list(data)
+    sizes = {t: len(f) for t, f in data.items()}
+    probabilities = probabilities or sampling_probabilities(sizes)
+    schedule = _TaskSchedule(tasks, probabilities, seed)
+    total = total_optimizer_steps(sum(sizes.values()), cfg)
     optimizer, scheduler = build_optimizer(model, cfg, total)
     accum = cfg.gradient_accumulation_steps
+    name = "+".join(tasks)
 
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = work_dir / CHECKPOINT_FILE
@@ -119,25 +196,40 @@ def train(
         if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng_cuda"])
         start = int(ckpt["step"])
-        log.info("resuming %s from step %d/%d (%s)", task, start, total, ckpt_path)
+        log.info("resuming %s from step %d/%d (%s)", name, start, total, ckpt_path)
 
-    # Batch order depends only on (seed, epoch), so a resumed run skips exactly what was done.
-    stream = itertools.islice(
-        epoch_batches(features.lengths, cfg.batch_size, seed), start * accum, None
-    )
+    # Each task's batch order depends only on (its seed, epoch), and the task of micro-batch k only
+    # on (seed, k): a resumed run replays the choices to skip exactly the batches already used.
+    done_per_task = [0] * len(tasks)
+    for k in range(start * accum):
+        done_per_task[schedule.task_at(k)] += 1
+    streams = [
+        itertools.islice(
+            epoch_batches(data[t].lengths, cfg.batch_size, seed + 104_729 * i),
+            done_per_task[i],
+            None,
+        )
+        for i, t in enumerate(tasks)
+    ]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
+    loss_sum = dict.fromkeys(tasks, 0.0)
+    loss_n = dict.fromkeys(tasks, 0)
     seen, loss_value, t0 = 0, float("nan"), time.perf_counter()
     for step in range(start, total):
         step_loss = 0.0
-        for _ in range(accum):
-            _, index = next(stream)
+        for micro in range(accum):
+            i = schedule.task_at(step * accum + micro)
+            task, features = tasks[i], data[tasks[i]]
+            _, index = next(streams[i])
             ids, mask, labels = (t.to(device) for t in collate(features, index, pad_id))
             with autocast:
                 logits = model(ids, mask, task)
-            loss = F.cross_entropy(logits.float(), labels) / accum
-            loss.backward()
-            step_loss += loss.item()
+            loss = F.cross_entropy(logits.float(), labels)
+            (loss / accum).backward()
+            step_loss += loss.item() / accum
+            loss_sum[task] += loss.item()
+            loss_n[task] += 1
             seen += len(index)
         nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
@@ -157,14 +249,22 @@ def train(
                     "step": done,
                     "config": cfg.model_dump(),
                     "seed": seed,
-                    "task": task,
+                    "tasks": tasks,
+                    "probabilities": probabilities,
                 },
+            )
+        if len(tasks) > 1 and done % 50 == 0:
+            log.info(
+                "step %d/%d task losses %s",
+                done,
+                total,
+                {t: round(loss_sum[t] / max(loss_n[t], 1), 4) for t in tasks},
             )
         rate = seen / max(time.perf_counter() - t0, 1e-9)
         if progress is not None:
             progress(done, total, rate, loss_value)
         if should_stop is not None and should_stop():
-            raise CancelledError(f"training of {task} cancelled at step {done}/{total}")
+            raise CancelledError(f"training of {name} cancelled at step {done}/{total}")
     elapsed = time.perf_counter() - t0
     model.eval()
     return TrainResult(
@@ -173,7 +273,9 @@ def train(
         resumed_from_step=start,
         examples_per_s=seen / elapsed if elapsed > 0 else 0.0,
         final_loss=loss_value,
-        num_examples=len(features),
+        num_examples=sum(sizes.values()),
+        task_losses={t: loss_sum[t] / loss_n[t] for t in tasks if loss_n[t]},
+        task_batches={t: loss_n[t] for t in tasks},
     )
 
 
