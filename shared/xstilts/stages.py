@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -117,6 +118,42 @@ def heartbeat(
         )
 
 
+class _LeaseKeeper:
+    """Extends a running stage's lease from a background thread while this process lives.
+
+    Step-level heartbeats alone would let the lease lapse during anything long between two steps
+    (saving a multi-GB checkpoint, loading a model, a long prediction batch), and the reconciler
+    would then start a second runner. The lease ends with the process: a killed worker's stage is
+    picked up once it expires.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], stage_id: int) -> None:
+        self.sessions = sessions
+        self.stage_id = stage_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{stage_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                with self.sessions.begin() as s:
+                    s.execute(
+                        update(Stage)
+                        .where(Stage.id == self.stage_id, Stage.status == Status.RUNNING.value)
+                        .values(lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS))
+                    )
+            except Exception:  # a database hiccup must not kill the stage; the next beat retries
+                log.warning("lease heartbeat for stage %d failed", self.stage_id, exc_info=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_stage(ctx: StageContext, stage_id: int) -> bool:
     """Run a stage if it can be claimed. Returns True if this call ran it."""
     if not claim(ctx.sessions, stage_id):
@@ -126,7 +163,8 @@ def run_stage(ctx: StageContext, stage_id: int) -> bool:
         assert stage is not None
         s.expunge(stage)
     try:
-        output, result = _RUNNERS[StageKind(stage.kind)](ctx, stage)
+        with _LeaseKeeper(ctx.sessions, stage_id):
+            output, result = _RUNNERS[StageKind(stage.kind)](ctx, stage)
     except CancelledError as e:
         _finish(ctx, stage_id, Status.CANCELLED, error=str(e))
         raise
