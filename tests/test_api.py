@@ -251,3 +251,13 @@ def test_readyz(api_settings, broker: str, code: int, state: str) -> None:
         r = c.get("/readyz")
     assert r.status_code == code and r.json()["database"] == "ok"
     assert r.json()["broker"].startswith(state)
+
+
+def test_openapi_documents_the_spec_body(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/experiments"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/ExperimentSpec"}
+    spec = schema["components"]["schemas"]["ExperimentSpec"]
+    assert "target" in spec["required"] and "evaluation" in spec["properties"]
+    training = schema["components"]["schemas"]["TrainingConfig"]["properties"]
+    assert training["batch_size"]["minimum"] == 1

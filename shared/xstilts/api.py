@@ -311,6 +311,27 @@ def task_rows() -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- the app
 
 
+def _document_spec_schema(app: FastAPI) -> None:
+    """The body is read raw (to enforce the size limit before parsing), so FastAPI cannot derive
+    its schema; add ExperimentSpec and its parts to the OpenAPI components by hand."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            spec = ExperimentSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(spec.pop("$defs", {}))
+            components["ExperimentSpec"] = spec
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings, executor_factory: ExecutorFactory | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
     init_db(engine)
@@ -332,6 +353,7 @@ def create_app(settings: Settings, executor_factory: ExecutorFactory | None = No
         summary="English intermediate-task training, zero-shot cross-lingual evaluation",
         lifespan=lifespan,
     )
+    _document_spec_schema(app)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
@@ -346,7 +368,9 @@ def create_app(settings: Settings, executor_factory: ExecutorFactory | None = No
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": {"type": "object"}}},
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ExperimentSpec"}}
+                },
                 "description": "An experiment spec (the JSON form of an xstilts spec file).",
             }
         },
