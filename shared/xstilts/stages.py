@@ -96,25 +96,15 @@ def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float = LEASE
         return cast(CursorResult[Any], res).rowcount == 1
 
 
-def heartbeat(
-    sessions: sessionmaker[Session],
-    stage_id: int,
-    step: int,
-    total: int,
-    rate: float,
-    lease_s: float = LEASE_SECONDS,
+def record_progress(
+    sessions: sessionmaker[Session], stage_id: int, step: int, total: int, rate: float
 ) -> None:
-    """Record progress and extend the lease of a running stage."""
+    """Store a running stage's progress (its lease is :class:`_LeaseKeeper`'s job)."""
     with sessions.begin() as s:
         s.execute(
             update(Stage)
             .where(Stage.id == stage_id, Stage.status == Status.RUNNING.value)
-            .values(
-                progress_step=step,
-                progress_total=total,
-                examples_per_s=rate,
-                lease_until=utcnow() + timedelta(seconds=lease_s),
-            )
+            .values(progress_step=step, progress_total=total, examples_per_s=rate)
         )
 
 
@@ -226,7 +216,7 @@ def _progress_fn(ctx: StageContext, stage: Stage) -> Callable[[int, int, float, 
         nonlocal last
         now = time.monotonic()
         if now - last >= HEARTBEAT_SECONDS or step == total:
-            heartbeat(ctx.sessions, stage.id, step, total, rate)
+            record_progress(ctx.sessions, stage.id, step, total, rate)
             last = now
         if ctx.reporter is not None:
             ctx.reporter.progress(stage, step, total, rate)
