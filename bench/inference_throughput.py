@@ -40,7 +40,11 @@ def naive_predict(
                 padding="max_length",
                 return_tensors="pt",
             )
-            out.append(model(enc["input_ids"], enc["attention_mask"], "xnli").argmax(-1))
+            out.append(
+                model(
+                    {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, "xnli"
+                ).argmax(-1)
+            )
     return torch.cat(out)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,18 @@ def tiny_spec(model_dir: Path, **overrides: object) -> dict:
     }
     spec.update(overrides)
     return spec
+
+
+@pytest.fixture()
+def optimizer_steps() -> Iterator[list[int]]:
+    """Counts every real optimiser step taken anywhere in the process."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    count = [0]
+
+    def hook(*_: object) -> None:
+        count[0] += 1
+
+    handle = register_optimizer_step_post_hook(hook)
+    yield count
+    handle.remove()

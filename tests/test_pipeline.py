@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch  # noqa: F401
-from torch.optim.optimizer import register_optimizer_step_post_hook
 from xstilts.pipeline import Workspace
 from xstilts.spec import parse_spec
 from xstilts.statistics import cross_language_summary
 
 from tests.conftest import tiny_spec
-
-
-@pytest.fixture()
-def optimizer_steps() -> Iterator[list[int]]:
-    """Counts every real optimiser step taken anywhere in the process."""
-    count = [0]
-
-    def hook(*_: object) -> None:
-        count[0] += 1
-
-    handle = register_optimizer_step_post_hook(hook)
-    yield count
-    handle.remove()
 
 
 def _steps(n_examples: int, batch: int) -> int:

@@ -113,10 +113,14 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         rows = [t.describe() for t in tasks]
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    print(f"{'task':<8}{'format':<22}{'metric':<10}{'role':<14}languages")
+    print(f"{'task':<15}{'format':<22}{'metric':<12}{'role':<14}{'trained on':<16}languages")
     for t in tasks:
-        role = "target" if t.is_target else "intermediate"
-        print(f"{t.name:<8}{t.format.value:<22}{t.metric:<10}{role:<14}{' '.join(t.languages)}")
+        if t.is_target:
+            role, trained = "target", t.train_task or ("-" if not t.trains else t.name)
+        else:
+            role, trained = "intermediate", "+".join(t.combines) or t.name
+        langs = f"({len(t.languages)}) {' '.join(t.languages)}"
+        print(f"{t.name:<15}{t.format.value:<22}{t.metric:<12}{role:<14}{trained:<16}{langs}")
     return EXIT_OK
 
 
@@ -253,7 +257,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from xstilts.pipeline import Workspace
 
     ws = Workspace(Settings.from_env())
-    for path in export_predictions(ws.sessions, args.experiment, Path(args.out), args.seed):
+    labels = Path(args.labels) if args.labels else None
+    for path in export_predictions(ws.sessions, args.experiment, Path(args.out), args.seed, labels):
         print(path)
     return EXIT_OK
 
@@ -340,8 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="write an experiment's predictions in XTREME's submission layout"
     )
     p.add_argument("experiment", help="experiment id (printed by run/submit)")
-    p.add_argument("out", help="folder to write <task>/<dev|test>-<lang>.tsv into")
+    p.add_argument(
+        "out", help="folder to write <task>/<dev|test>-<lang>.tsv (QA: .json) files into"
+    )
     p.add_argument("--seed", type=int, help="which seed's predictions (default: the first)")
+    p.add_argument(
+        "--labels",
+        metavar="DIR",
+        help="also write the gold labels in the same layout here (for xstilts score --labels)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

@@ -10,17 +10,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.db import Experiment, ExperimentStage, Stage, StageKind, Status
 from xstilts.errors import XstiltsError
+from xstilts.formats import get_format
 from xstilts.stages import PREDICTIONS_FILE
+from xstilts.tasks import get_task
 
 SPLIT_PREFIX = {"validation": "dev", "test": "test"}
 
 
 def export_predictions(
-    sessions: sessionmaker[Session], exp_id: str, out_dir: Path, seed: int | None = None
+    sessions: sessionmaker[Session],
+    exp_id: str,
+    out_dir: Path,
+    seed: int | None = None,
+    labels_dir: Path | None = None,
 ) -> list[Path]:
-    """``<out>/<task>/<dev|test>-<lang>.tsv``, one predicted label per line in the data's order.
-
-    With several seeds, ``seed`` picks one (default: the first in the spec).
+    """Write ``<out>/<task>/<dev|test>-<lang>.<tsv|json>`` in XTREME's submission layout, in the
+    data's order; with ``labels_dir``, also the gold labels in the same layout (what
+    ``xstilts score --labels`` reads). With several seeds, ``seed`` picks one (default: the first).
     """
     with sessions() as s:
         exp = s.get(Experiment, exp_id)
@@ -47,10 +53,21 @@ def export_predictions(
     written = []
     for output in outputs:
         data = json.loads((Path(output) / PREDICTIONS_FILE).read_text(encoding="utf-8"))
-        path = out_dir / data["task"] / f"{prefix}-{data['language']}.tsv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(f"{r['prediction']}\n" for r in data["rows"]), encoding="utf-8")
-        tmp.replace(path)
-        written.append(path)
+        task = get_task(data["task"])
+        fmt = get_format(task.format.value)
+        folder = task.xtreme_name or task.name
+        ext, text = fmt.export(data["rows"])
+        written.append(_write(out_dir / folder / f"{prefix}-{data['language']}{ext}", text))
+        if labels_dir is not None:
+            ext, text = fmt.export(data["rows"], gold=True)
+            written.append(_write(labels_dir / folder / f"{prefix}-{data['language']}{ext}", text))
     return written
+
+
+def _write(path: Path, text: str) -> Path:
+    """Atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -17,23 +17,10 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 
 log = logging.getLogger(__name__)
 
+Batch = dict[str, Any]  # what a format's collate makes: input_ids, attention_mask, targets, ...
+
 ENCODER_DIR = "encoder"
 HEADS_FILE = "heads.pt"
-
-
-class ClassificationHead(nn.Module):
-    """RoBERTa's sentence classification head (dense, tanh, projection) over a pooled vector."""
-
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
-        super().__init__()
-        self.dense = nn.Linear(hidden_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(hidden_size, num_labels)
-
-    def forward(self, first_token: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(first_token)
-        x = torch.tanh(self.dense(x))
-        return self.out_proj(self.dropout(x))
 
 
 POOLINGS = ("first", "mean")
@@ -47,7 +34,71 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
+class SequenceHead(nn.Module):
+    """One label per sequence (pair classification): RoBERTa's classification head (dense, tanh,
+    projection) over the pooled vector."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(hidden_size, num_labels)
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor, pooling: str, batch: Batch
+    ) -> torch.Tensor:
+        x = self.dropout(pool(hidden, mask, pooling))
+        x = torch.tanh(self.dense(x))
+        return self.out_proj(self.dropout(x))
+
+
+class ChoiceHead(SequenceHead):
+    """One score per (context, choice) sequence; the choices of an example compete in a softmax."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+        super().__init__(hidden_size, 1, dropout)
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor, pooling: str, batch: Batch
+    ) -> torch.Tensor:
+        return super().forward(hidden, mask, pooling, batch).view(-1, int(batch["num_choices"]))
+
+
+class TokenHead(nn.Module):
+    """One label per token (tagging): a linear layer over each token, as XTREME's taggers."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, pooling: str, _: Batch) -> torch.Tensor:
+        return self.out_proj(self.dropout(hidden))
+
+
+class SpanHead(nn.Module):
+    """Start and end logits per token (extractive QA); padding is masked out of both."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.out_proj = nn.Linear(hidden_size, 2)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, pooling: str, _: Batch) -> torch.Tensor:
+        logits = self.out_proj(hidden).float()
+        return logits.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(torch.float32).min)
+
+
+HEADS: dict[str, type[nn.Module]] = {
+    "sequence": SequenceHead,
+    "token": TokenHead,
+    "span": SpanHead,
+    "choice": ChoiceHead,
+}
+
+
 class MultiHeadClassifier(nn.Module):
+    """A shared encoder and one head per task; each head's kind comes from the task's format."""
+
     def __init__(self, encoder: PreTrainedModel, pooling: str = "first") -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -55,20 +106,29 @@ class MultiHeadClassifier(nn.Module):
         self.encoder = encoder
         self.pooling = pooling
         self.heads = nn.ModuleDict()
+        self.head_kinds: dict[str, str] = {}
+        self.labels: dict[str, tuple[str, ...]] = {}  # label names per head, in logit order
 
     @property
     def hidden_size(self) -> int:
         return int(self.encoder.config.hidden_size)
 
-    def add_head(self, task: str, num_labels: int) -> None:
+    def add_head(
+        self, task: str, num_labels: int, kind: str = "sequence", labels: tuple[str, ...] = ()
+    ) -> None:
+        if kind not in HEADS:
+            raise ValueError(f"head kind {kind!r}: valid: {', '.join(HEADS)}")
         dropout = float(getattr(self.encoder.config, "hidden_dropout_prob", 0.1))
-        self.heads[task] = ClassificationHead(self.hidden_size, num_labels, dropout)
+        self.heads[task] = HEADS[kind](self.hidden_size, num_labels, dropout)
+        self.head_kinds[task] = kind
+        self.labels[task] = tuple(labels)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, task: str
-    ) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.heads[task](pool(hidden, attention_mask, self.pooling))
+    def forward(self, batch: Batch, task: str) -> torch.Tensor:
+        mask = batch["attention_mask"]
+        hidden = self.encoder(
+            input_ids=batch["input_ids"], attention_mask=mask
+        ).last_hidden_state
+        return self.heads[task](hidden, mask, self.pooling, batch)
 
 
 def load_encoder(name_or_path: str, revision: str | None = None) -> PreTrainedModel:
@@ -89,9 +149,18 @@ def save_stage_model(
     tokenizer.save_pretrained(enc_dir)
     heads: dict[str, Any] = {"__pooling__": model.pooling}
     for task, head in model.heads.items():
-        assert isinstance(head, ClassificationHead)
-        heads[task] = {"num_labels": head.out_proj.out_features, "state": head.state_dict()}
+        heads[task] = {
+            "kind": model.head_kinds[task],
+            "labels": list(model.labels[task]),
+            "num_labels": _num_labels(head),
+            "state": head.state_dict(),
+        }
     torch.save(heads, out_dir / HEADS_FILE)
+
+
+def _num_labels(head: nn.Module) -> int:
+    assert isinstance(head, (SequenceHead, TokenHead, SpanHead))
+    return head.out_proj.out_features
 
 
 def load_stage_model(stage_dir: Path) -> tuple[MultiHeadClassifier, PreTrainedTokenizerBase]:
@@ -99,6 +168,7 @@ def load_stage_model(stage_dir: Path) -> tuple[MultiHeadClassifier, PreTrainedTo
     heads = torch.load(stage_dir / HEADS_FILE, map_location="cpu", weights_only=True)
     model = MultiHeadClassifier(load_encoder(str(enc_dir)), heads.pop("__pooling__"))
     for task, saved in heads.items():
-        model.add_head(task, saved["num_labels"])
+        kind = saved.get("kind", "sequence")
+        model.add_head(task, saved["num_labels"], kind, tuple(saved.get("labels", ())))
         model.heads[task].load_state_dict(saved["state"])
     return model, load_tokenizer(str(enc_dir))

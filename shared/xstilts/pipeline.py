@@ -35,6 +35,7 @@ from xstilts.planner import PlannedStage, plan_experiment, resolve_data_source
 from xstilts.spec import ExperimentSpec
 from xstilts.stages import LEASE_SECONDS, StageContext, StageReporter, run_stage
 from xstilts.statistics import across_seeds, cross_language_summary
+from xstilts.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +209,22 @@ def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> dict[str
     }
 
 
-def summarize(metrics: list[dict[str, Any]], spec: ExperimentSpec) -> dict[str, Any]:
+def summarize(all_metrics: list[dict[str, Any]], spec: ExperimentSpec) -> dict[str, Any]:
+    """The cross-language summary of the task's primary metric (QA: F1), plus each metric's mean
+    over languages and XTREME's task score (QA: the mean of F1 and exact match)."""
+    primary = get_task(spec.target.task).primary_metric
+    metrics = [m for m in all_metrics if m["metric"] == primary]
     if not metrics:
         return {}
+    averages: dict[str, float] = {}
+    for name in dict.fromkeys(m["metric"] for m in all_metrics):
+        vals = [m["value"] for m in all_metrics if m["metric"] == name]
+        averages[name] = sum(vals) / len(vals)
+    xtreme_score = (
+        (averages["f1"] + averages["exact_match"]) / 2
+        if "exact_match" in averages
+        else averages[primary]
+    )
     seeds = sorted({m["seed"] for m in metrics})
     per_seed = {
         seed: cross_language_summary(
@@ -232,6 +246,8 @@ def summarize(metrics: list[dict[str, Any]], spec: ExperimentSpec) -> dict[str, 
         **cross_language_summary(mean_values),
         "per_seed": {str(k): v for k, v in per_seed.items()},
         "across_seeds": across_seeds(list(per_seed.values())) if len(seeds) > 1 else {},
+        "metric_means": averages,
+        "xtreme_score": xtreme_score,
     }
 
 

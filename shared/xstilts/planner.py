@@ -19,15 +19,15 @@ from xstilts.db import StageKind
 from xstilts.errors import XstiltsError
 from xstilts.models.loading import ResolvedModel
 from xstilts.spec import ExperimentSpec
-from xstilts.tasks import Split, get_task
+from xstilts.tasks import Split, Task, TaskFormat, get_task
 from xstilts.tasks.registry import training_task
 
 # Bump when a stage's code changes what it produces; old results then stop matching.
 STAGE_CODE_VERSION = {
-    StageKind.INTERMEDIATE: 1,
-    StageKind.TARGET: 1,
-    StageKind.PREDICT: 1,
-    StageKind.EVALUATE: 1,
+    StageKind.INTERMEDIATE: 2,  # 2: heads of every format, label names stored with each head
+    StageKind.TARGET: 2,
+    StageKind.PREDICT: 2,
+    StageKind.EVALUATE: 2,
 }
 
 
@@ -75,6 +75,19 @@ def resolve_data_source(spec: ExperimentSpec, default_dir: Path | None) -> DataS
     return DataSource("local", folder.resolve())
 
 
+def _decode_identity(
+    target: Task, decode: dict[str, Any], lang: str, data: DataSource
+) -> dict[str, Any]:
+    """Predict-stage identity beyond model and data: decoding settings, and the tuning data of a
+    BUCC threshold tuned on another split. Empty for formats without settings (keys unchanged)."""
+    if not decode:
+        return {}
+    out: dict[str, Any] = {"decode": decode}
+    if "tuning_split" in decode:
+        out["tuning_data"] = fingerprint_split(target, Split(decode["tuning_split"]), lang, data)
+    return out
+
+
 def plan_experiment(
     spec: ExperimentSpec, model: ResolvedModel, data: DataSource
 ) -> list[PlannedStage]:
@@ -92,9 +105,20 @@ def plan_experiment(
     }
     data_params = {"kind": data.kind, "path": str(data.path) if data.path else None}
     target = get_task(spec.target.task)
-    train_task = training_task(target)
+    train_task = training_task(target, spec.target.train_task)
     split = Split(spec.evaluation.split)
     eval_cfg = spec.evaluation.model_dump(exclude={"languages"})
+    # What else decides a prediction besides the model and the data, per format.
+    decode: dict[str, Any] = {}
+    if target.format is TaskFormat.EXTRACTIVE_QA:
+        decode = {
+            k: eval_cfg[k] for k in ("doc_stride", "max_answer_length", "n_best_size")
+        }
+    elif target.format is TaskFormat.RETRIEVAL:
+        decode = {"retrieval": eval_cfg["retrieval"]}
+        if target.name == "bucc2018" and split is Split.TEST:
+            # The threshold is tuned on the validation (sample) gold.
+            decode["tuning_split"] = Split.VALIDATION.value
 
     plan: list[PlannedStage] = []
     for seed in spec.seeds:
@@ -122,31 +146,35 @@ def plan_experiment(
             inter = _stage(StageKind.INTERMEDIATE, "intermediate", seed, identity, params)
             plan.append(inter)
             upstream = inter.key
-        tgt = _stage(
-            StageKind.TARGET,
-            "target",
-            seed,
-            {
-                "model": model_id,
-                "upstream": upstream,
-                "task": target.name,
-                "train_task": train_task.name,
-                "task_version": train_task.version,
-                "training": spec.target.training.model_dump(),
-                "seed": seed,
-                "data": fingerprint_split(train_task, Split.TRAIN, "en", data),
-            },
-            {
-                "model": model_params,
-                "data": data_params,
-                "task": target.name,
-                "train_task": train_task.name,
-                "training": spec.target.training.model_dump(),
-                "upstream": upstream,
-            },
-            deps=(upstream,) if upstream else (),
-        )
-        plan.append(tgt)
+        if train_task is None:  # retrieval: predictions read the intermediate (or bare) encoder
+            model_stage_key = upstream
+        else:
+            tgt = _stage(
+                StageKind.TARGET,
+                "target",
+                seed,
+                {
+                    "model": model_id,
+                    "upstream": upstream,
+                    "format": target.format.value,
+                    "train_task": train_task.name,
+                    "task_version": train_task.version,
+                    "training": spec.target.training.model_dump(),
+                    "seed": seed,
+                    "data": fingerprint_split(train_task, Split.TRAIN, "en", data),
+                },
+                {
+                    "model": model_params,
+                    "data": data_params,
+                    "head": train_task.name,
+                    "train_task": train_task.name,
+                    "training": spec.target.training.model_dump(),
+                    "upstream": upstream,
+                },
+                deps=(upstream,) if upstream else (),
+            )
+            plan.append(tgt)
+            model_stage_key = tgt.key
         predicts = []
         for lang in spec.languages:
             pred = _stage(
@@ -154,7 +182,9 @@ def plan_experiment(
                 f"predict:{lang}",
                 seed,
                 {
-                    "upstream": tgt.key,
+                    "upstream": model_stage_key,
+                    "model": model_id if model_stage_key is None else None,
+                    "head": train_task.name if train_task else None,
                     "task": target.name,
                     "task_version": target.version,
                     "language": lang,
@@ -162,14 +192,18 @@ def plan_experiment(
                     "max_seq_length": spec.evaluation.max_seq_length,
                     "max_examples": spec.evaluation.max_examples_per_language,
                     "data": fingerprint_split(target, split, lang, data),
+                    **_decode_identity(target, decode, lang, data),
                 },
                 {
                     "data": data_params,
+                    "model": model_params,
+                    "head": train_task.name if train_task else None,
                     "task": target.name,
                     "language": lang,
                     "evaluation": eval_cfg,
+                    "tuning_split": decode.get("tuning_split"),
                 },
-                deps=(tgt.key,),
+                deps=(model_stage_key,) if model_stage_key else (),
             )
             plan.append(pred)
             predicts.append(pred)

@@ -22,7 +22,8 @@ def results_table(result: dict[str, Any]) -> str:
     metric = summary["metric"]
     by_lang: dict[str, list[dict[str, Any]]] = {}
     for m in result["metrics"]:
-        by_lang.setdefault(m["language"], []).append(m)
+        if m["metric"] == metric:
+            by_lang.setdefault(m["language"], []).append(m)
     lines = [
         f"{summary['task']} {metric} (%), seeds {summary['seeds']}",
         f"{'lang':<6}{'value':>8}{'n':>7}  95% CI",
@@ -33,6 +34,14 @@ def results_table(result: dict[str, Any]) -> str:
         lines.append(f"{lang:<6}{_pct(value):>8}{ms[0]['n']:>7}  {ci}")
     lines.append("")
     lines.extend(summary_lines(summary))
+    means = summary.get("metric_means", {})
+    if len(means) > 1:
+        lines.append(
+            "mean of each metric          "
+            + ", ".join(f"{k} {_num(v, 100) if k == 'threshold' else _pct(v)}" for k, v in means.items())
+        )
+    if "xtreme_score" in summary:
+        lines.append(f"XTREME task score           {_pct(summary['xtreme_score'])}")
     return "\n".join(lines)
 
 
@@ -63,7 +72,11 @@ def comparison_table(results: Sequence[dict[str, Any]]) -> str:
                 langs.append(lang)
     values = [
         {
-            lang: sum(m["value"] for m in r["metrics"] if m["language"] == lang)
+            lang: sum(
+                m["value"]
+                for m in r["metrics"]
+                if m["language"] == lang and m["metric"] == r["summary"]["metric"]
+            )
             / max(1, len(r["summary"]["seeds"]))
             for lang in r["summary"]["languages"]
         }

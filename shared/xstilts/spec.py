@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from xstilts.errors import XstiltsError
 from xstilts.tasks import Split, get_task, intermediate_task_names, target_task_names
+from xstilts.tasks.registry import compatible_train_tasks
 
 OFFLINE_PREFIX = "offline:"
 HF_PREFIX = "hf:"
@@ -25,6 +26,25 @@ BUILTIN_MODELS = ("multilingual-e5-small",)
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+QA_SPECIAL_TOKENS = 4  # <s> question </s></s> context </s>
+
+
+def doc_stride(max_seq_length: int, stride: int | None) -> int:
+    return stride if stride is not None else max(1, max_seq_length // 4)
+
+
+def check_windows(
+    max_seq_length: int, stride: int | None, max_query_length: int, where: str
+) -> None:
+    """A QA window must hold the question, the special tokens and more context than the overlap."""
+    room = max_seq_length - max_query_length - QA_SPECIAL_TOKENS
+    if stride is not None and stride >= room:
+        raise ValueError(
+            f"{where}: {stride} must be below max_seq_length - max_query_length - "
+            f"{QA_SPECIAL_TOKENS} = {room}"
+        )
 
 
 class TrainingConfig(_Strict):
@@ -37,6 +57,16 @@ class TrainingConfig(_Strict):
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.01
     max_seq_length: Annotated[int, Field(ge=8, le=4096)] = 128
+    # Extractive QA: a context longer than a window becomes overlapping windows that share
+    # doc_stride tokens (default: a quarter of max_seq_length); questions keep max_query_length.
+    doc_stride: Annotated[int | None, Field(ge=1, le=4096)] = None
+    max_query_length: Annotated[int, Field(ge=1, le=4096)] = 64
+
+    @model_validator(mode="after")
+    def _check_windows(self) -> TrainingConfig:
+        check_windows(self.max_seq_length, self.doc_stride, self.max_query_length, "doc_stride")
+        return self
+
     gradient_accumulation_steps: Annotated[int, Field(ge=1, le=1024)] = 1
     max_train_examples: Annotated[int | None, Field(ge=1)] = None
     freeze_word_embeddings: bool = False
@@ -116,6 +146,9 @@ class IntermediateConfig(_Strict):
 class TargetConfig(_Strict):
     task: str
     training: TrainingConfig = TrainingConfig()
+    # The English task whose train split trains the target's head; default: the target's own
+    # (XNLI: MNLI, XQuAD/MLQA: SQuAD). Any task of the same format and label set may stand in.
+    train_task: str | None = None
 
     @field_validator("task")
     @classmethod
@@ -125,6 +158,31 @@ class TargetConfig(_Strict):
             raise ValueError(f"unknown target task {task!r}; valid: {', '.join(valid)}")
         return task.lower()
 
+    @model_validator(mode="after")
+    def _check_train_task(self) -> TargetConfig:
+        if self.train_task is None:
+            return self
+        target = get_task(self.task)
+        valid = compatible_train_tasks(target)
+        if not valid:
+            raise ValueError(f"target.train_task: {target.name} trains nothing (retrieval)")
+        if self.train_task.lower() not in valid:
+            raise ValueError(
+                f"target.train_task: {self.train_task!r} cannot train {target.name}; "
+                f"valid: {', '.join(valid)}"
+            )
+        return self.model_copy(update={"train_task": self.train_task.lower()})
+
+
+class RetrievalConfig(_Strict):
+    """Sentence representations for retrieval targets (BUCC, Tatoeba): ``pooling`` of hidden layer
+    ``layer`` (0 = embeddings, negative counts from the top: -1 is the last layer), and the k of
+    BUCC's k-nearest-neighbour margin scoring. XTREME used layer 14 of XLM-R Large's 24."""
+
+    layer: Annotated[int, Field(ge=-64, le=64)] = -1
+    pooling: Literal["first", "mean"] = "mean"
+    k: Annotated[int, Field(ge=1, le=100)] = 4
+
 
 class EvaluationConfig(_Strict):
     languages: list[str] | None = None  # None: every language of the target task
@@ -133,6 +191,17 @@ class EvaluationConfig(_Strict):
     max_seq_length: Annotated[int, Field(ge=8, le=4096)] = 128
     max_examples_per_language: Annotated[int | None, Field(ge=1)] = None
     bootstrap_samples: Annotated[int, Field(ge=0, le=100_000)] = 1000
+    # Extractive QA: window overlap (default: a quarter of max_seq_length), longest answer
+    # (tokens) and the candidates per window in decoding.
+    doc_stride: Annotated[int | None, Field(ge=1, le=4096)] = None
+    max_answer_length: Annotated[int, Field(ge=1, le=1024)] = 30
+    n_best_size: Annotated[int, Field(ge=1, le=1000)] = 20
+    retrieval: RetrievalConfig = RetrievalConfig()
+
+    @model_validator(mode="after")
+    def _check_windows(self) -> EvaluationConfig:
+        check_windows(self.max_seq_length, self.doc_stride, 64, "evaluation.doc_stride")
+        return self
 
 
 class DataConfig(_Strict):
@@ -197,8 +266,11 @@ def parse_spec(data: Any) -> ExperimentSpec:
             msg = err["msg"].removeprefix("Value error, ")
             # Cross-field checks run on the parent model; they name their field in the message.
             named = _NAMED_FIELD.match(msg)
-            if named and named[1].startswith(_field_path(err["loc"]).replace("(spec)", "")):
+            loc = _field_path(err["loc"])
+            if named and named[1].startswith(loc.replace("(spec)", "")):
                 errors.append((named[1], named[2]))
+            elif named:  # a nested model's own cross-field check names its field relative to it
+                errors.append((f"{loc}.{named[1].split('.')[-1]}", named[2]))
             else:
                 errors.append((_field_path(err["loc"]), msg))
         raise SpecError(errors) from None

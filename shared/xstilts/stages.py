@@ -18,7 +18,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-import numpy as np
 import torch
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.engine import CursorResult
@@ -26,10 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.artifacts import ArtifactStore
 from xstilts.data import DataSource, load_split
-from xstilts.data.batching import Features, featurize
 from xstilts.db import Metric, Stage, StageKind, Status, utcnow
 from xstilts.errors import CancelledError, StageFailedError
-from xstilts.metrics import METRICS
+from xstilts.formats import get_format
+from xstilts.formats.base import DecodeConfig, FeatureConfig, Features
+from xstilts.formats.retrieval import Retrieval, RetrievalConfig
 from xstilts.modeling import (
     MultiHeadClassifier,
     load_encoder,
@@ -37,7 +37,7 @@ from xstilts.modeling import (
     load_tokenizer,
     save_stage_model,
 )
-from xstilts.spec import TrainingConfig
+from xstilts.spec import TrainingConfig, doc_stride
 from xstilts.statistics import cross_language_summary
 from xstilts.tasks import Split, get_task
 from xstilts.training import predict, sampling_probabilities, train_multi
@@ -238,11 +238,17 @@ def _train_stage(
     seed = int(stage.identity["seed"])
     data: dict[str, Features] = {}
     torch.manual_seed(seed)  # the fresh heads' initialisation is part of the seeded run
+    features_cfg = FeatureConfig(
+        cfg.max_seq_length, doc_stride(cfg.max_seq_length, cfg.doc_stride), cfg.max_query_length
+    )
     for head, task_name in heads.items():
         task = get_task(task_name)
+        fmt = get_format(task.format.value)
+        assert fmt.head is not None, f"{task.name} has nothing to train"
         examples = load_split(task, Split.TRAIN, "en", _data_source(params), cfg.max_train_examples)
-        data[head] = featurize(tokenizer, examples, cfg.max_seq_length)
-        model.add_head(head, len(task.labels))
+        labels = fmt.labels(task, examples)
+        data[head] = fmt.featurize(tokenizer, examples, features_cfg, labels)
+        model.add_head(head, len(labels), fmt.head, labels)
     probabilities = None
     if "sampling" in params:
         sampling = params["sampling"]
@@ -289,7 +295,7 @@ def _run_target(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]:
         m = params["model"]
         model = MultiHeadClassifier(load_encoder(m["name_or_path"], m["revision"]), m["pooling"])
         tokenizer = load_tokenizer(m["name_or_path"], m["revision"])
-    return _train_stage(ctx, stage, model, tokenizer, {params["task"]: params["train_task"]})
+    return _train_stage(ctx, stage, model, tokenizer, {params["head"]: params["train_task"]})
 
 
 _MODEL_CACHE: dict[str, tuple[MultiHeadClassifier, Any]] = {}
@@ -308,61 +314,97 @@ def _run_predict(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]
     params = stage.params
     ev = params["evaluation"]
     task = get_task(params["task"])
+    fmt = get_format(task.format.value)
     lang = params["language"]
-    model, tokenizer = _cached_stage_model(_stage_output(ctx, stage.identity["upstream"]))
-    examples = load_split(
-        task, Split(ev["split"]), lang, _data_source(params), ev["max_examples_per_language"]
-    )
-    features = featurize(tokenizer, examples, ev["max_seq_length"])
-    preds = predict(
-        model,
-        task.name,
-        features,
-        ev["batch_size"],
-        tokenizer.pad_token_id,
-        progress=_progress_fn(ctx, stage),
-    ).tolist()
+    source = _data_source(params)
+    split = Split(ev["split"])
+    examples = load_split(task, split, lang, source, ev["max_examples_per_language"])
+    progress = _progress_fn(ctx, stage)
+    if isinstance(fmt, Retrieval):
+        encoder, tokenizer = _retrieval_encoder(ctx, stage)
+        tuning = None
+        if params.get("tuning_split"):
+            tuning = load_split(
+                task, Split(params["tuning_split"]), lang, source, ev["max_examples_per_language"]
+            )[0]
+        rows = fmt.retrieve(
+            task,
+            encoder,
+            tokenizer,
+            examples[0],
+            RetrievalConfig(
+                **ev["retrieval"], batch_size=ev["batch_size"], max_length=ev["max_seq_length"]
+            ),
+            tuning,
+            progress=lambda done, total: progress(done, total, float("nan"), float("nan")),
+        )
+    else:
+        model, tokenizer = _cached_stage_model(_stage_output(ctx, stage.identity["upstream"]))
+        # The target model's head is named after its English training task (MNLI for XNLI), so
+        # XQuAD and MLQA, both trained on SQuAD, share one target stage.
+        head = params["head"]
+        labels = model.labels[head]
+        features = fmt.featurize(
+            tokenizer,
+            examples,
+            FeatureConfig(ev["max_seq_length"], doc_stride(ev["max_seq_length"], ev["doc_stride"])),
+            labels,
+        )
+        outputs = predict(
+            model, head, features, ev["batch_size"], tokenizer.pad_token_id, progress=progress
+        )
+        rows = fmt.decode(
+            examples,
+            features,
+            outputs,
+            labels,
+            DecodeConfig(ev["n_best_size"], ev["max_answer_length"]),
+        )
     out = ctx.store.stage_dir(stage.kind, stage.key)
     with ctx.store.writing(out) as tmp:
-        rows = [
-            {
-                "id": e.guid,
-                "prediction": task.labels[p],
-                "label": task.labels[e.label] if e.label >= 0 else None,
-            }
-            for e, p in zip(examples, preds, strict=False)
-        ]
         (tmp / PREDICTIONS_FILE).write_text(
-            json.dumps({"task": task.name, "language": lang, "rows": rows})
+            json.dumps({"task": task.name, "language": lang, "split": split.value, "rows": rows})
         )
     return out, {"n": len(rows), "steps_run": 0}
+
+
+def _retrieval_encoder(ctx: StageContext, stage: Stage) -> tuple[Any, Any]:
+    """The intermediate model's encoder, or the bare pretrained model for the baseline."""
+    upstream = stage.identity["upstream"]
+    if upstream:
+        model, tokenizer = _cached_stage_model(_stage_output(ctx, upstream))
+        return model.encoder, tokenizer
+    m = stage.params["model"]
+    return load_encoder(m["name_or_path"], m["revision"]), load_tokenizer(
+        m["name_or_path"], m["revision"]
+    )
 
 
 def _run_evaluate(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]:
     params = stage.params
     task = get_task(params["task"])
+    fmt = get_format(task.format.value)
     seed = int(params["seed"])
-    score = METRICS[task.metric]
     values: dict[str, float] = {}
     rows: list[Metric] = []
     for key in stage.identity["predictions"]:
         data = json.loads((_stage_output(ctx, key) / PREDICTIONS_FILE).read_text())
-        preds = np.array([task.labels.index(r["prediction"]) for r in data["rows"]])
-        labels = np.array([task.labels.index(r["label"]) for r in data["rows"]])
-        m = score(preds, labels, bootstrap_samples=params["bootstrap_samples"])
-        values[data["language"]] = m.value
-        rows.append(
+        lang = data["language"]
+        scores = fmt.score(task, lang, data["rows"], params["bootstrap_samples"])
+        values[lang] = scores[0].value  # the task's primary metric
+        rows.extend(
             Metric(
                 stage_id=stage.id,
                 task=task.name,
-                language=data["language"],
-                metric=task.metric,
-                value=m.value,
-                n=m.n,
+                language=lang,
+                metric=sc.metric,
+                value=sc.value,
+                n=sc.n,
                 seed=seed,
-                ci_low=m.ci_low,
-                ci_high=m.ci_high,
+                ci_low=sc.ci_low,
+                ci_high=sc.ci_high,
             )
+            for sc in scores
         )
     summary = cross_language_summary(values)
     with ctx.sessions.begin() as s:

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from xstilts.data.batching import Features, collate, epoch_batches, sorted_batches
+from xstilts.data.batching import epoch_batches, sorted_batches
 from xstilts.errors import CancelledError
+from xstilts.formats import get_format
+from xstilts.formats.base import Batch, Features
 from xstilts.modeling import MultiHeadClassifier
 from xstilts.spec import TrainingConfig
 
@@ -221,11 +222,12 @@ def train_multi(
         for micro in range(accum):
             i = schedule.task_at(step * accum + micro)
             task, features = tasks[i], data[tasks[i]]
+            fmt = get_format(features.format)
             _, index = next(streams[i])
-            ids, mask, labels = (t.to(device) for t in collate(features, index, pad_id))
+            batch = _to(fmt.collate(features, index, pad_id), device)
             with autocast:
-                logits = model(ids, mask, task)
-            loss = F.cross_entropy(logits.float(), labels)
+                logits = model(batch, task)
+            loss = fmt.loss(logits, batch)
             (loss / accum).backward()
             step_loss += loss.item() / accum
             loss_sum[task] += loss.item()
@@ -279,6 +281,10 @@ def train_multi(
     )
 
 
+def _to(batch: Batch, device: torch.device) -> Batch:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 @torch.inference_mode()
 def predict(
     model: MultiHeadClassifier,
@@ -287,19 +293,22 @@ def predict(
     batch_size: int,
     pad_id: int,
     progress: ProgressFn | None = None,
-) -> torch.Tensor:
-    """Predicted label ids in the original order; batches sorted by length, padded per batch."""
+) -> list[Any]:
+    """The format's per-row outputs (label ids, tags, span logits) in the original row order;
+    batches sorted by length and padded per batch."""
     device = pick_device()
     model.to(device).eval()
-    out = torch.empty(len(features), dtype=torch.long)
+    fmt = get_format(features.format)
+    out: list[Any] = [None] * len(features)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     done, t0 = 0, time.perf_counter()
     for index in sorted_batches(features.lengths, batch_size):
-        ids, mask, _ = collate(features, index, pad_id)
+        batch = _to(fmt.collate(features, index, pad_id), device)
         with autocast:
-            logits = model(ids.to(device), mask.to(device), task)
-        out[torch.as_tensor(index)] = logits.argmax(-1).cpu()
+            logits = model(batch, task)
+        for i, row in zip(index.tolist(), fmt.outputs(logits, batch), strict=True):
+            out[i] = row
         done += len(index)
-        if progress is not None:  # examples done / total; doubles as the stage's heartbeat
+        if progress is not None:  # rows done / total; doubles as the stage's heartbeat
             progress(done, len(features), done / max(time.perf_counter() - t0, 1e-9), float("nan"))
     return out

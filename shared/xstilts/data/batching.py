@@ -7,35 +7,23 @@ similar length into a batch and padding only to the batch's longest row removes 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from xstilts.data.examples import PairExample
+from xstilts.formats.base import Features, pad_rows
 
 # A training batch is drawn from a window of this many batches sorted by length: large enough that
 # neighbours have similar lengths, small enough that batches still mix the whole data over an epoch.
 MEGABATCH_FACTOR = 64
 
 
-@dataclass
-class Features:
-    input_ids: list[list[int]]
-    labels: np.ndarray  # int64, -1 for unlabelled
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self))
-
-
 def featurize(
     tokenizer: PreTrainedTokenizerBase, examples: Sequence[PairExample], max_length: int
 ) -> Features:
+    """Sentence pairs as ``<s> a </s></s> b </s>`` ids, truncated longest-first."""
     enc = tokenizer(
         [e.text_a for e in examples],
         [e.text_b for e in examples],
@@ -45,7 +33,12 @@ def featurize(
         return_token_type_ids=False,
     )
     labels = np.fromiter((e.label for e in examples), dtype=np.int64, count=len(examples))
-    return Features(list(enc["input_ids"]), labels)
+    return Features(
+        "pair_classification",
+        list(enc["input_ids"]),
+        {"labels": labels},
+        np.arange(len(examples), dtype=np.int64),
+    )
 
 
 def length_grouped_batches(
@@ -72,14 +65,8 @@ def collate(
     features: Features, index: np.ndarray, pad_id: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pad the selected rows to their longest length: (input_ids, attention_mask, labels)."""
-    rows = [features.input_ids[i] for i in index]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for j, r in enumerate(rows):
-        ids[j, : len(r)] = torch.as_tensor(r, dtype=torch.long)
-        mask[j, : len(r)] = 1
-    return ids, mask, torch.as_tensor(features.labels[index])
+    ids, mask = pad_rows([features.input_ids[i] for i in index], pad_id)
+    return ids, mask, torch.as_tensor(features.targets["labels"][index])
 
 
 def epoch_batches(

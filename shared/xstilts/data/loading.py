@@ -1,4 +1,4 @@
-"""Load a task split in one language from a local folder or the hub, as :class:`PairExample` s."""
+"""Load a task split in one language from a local folder or the hub, as the format's examples."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from xstilts.data.examples import PairExample
+from xstilts.data.examples import PairExample, RetrievalCorpus
 from xstilts.data.readers import READERS
 from xstilts.errors import DataNotFoundError, UnknownNameError
+from xstilts.formats import get_format
 from xstilts.tasks.base import HubSource, LocalFile, Split, Task
 
 log = logging.getLogger(__name__)
@@ -39,18 +40,34 @@ def _check_language(task: Task, split: Split, lang: str) -> None:
         raise UnknownNameError(f"{task.name} {split.value} language", lang, valid)
 
 
-def resolve_local_file(task: Task, split: Split, lang: str, root: Path) -> tuple[Path, LocalFile]:
-    """The first candidate file of a split that exists under ``root``."""
+def _fill(candidate: LocalFile, task: Task, lang: str) -> str:
+    return candidate.for_language(lang, task.code(lang), task.language_name(lang))
+
+
+def resolve_local_files(
+    task: Task, split: Split, lang: str, root: Path
+) -> tuple[list[Path], LocalFile]:
+    """The files of the first candidate that exists under ``root`` (a pattern may match several)."""
     _check_language(task, split, lang)
     candidates = task.splits[split].local
     for candidate in candidates:
-        path = root / candidate.for_language(lang)
-        if path.is_file():
-            return path, candidate
-    tried = ", ".join(c.for_language(lang) for c in candidates) or "(no local files for this split)"
+        pattern = _fill(candidate, task, lang)
+        if candidate.glob:
+            paths = sorted(p for p in root.glob(pattern) if p.is_file())
+            if paths:
+                return paths, candidate
+        elif (root / pattern).is_file():
+            return [root / pattern], candidate
+    tried = ", ".join(_fill(c, task, lang) for c in candidates) or "(no local files for this split)"
     raise DataNotFoundError(
         f"{task.name} {split.value} [{lang}]: no file found under {root}; looked for: {tried}"
     )
+
+
+def resolve_local_file(task: Task, split: Split, lang: str, root: Path) -> tuple[Path, LocalFile]:
+    """The first file of :func:`resolve_local_files` (single-file splits)."""
+    paths, candidate = resolve_local_files(task, split, lang, root)
+    return paths[0], candidate
 
 
 @lru_cache(maxsize=256)
@@ -62,25 +79,66 @@ def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
+def _combined(task: Task) -> list[Task]:
+    from xstilts.tasks.registry import get_task  # the registry imports nothing from here
+
+    return [get_task(name) for name in task.combines]
+
+
 def fingerprint_split(task: Task, split: Split, lang: str, source: DataSource) -> str:
-    """Identifies the exact data a split reads: the file's content hash, or the hub coordinates."""
+    """Identifies the exact data a split reads: the files' content hashes, or the hub coordinates."""
+    if task.combines:
+        return "+".join(fingerprint_split(t, split, lang, source) for t in _combined(task))
     if source.kind == "local":
         assert source.path is not None
-        path, _ = resolve_local_file(task, split, lang, source.path)
-        st = path.stat()
-        return f"sha256:{_file_sha256(path, st.st_size, st.st_mtime_ns)}"
+        paths, _ = resolve_local_files(task, split, lang, source.path)
+        hashes = []
+        for path in paths:
+            st = path.stat()
+            hashes.append(f"sha256:{_file_sha256(path, st.st_size, st.st_mtime_ns)}")
+        return ",".join(hashes)
     _check_language(task, split, lang)
-    parts = [f"{h.dataset}/{h.config_for(lang)}/{h.split}" for h in task.splits[split].hub]
+    parts = [
+        f"{h.dataset}/{h.config_for(lang, task.code(lang), task.language_name(lang))}/{h.split}"
+        for h in task.splits[split].hub
+    ]
     return "hub:" + ",".join(parts)
 
 
-def _cap(examples: list[PairExample], max_examples: int | None) -> list[PairExample]:
-    if max_examples is None or len(examples) <= max_examples:
+def _cap(examples: list[Any], max_examples: int | None) -> list[Any]:
+    if max_examples is None:
+        return examples
+    if examples and isinstance(examples[0], RetrievalCorpus):
+        return [_cap_corpus(c, max_examples) for c in examples]
+    if len(examples) <= max_examples:
         return examples
     order = list(range(len(examples)))
     random.Random(CAP_SHUFFLE_SEED).shuffle(order)
     keep = sorted(order[:max_examples])
     return [examples[i] for i in keep]
+
+
+def _cap_corpus(c: RetrievalCorpus, max_sentences: int) -> RetrievalCorpus:
+    """At most ``max_sentences`` per side: gold pairs first (a fixed random subset of them), then
+    a fixed random subset of the other sentences as distractors."""
+    if len(c.source) <= max_sentences and len(c.target) <= max_sentences:
+        return c
+    rng = random.Random(CAP_SHUFFLE_SEED)
+    gold = list(c.gold)
+    rng.shuffle(gold)
+    gold = gold[:max_sentences]
+
+    def side(ids: tuple[str, ...], texts: tuple[str, ...], wanted: set[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        others = [i for i, x in enumerate(ids) if x not in wanted]
+        rng.shuffle(others)
+        keep = {i for i, x in enumerate(ids) if x in wanted}
+        keep.update(others[: max(0, max_sentences - len(keep))])
+        order = sorted(keep)
+        return tuple(ids[i] for i in order), tuple(texts[i] for i in order)
+
+    src_ids, src = side(c.source_ids, c.source, {s for s, _ in gold})
+    tgt_ids, tgt = side(c.target_ids, c.target, {t for _, t in gold})
+    return RetrievalCorpus(c.guid, src_ids, src, tgt_ids, tgt, tuple(gold))
 
 
 def load_split(
@@ -89,43 +147,57 @@ def load_split(
     lang: str,
     source: DataSource,
     max_examples: int | None = None,
-) -> list[PairExample]:
-    """All labelled examples of ``task``'s ``split`` in ``lang`` (capped to a fixed subset)."""
+) -> list[Any]:
+    """All examples of ``task``'s ``split`` in ``lang`` (capped to a fixed subset), in the type of
+    the task's format (:mod:`xstilts.data.examples`)."""
+    if task.combines:
+        examples: list[Any] = []
+        for part in _combined(task):
+            examples.extend(load_split(part, split, lang, source))
+        return _cap(examples, max_examples)
+    fmt = get_format(task.format.value)
     if source.kind == "local":
         assert source.path is not None
-        path, candidate = resolve_local_file(task, split, lang, source.path)
-        examples = [
-            PairExample(guid, a, b, task.label_index(y))
-            for guid, a, b, y in READERS[candidate.reader](path)
-        ]
-        log.debug("read %d examples from %s", len(examples), path)
+        paths, candidate = resolve_local_files(task, split, lang, source.path)
+        examples = []
+        for path in paths:
+            try:
+                examples.extend(fmt.from_records(task, READERS[candidate.reader](path)))
+            except ValueError as e:
+                raise DataNotFoundError(f"{path}: {e}") from e
+            log.debug("read %s", path)
     else:
         _check_language(task, split, lang)
+        if not task.splits[split].hub:
+            raise DataNotFoundError(
+                f"{task.name} {split.value}: not on the Hugging Face hub; use data.source 'local' "
+                "with the files described in `xstilts tasks`"
+            )
         examples = []
         for hub in task.splits[split].hub:
-            examples.extend(_load_hub(hub, lang))
+            examples.extend(fmt.from_hub(task, hub, _load_hub(hub, task, lang), lang))
     if not examples:
         raise DataNotFoundError(f"{task.name} {split.value} [{lang}]: {source.describe()} is empty")
     return _cap(examples, max_examples)
 
 
 def hub_rows_to_examples(rows: Any, hub: HubSource, lang: str) -> list[PairExample]:
-    """Map hub rows (integer labels in the task's label order) to examples; drops label -1."""
-    out = []
-    for i, row in enumerate(rows):
-        label = int(row[hub.label])
-        if label < 0:
-            continue  # SNLI/GLUE rows without a gold label
-        out.append(PairExample(f"{hub.split}-{lang}-{i}", row[hub.text_a], row[hub.text_b], label))
-    return out
+    """Map hub rows of a pair task (integer labels in the task's label order); drops label -1."""
+    from xstilts.formats.pair import PairClassification
+
+    return PairClassification().from_hub(None, hub, rows, lang)  # type: ignore[arg-type]
 
 
-def _load_hub(hub: HubSource, lang: str) -> list[PairExample]:
+def _load_hub(hub: HubSource, task: Task, lang: str) -> Any:
     try:
         import datasets  # optional dependency: pip install 'xstilts[hub]'
     except ImportError as e:
         raise DataNotFoundError(
             "data.source 'hub' needs the datasets package: pip install 'xstilts[hub]'"
         ) from e
-    rows = datasets.load_dataset(hub.dataset, hub.config_for(lang), split=hub.split)
-    return hub_rows_to_examples(rows, hub, lang)
+    config = hub.config_for(lang, task.code(lang), task.language_name(lang))
+    rows = datasets.load_dataset(hub.dataset, config, split=hub.split)
+    if hub.id_prefix:  # TyDiQA's hub split mixes languages; ids start with the language's name
+        prefix = hub.id_prefix.format(lang=lang, code=task.code(lang), name=task.language_name(lang))
+        rows = [r for r in rows if str(r["id"]).startswith(prefix)]
+    return rows

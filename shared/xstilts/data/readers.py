@@ -1,14 +1,18 @@
 """Readers for the raw file formats, exactly as the files are distributed.
 
-Each reader yields ``(guid, text_a, text_b, raw_label)``; mapping raw labels to ids is the task's job.
+The pair readers here yield ``(guid, text_a, text_b, raw_label)`` (mapping raw labels to ids is the
+task's job); the other formats' readers (:mod:`xstilts.data.format_readers`) yield examples.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
+
+from xstilts.data.format_readers import FORMAT_READERS
 
 RawPair = tuple[str, str, str, str]
 
@@ -78,8 +82,10 @@ def read_prompt_json(path: Path) -> Iterator[RawPair]:
         yield (f"{path.stem}-{key}", row["text_a"], row["text_b"], str(row["label"]))
 
 
-READERS: dict[str, Callable[[Path], Iterator[RawPair]]] = {
+# Pair readers yield raw tuples (the task maps labels); the other formats' readers yield examples.
+READERS: dict[str, Callable[[Path], Iterable[Any]]] = {
     "xtreme_pair_tsv": read_xtreme_pair_tsv,
     "glue_tsv": read_glue_tsv,
     "prompt_json": read_prompt_json,
+    **FORMAT_READERS,
 }

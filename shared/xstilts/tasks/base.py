@@ -14,6 +14,10 @@ from enum import Enum
 
 class TaskFormat(str, Enum):
     PAIR_CLASSIFICATION = "pair_classification"
+    TOKEN_CLASSIFICATION = "token_classification"
+    EXTRACTIVE_QA = "extractive_qa"
+    MULTIPLE_CHOICE = "multiple_choice"
+    RETRIEVAL = "retrieval"
 
 
 class Split(str, Enum):
@@ -26,11 +30,12 @@ class Split(str, Enum):
 class LocalFile:
     """A file relative to the data folder and the reader that understands it."""
 
-    path: str  # may contain {lang}
+    path: str  # may contain {lang}, {code} (the dataset's own language code) and {name}
     reader: str  # a name in xstilts.data.readers.READERS
+    glob: bool = False  # the path is a pattern; every match is read (UD: all treebanks of a language)
 
-    def for_language(self, lang: str) -> str:
-        return self.path.format(lang=lang)
+    def for_language(self, lang: str, code: str | None = None, name: str | None = None) -> str:
+        return self.path.format(lang=lang, code=code or lang, name=name or lang)
 
 
 @dataclass(frozen=True)
@@ -38,14 +43,18 @@ class HubSource:
     """Where a split lives on the Hugging Face hub, and how its columns map to ours."""
 
     dataset: str
-    config: str | None  # may contain {lang}
+    config: str | None  # may contain {lang}, {code} and {name} as LocalFile.path
     split: str
-    text_a: str
-    text_b: str
+    text_a: str = ""  # pairs: first text; tagging: the tokens column; retrieval: source sentences
+    text_b: str = ""
     label: str = "label"
+    layout: str | None = None  # multiple choice: which dataset's columns (hellaswag, ...)
+    id_prefix: str | None = None  # keep rows whose id starts with this ({name} filled per language)
 
-    def config_for(self, lang: str) -> str | None:
-        return self.config.format(lang=lang) if self.config else None
+    def config_for(self, lang: str, code: str | None = None, name: str | None = None) -> str | None:
+        if not self.config:
+            return None
+        return self.config.format(lang=lang, code=code or lang, name=name or lang)
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,23 @@ class Task:
     label_aliases: dict[str, str] = field(default_factory=dict)
     is_target: bool = False  # an XTREME task evaluated zero-shot across languages
     train_task: str | None = None  # the English task whose train split trains this target
+    # The dataset's own code per XTREME code ({code} in paths: "deu" for Tatoeba's German) and
+    # language names ({name}: "German" in the hub's udpos.German config).
+    language_codes: dict[str, str] = field(default_factory=dict)
+    language_names: dict[str, str] = field(default_factory=dict)
+    combines: tuple[str, ...] = ()  # a union of other tasks' data with one head (ANLI+)
+    xtreme_name: str | None = None  # the task's folder in XTREME's submission layout
+
+    @property
+    def primary_metric(self) -> str:
+        """The per-language metric summaries and comparisons use (QA also stores exact match)."""
+        return "accuracy" if self.metric == "accuracy" else "f1"
+
+    def code(self, lang: str) -> str:
+        return self.language_codes.get(lang, lang)
+
+    def language_name(self, lang: str) -> str:
+        return self.language_names.get(lang, lang)
 
     def describe(self) -> dict[str, object]:
         """The task as JSON: what ``xstilts tasks --json`` and ``GET /tasks`` return."""
@@ -78,10 +104,13 @@ class Task:
             "name": self.name,
             "format": self.format.value,
             "metric": self.metric,
+            "primary_metric": self.primary_metric,
             "labels": list(self.labels),
             "languages": list(self.languages),
             "splits": [s.value for s in self.splits],
             "target": self.is_target,
+            "train_task": self.train_task,
+            "combines": list(self.combines),
             "version": self.version,
             "description": self.description,
         }
@@ -91,6 +120,10 @@ class Task:
         if source is None:
             return ()
         return source.languages or self.languages
+
+    @property
+    def trains(self) -> bool:
+        return Split.TRAIN in self.splits or bool(self.combines)
 
     def label_index(self, raw: str) -> int:
         label = self.label_aliases.get(raw, raw)

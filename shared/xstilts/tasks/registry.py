@@ -113,6 +113,7 @@ _TASKS: tuple[Task, ...] = (
         label_aliases={"contradictory": "contradiction"},
         is_target=True,
         train_task="mnli",
+        xtreme_name="xnli",
         splits={
             Split.VALIDATION: SplitSource(
                 local=(LocalFile("xnli/dev-{lang}.tsv", "xtreme_pair_tsv"),),
@@ -132,6 +133,7 @@ _TASKS: tuple[Task, ...] = (
         metric="accuracy",
         description="PAWS-X: adversarial paraphrase identification in 7 languages.",
         is_target=True,
+        xtreme_name="pawsx",
         splits={
             Split.TRAIN: SplitSource(
                 local=(LocalFile("pawsx/train-{lang}.tsv", "xtreme_pair_tsv"),),
@@ -174,6 +176,338 @@ _TASKS: tuple[Task, ...] = (
     ),
 )
 
+
+# --- XTREME's language lists (two-letter codes everywhere; datasets' own names mapped below) -----
+UDPOS_LANGUAGES = (
+    "af", "ar", "bg", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu", "id",
+    "it", "ja", "kk", "ko", "mr", "nl", "pt", "ru", "ta", "te", "th", "tl", "tr", "ur", "vi", "yo",
+    "zh",
+)  # fmt: skip
+PANX_LANGUAGES = (
+    "af", "ar", "bg", "bn", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu",
+    "id", "it", "ja", "jv", "ka", "kk", "ko", "ml", "mr", "ms", "my", "nl", "pt", "ru", "sw", "ta",
+    "te", "th", "tl", "tr", "ur", "vi", "yo", "zh",
+)  # fmt: skip
+XQUAD_LANGUAGES = ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi")
+MLQA_LANGUAGES = ("en", "es", "de", "ar", "hi", "vi", "zh")
+TYDIQA_LANGUAGES = ("en", "ar", "bn", "fi", "id", "ko", "ru", "sw", "te")
+BUCC_LANGUAGES = ("de", "fr", "ru", "zh")
+TATOEBA_CODES = {
+    "af": "afr", "ar": "ara", "bg": "bul", "bn": "ben", "de": "deu", "el": "ell", "es": "spa",
+    "et": "est", "eu": "eus", "fa": "pes", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin",
+    "hu": "hun", "id": "ind", "it": "ita", "ja": "jpn", "jv": "jav", "ka": "kat", "kk": "kaz",
+    "ko": "kor", "ml": "mal", "mr": "mar", "nl": "nld", "pt": "por", "ru": "rus", "sw": "swh",
+    "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl", "tr": "tur", "ur": "urd", "vi": "vie",
+    "zh": "cmn",
+}  # fmt: skip
+LANGUAGE_NAMES = {
+    "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "bn": "Bengali", "de": "German",
+    "el": "Greek", "en": "English", "es": "Spanish", "et": "Estonian", "eu": "Basque",
+    "fa": "Persian", "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi",
+    "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese", "kk": "Kazakh",
+    "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
+    "sw": "Swahili", "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish",
+    "ur": "Urdu", "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
+}  # fmt: skip
+UPOS_TAGS = (
+    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
+    "PUNCT", "SCONJ", "SYM", "VERB", "X",
+)  # fmt: skip
+PANX_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+XTREME = "google/xtreme"
+
+
+def _xtreme_tagging(name: str, hub_config: str, hub_tags: str, local: dict[Split, tuple[LocalFile, ...]]) -> dict[Split, SplitSource]:
+    hub_split = {Split.TRAIN: "train", Split.VALIDATION: "validation", Split.TEST: "test"}
+    return {
+        split: SplitSource(
+            local=files,
+            hub=(HubSource(XTREME, hub_config, hub_split[split], "tokens", label=hub_tags),),
+            languages=EN if split is Split.TRAIN else None,
+        )
+        for split, files in local.items()
+    }
+
+
+def _squad_like(path: str, hub: HubSource | None, languages: tuple[str, ...] | None = None) -> SplitSource:
+    return SplitSource(
+        local=(LocalFile(path, "squad_json"),), hub=(hub,) if hub else (), languages=languages
+    )
+
+
+_TASKS = _TASKS + (
+    Task(
+        name="anli_plus",
+        format=TaskFormat.PAIR_CLASSIFICATION,
+        labels=NLI_LABELS,
+        languages=EN,
+        metric="accuracy",
+        description="ANLI+: ANLI rounds 1-3, MNLI and SNLI as one task with one head (the paper's).",
+        combines=("anli", "mnli", "snli"),
+        splits={},
+    ),
+    Task(
+        name="udpos",
+        format=TaskFormat.TOKEN_CLASSIFICATION,
+        labels=UPOS_TAGS,
+        languages=UDPOS_LANGUAGES,
+        metric="seqeval_f1",
+        description=(
+            "Universal Dependencies POS tagging (17 UPOS tags), XTREME's 33 languages; a language's "
+            "split is all its treebanks. Local data: XTREME's udpos/ TSVs or UD's CoNLL-U folders."
+        ),
+        is_target=True,
+        language_names=LANGUAGE_NAMES,
+        xtreme_name="udpos",
+        splits=_xtreme_tagging(
+            "udpos",
+            "udpos.{name}",
+            "pos_tags",
+            {
+                split: (
+                    LocalFile(f"udpos/{prefix}-{{lang}}.tsv", "tagging_tsv"),
+                    LocalFile(f"ud/UD_*/{{lang}}_*-ud-{prefix}.conllu", "conllu", glob=True),
+                )
+                for split, prefix in (
+                    (Split.TRAIN, "train"), (Split.VALIDATION, "dev"), (Split.TEST, "test")
+                )
+            },
+        ),
+    ),
+    Task(
+        name="panx",
+        format=TaskFormat.TOKEN_CLASSIFICATION,
+        labels=PANX_TAGS,
+        languages=PANX_LANGUAGES,
+        metric="seqeval_f1",
+        description="PAN-X / WikiANN named entities (PER, ORG, LOC; BIO tags), 40 languages.",
+        is_target=True,
+        xtreme_name="panx",
+        splits=_xtreme_tagging(
+            "panx",
+            "PAN-X.{lang}",
+            "ner_tags",
+            {
+                Split.TRAIN: (LocalFile("panx/train-{lang}.tsv", "tagging_tsv"),),
+                Split.VALIDATION: (LocalFile("panx/dev-{lang}.tsv", "tagging_tsv"),),
+                Split.TEST: (LocalFile("panx/test-{lang}.tsv", "tagging_tsv"),),
+            },
+        ),
+    ),
+    Task(
+        name="ccg",
+        format=TaskFormat.TOKEN_CLASSIFICATION,
+        labels=(),  # open set: the supertags seen in training
+        languages=EN,
+        metric="seqeval_f1",
+        description=(
+            "CCG supertagging (CCGbank is licensed: put your copy in <data>/ccg/{train,dev}.tsv, "
+            "one token<TAB>supertag per line, a blank line between sentences)."
+        ),
+        splits={
+            Split.TRAIN: SplitSource(local=(LocalFile("ccg/train.tsv", "tagging_tsv"),)),
+            Split.VALIDATION: SplitSource(local=(LocalFile("ccg/dev.tsv", "tagging_tsv"),)),
+        },
+    ),
+    Task(
+        name="squad",
+        format=TaskFormat.EXTRACTIVE_QA,
+        labels=(),
+        languages=EN,
+        metric="squad_f1",
+        description="SQuAD v1.1: English extractive QA (trains XQuAD and MLQA).",
+        splits={
+            Split.TRAIN: _squad_like(
+                "squad/train-v1.1.json", HubSource("rajpurkar/squad", None, "train")
+            ),
+            Split.VALIDATION: _squad_like(
+                "squad/dev-v1.1.json", HubSource("rajpurkar/squad", None, "validation")
+            ),
+        },
+    ),
+    Task(
+        name="squad_v2",
+        format=TaskFormat.EXTRACTIVE_QA,
+        labels=(),
+        languages=EN,
+        metric="squad_f1",
+        description="SQuAD v2.0: SQuAD v1.1 plus unanswerable questions (no-answer predictions).",
+        splits={
+            Split.TRAIN: _squad_like(
+                "squad/train-v2.0.json", HubSource("rajpurkar/squad_v2", None, "train")
+            ),
+            Split.VALIDATION: _squad_like(
+                "squad/dev-v2.0.json", HubSource("rajpurkar/squad_v2", None, "validation")
+            ),
+        },
+    ),
+    Task(
+        name="xquad",
+        format=TaskFormat.EXTRACTIVE_QA,
+        labels=(),
+        languages=XQUAD_LANGUAGES,
+        metric="squad_f1",
+        description="XQuAD: SQuAD v1.1 dev translated into 10 languages (one split: dev = test).",
+        is_target=True,
+        train_task="squad",
+        xtreme_name="xquad",
+        splits={
+            split: _squad_like(
+                "xquad/xquad.{lang}.json", HubSource(XTREME, "XQuAD.{lang}", "validation")
+            )
+            for split in (Split.VALIDATION, Split.TEST)
+        },
+    ),
+    Task(
+        name="mlqa",
+        format=TaskFormat.EXTRACTIVE_QA,
+        labels=(),
+        languages=MLQA_LANGUAGES,
+        metric="mlqa_f1",
+        description="MLQA: extractive QA in 7 languages (same-language context and question).",
+        is_target=True,
+        train_task="squad",
+        xtreme_name="mlqa",
+        splits={
+            Split.VALIDATION: _squad_like(
+                "mlqa/dev-context-{lang}-question-{lang}.json",
+                HubSource(XTREME, "MLQA.{lang}.{lang}", "validation"),
+            ),
+            Split.TEST: _squad_like(
+                "mlqa/test-context-{lang}-question-{lang}.json",
+                HubSource(XTREME, "MLQA.{lang}.{lang}", "test"),
+            ),
+        },
+    ),
+    Task(
+        name="tydiqa",
+        format=TaskFormat.EXTRACTIVE_QA,
+        labels=(),
+        languages=TYDIQA_LANGUAGES,
+        metric="squad_f1",
+        description="TyDiQA-GoldP: typologically diverse QA, 9 languages; trained on its English train.",
+        is_target=True,
+        language_names={
+            "en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish", "id": "indonesian",
+            "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu",
+        },  # fmt: skip
+        xtreme_name="tydiqa",
+        splits={
+            Split.TRAIN: _squad_like(
+                "tydiqa/tydiqa.goldp.{lang}.train.json",
+                HubSource(XTREME, "tydiqa", "train", id_prefix="{name}"),
+                EN,
+            ),
+            # XTREME's TyDiQA-GoldP test is the released dev set.
+            **{
+                split: _squad_like(
+                    "tydiqa/tydiqa.goldp.{lang}.dev.json",
+                    HubSource(XTREME, "tydiqa", "validation", id_prefix="{name}"),
+                )
+                for split in (Split.VALIDATION, Split.TEST)
+            },
+        },
+    ),
+    Task(
+        name="hellaswag",
+        format=TaskFormat.MULTIPLE_CHOICE,
+        labels=(),
+        languages=EN,
+        metric="accuracy",
+        description="HellaSwag: pick the plausible continuation of a video caption (4 endings).",
+        splits={
+            Split.TRAIN: SplitSource(
+                local=(LocalFile("hellaswag/hellaswag_train.jsonl", "hellaswag_jsonl"),),
+                hub=(HubSource("Rowan/hellaswag", None, "train", layout="hellaswag"),),
+            ),
+            Split.VALIDATION: SplitSource(
+                local=(LocalFile("hellaswag/hellaswag_val.jsonl", "hellaswag_jsonl"),),
+                hub=(HubSource("Rowan/hellaswag", None, "validation", layout="hellaswag"),),
+            ),
+        },
+    ),
+    Task(
+        name="commonsenseqa",
+        format=TaskFormat.MULTIPLE_CHOICE,
+        labels=(),
+        languages=EN,
+        metric="accuracy",
+        description="CommonsenseQA: 5-way multiple-choice questions on ConceptNet concepts.",
+        splits={
+            Split.TRAIN: SplitSource(
+                local=(LocalFile("commonsenseqa/train_rand_split.jsonl", "commonsenseqa_jsonl"),),
+                hub=(HubSource("tau/commonsense_qa", None, "train", layout="commonsenseqa"),),
+            ),
+            Split.VALIDATION: SplitSource(
+                local=(LocalFile("commonsenseqa/dev_rand_split.jsonl", "commonsenseqa_jsonl"),),
+                hub=(HubSource("tau/commonsense_qa", None, "validation", layout="commonsenseqa"),),
+            ),
+        },
+    ),
+    Task(
+        name="cosmosqa",
+        format=TaskFormat.MULTIPLE_CHOICE,
+        labels=(),
+        languages=EN,
+        metric="accuracy",
+        description="Cosmos QA: 4-way reading comprehension needing commonsense inference.",
+        splits={
+            Split.TRAIN: SplitSource(
+                local=(LocalFile("cosmosqa/train.csv", "cosmosqa_csv"),),
+                hub=(HubSource("allenai/cosmos_qa", None, "train", layout="cosmosqa"),),
+            ),
+            Split.VALIDATION: SplitSource(
+                local=(LocalFile("cosmosqa/valid.csv", "cosmosqa_csv"),),
+                hub=(HubSource("allenai/cosmos_qa", None, "validation", layout="cosmosqa"),),
+            ),
+        },
+    ),
+    Task(
+        name="bucc2018",
+        format=TaskFormat.RETRIEVAL,
+        labels=(),
+        languages=BUCC_LANGUAGES,
+        metric="bucc_f1",
+        description=(
+            "BUCC 2018 bitext mining against English (no training: pooled encoder states); F1 of "
+            "mined pairs, threshold tuned on the validation (sample) gold."
+        ),
+        is_target=True,
+        xtreme_name="bucc2018",
+        splits={
+            Split.VALIDATION: SplitSource(
+                local=(LocalFile("bucc2018/{lang}-en.dev.{lang}", "bucc"),),
+                hub=(HubSource(XTREME, "bucc18.{lang}", "validation", "source_sentence", "target_sentence"),),
+            ),
+            Split.TEST: SplitSource(
+                local=(LocalFile("bucc2018/{lang}-en.test.{lang}", "bucc"),),
+                hub=(HubSource(XTREME, "bucc18.{lang}", "test", "source_sentence", "target_sentence"),),
+            ),
+        },
+    ),
+    Task(
+        name="tatoeba",
+        format=TaskFormat.RETRIEVAL,
+        labels=(),
+        languages=tuple(TATOEBA_CODES),
+        metric="accuracy",
+        description=(
+            "Tatoeba: nearest English sentence (cosine) for 36 languages, top-1 accuracy; no training. "
+            "One split (validation = test)."
+        ),
+        is_target=True,
+        language_codes=TATOEBA_CODES,
+        xtreme_name="tatoeba",
+        splits={
+            split: SplitSource(
+                local=(LocalFile("tatoeba/tatoeba.{code}-eng.{code}", "tatoeba"),),
+                hub=(HubSource(XTREME, "tatoeba.{code}", "validation", "source_sentence", "target_sentence"),),
+            )
+            for split in (Split.VALIDATION, Split.TEST)
+        },
+    ),
+)
+
 REGISTRY: dict[str, Task] = {t.name: t for t in _TASKS}
 
 
@@ -194,9 +528,27 @@ def target_task_names() -> list[str]:
 
 def intermediate_task_names() -> list[str]:
     """English tasks with a training split: any of them can be an intermediate task."""
-    return [t.name for t in _TASKS if not t.is_target and Split.TRAIN in t.splits]
+    return [t.name for t in _TASKS if not t.is_target and t.trains]
 
 
-def training_task(target: Task) -> Task:
-    """The task whose English train split trains ``target`` (XNLI trains on MNLI)."""
+def training_task(target: Task, override: str | None = None) -> Task | None:
+    """The task whose English train split trains ``target`` (XNLI trains on MNLI); None for
+    retrieval, which trains nothing. ``override`` is the spec's ``target.train_task``."""
+    if target.format is TaskFormat.RETRIEVAL:
+        return None
+    if override:
+        return get_task(override, "target.train_task")
     return REGISTRY[target.train_task] if target.train_task else target
+
+
+def compatible_train_tasks(target: Task) -> list[str]:
+    """Tasks that can train ``target``'s head: same format, English train data, same label set."""
+    return [
+        t.name
+        for t in _TASKS
+        if t.format is target.format
+        and t.trains
+        and t.format is not TaskFormat.RETRIEVAL
+        and (t.labels == target.labels or t.format is not TaskFormat.PAIR_CLASSIFICATION)
+        and (t.labels == target.labels or t.format is not TaskFormat.TOKEN_CLASSIFICATION)
+    ]

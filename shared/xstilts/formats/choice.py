@@ -1,0 +1,138 @@
+"""Multiple choice (HellaSwag, CommonsenseQA, Cosmos QA): each choice is scored as a sequence
+``<s> context </s></s> question choice </s>`` and the choices of an example compete in a softmax."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xstilts.data.examples import ChoiceExample
+from xstilts.formats.base import (
+    Batch,
+    DecodeConfig,
+    FeatureConfig,
+    Features,
+    Format,
+    PredictionRow,
+    Score,
+    pad_rows,
+)
+from xstilts.formats.pair import accuracy_score
+from xstilts.tasks.base import HubSource, Task
+
+LETTERS = "ABCDEFGHIJ"
+
+
+class MultipleChoice(Format):
+    name = "multiple_choice"
+    head = "choice"
+
+    def from_records(self, task: Task, records: Iterable[Any]) -> list[ChoiceExample]:
+        return list(records)
+
+    def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[ChoiceExample]:
+        out = []
+        for i, row in enumerate(rows):
+            guid = str(row.get("id", row.get("ind", f"{hub.split}-{i}")))
+            if hub.layout == "hellaswag":
+                label = int(row["label"]) if str(row.get("label", "")).strip() else -1
+                out.append(
+                    ChoiceExample(guid, row["ctx_a"], row["ctx_b"], tuple(row["endings"]), label)
+                )
+            elif hub.layout == "commonsenseqa":
+                keys = list(row["choices"]["label"])
+                key = row.get("answerKey") or ""
+                out.append(
+                    ChoiceExample(
+                        guid,
+                        row["question"],
+                        "",
+                        tuple(row["choices"]["text"]),
+                        keys.index(key) if key in keys else -1,
+                    )
+                )
+            elif hub.layout == "cosmosqa":
+                choices = tuple(row[f"answer{k}"] for k in range(4))
+                label = int(row["label"]) if str(row.get("label", "")).strip() else -1
+                out.append(ChoiceExample(guid, row["context"], row["question"], choices, label))
+            else:
+                raise ValueError(f"{hub.dataset}: unknown multiple-choice layout {hub.layout!r}")
+        return out
+
+    def labels(self, task: Task, examples: Sequence[ChoiceExample]) -> tuple[str, ...]:
+        return tuple(LETTERS[: max(len(e.choices) for e in examples)])
+
+    def featurize(
+        self,
+        tokenizer: Any,
+        examples: Sequence[ChoiceExample],
+        cfg: FeatureConfig,
+        labels: tuple[str, ...],
+    ) -> Features:
+        firsts = [e.context for e in examples for _ in e.choices]
+        seconds = [f"{e.question} {c}".strip() for e in examples for c in e.choices]
+        enc = tokenizer(
+            firsts,
+            seconds,
+            truncation=True,
+            max_length=cfg.max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        rows, k = [], 0
+        for e in examples:
+            rows.append([list(x) for x in enc["input_ids"][k : k + len(e.choices)]])
+            k += len(e.choices)
+        labels_arr = np.fromiter((e.label for e in examples), dtype=np.int64, count=len(examples))
+        return Features(
+            self.name, rows, {"labels": labels_arr}, np.arange(len(examples), dtype=np.int64)
+        )
+
+    def collate(self, features: Features, index: np.ndarray, pad_id: int) -> Batch:
+        groups = [features.input_ids[i] for i in index]
+        num_choices = len(groups[0])
+        if any(len(g) != num_choices for g in groups):
+            raise ValueError("a batch mixes examples with different numbers of choices")
+        ids, mask = pad_rows([row for g in groups for row in g], pad_id)
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "num_choices": num_choices,
+            "labels": torch.as_tensor(features.targets["labels"][index]),
+        }
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), batch["labels"])
+
+    def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
+        return logits.argmax(-1).cpu().tolist()
+
+    def decode(
+        self,
+        examples: Sequence[ChoiceExample],
+        features: Features,
+        outputs: Sequence[Any],
+        labels: tuple[str, ...],
+        cfg: DecodeConfig,
+    ) -> list[PredictionRow]:
+        return [
+            {
+                "id": e.guid,
+                "prediction": LETTERS[p],
+                "label": LETTERS[e.label] if e.label >= 0 else None,
+            }
+            for e, p in zip(examples, outputs, strict=True)
+        ]
+
+    def score(
+        self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
+    ) -> list[Score]:
+        return [accuracy_score(rows, bootstrap_samples)]
+
+    def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
+        key = "label" if gold else "prediction"
+        return ".tsv", "".join(f"{r[key]}\n" for r in rows)

@@ -1,0 +1,195 @@
+"""Token classification (UDPOS, PAN-X, CCG): a tag per word, predicted on its first sub-token.
+
+Sentences longer than ``max_length`` sub-tokens are split into consecutive word chunks, so every
+word gets a prediction (XTREME's scripts silently drop the tail of such sentences).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xstilts.data.examples import TaggingExample
+from xstilts.formats.base import (
+    Batch,
+    DecodeConfig,
+    FeatureConfig,
+    Features,
+    Format,
+    PredictionRow,
+    Score,
+    bootstrap_ratio_ci,
+    pad_rows,
+)
+from xstilts.metrics.seqeval import f1_score, get_entities
+from xstilts.tasks.base import HubSource, Task
+
+IGNORE = -100  # not a first sub-token, or no gold tag: no loss
+
+
+class TokenClassification(Format):
+    name = "token_classification"
+    head = "token"
+
+    def from_records(self, task: Task, records: Iterable[Any]) -> list[TaggingExample]:
+        examples = list(records)
+        if task.labels:
+            valid = set(task.labels)
+            for e in examples:
+                bad = [t for t in e.tags if t and t not in valid]
+                if bad:
+                    raise ValueError(
+                        f"task {task.name}: tag {bad[0]!r} in {e.guid} is not one of "
+                        + ", ".join(task.labels)
+                    )
+        return examples
+
+    def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[TaggingExample]:
+        names = _class_names(rows, hub.label) or task.labels
+        return [
+            TaggingExample(
+                f"{hub.split}-{lang}-{i}",
+                tuple(row[hub.text_a]),
+                tuple(t if isinstance(t, str) else names[t] for t in row[hub.label]),
+            )
+            for i, row in enumerate(rows)
+        ]
+
+    def labels(self, task: Task, examples: Sequence[TaggingExample]) -> tuple[str, ...]:
+        if task.labels:
+            return task.labels
+        # An open tag set (CCG supertags): the tags seen in training, in a fixed order.
+        return tuple(sorted({t for e in examples for t in e.tags if t}))
+
+    def featurize(
+        self,
+        tokenizer: Any,
+        examples: Sequence[TaggingExample],
+        cfg: FeatureConfig,
+        labels: tuple[str, ...],
+    ) -> Features:
+        label_id = {t: i for i, t in enumerate(labels)}
+        budget = cfg.max_length - 2  # <s> and </s>
+        cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+        enc = tokenizer(
+            [list(e.words) for e in examples] or [[""]],
+            is_split_into_words=True,
+            add_special_tokens=False,
+            verbose=False,  # whole sentences may exceed the model's length; they are chunked below
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        rows: list[list[int]] = []
+        targets: list[list[int]] = []
+        firsts: list[list[int]] = []  # per row: position of each word's first sub-token (or -1)
+        owner: list[int] = []
+        first_word: list[int] = []
+        for i, e in enumerate(examples):
+            ids, word_ids = enc["input_ids"][i], enc.word_ids(i)
+            pieces: list[list[int]] = [[] for _ in e.words]
+            for tok, w in zip(ids, word_ids, strict=True):
+                if w is not None:
+                    pieces[w].append(tok)
+            start = 0
+            while start < len(e.words) or (start == 0 and not e.words):
+                row, tgt, pos, w = [cls], [IGNORE], [], start
+                while w < len(e.words) and (w == start or len(row) - 1 + len(pieces[w]) <= budget):
+                    piece = pieces[w][:budget]
+                    pos.append(len(row) if piece else -1)
+                    tag = e.tags[w] if w < len(e.tags) else ""
+                    tgt.extend([label_id.get(tag, IGNORE)] + [IGNORE] * (len(piece) - 1))
+                    row.extend(piece)
+                    w += 1
+                row.append(sep)
+                tgt.append(IGNORE)
+                rows.append(row)
+                targets.append(tgt)
+                firsts.append(pos)
+                owner.append(i)
+                first_word.append(start)
+                start = max(w, start + 1)
+        return Features(
+            self.name,
+            rows,
+            {"tags": targets},
+            np.asarray(owner, dtype=np.int64),
+            {"first_positions": firsts, "first_word": first_word},
+        )
+
+    def collate(self, features: Features, index: np.ndarray, pad_id: int) -> Batch:
+        ids, mask = pad_rows([features.input_ids[i] for i in index], pad_id)
+        tags = torch.full(ids.shape, IGNORE, dtype=torch.long)
+        for j, i in enumerate(index):
+            row = features.targets["tags"][i]
+            tags[j, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+        return {"input_ids": ids, "attention_mask": mask, "tags": tags}
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(
+            logits.float().flatten(0, 1), batch["tags"].flatten(), ignore_index=IGNORE
+        )
+
+    def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
+        lengths = batch["attention_mask"].sum(1).tolist()
+        best = logits.argmax(-1).cpu()
+        return [best[j, :n].tolist() for j, n in enumerate(lengths)]
+
+    def decode(
+        self,
+        examples: Sequence[TaggingExample],
+        features: Features,
+        outputs: Sequence[Any],
+        labels: tuple[str, ...],
+        cfg: DecodeConfig,
+    ) -> list[PredictionRow]:
+        assert features.example_index is not None
+        predicted: list[list[str]] = [[labels[0]] * len(e.words) for e in examples]
+        for row, out in enumerate(outputs):
+            e = int(features.example_index[row])
+            w0 = features.extra["first_word"][row]
+            for k, pos in enumerate(features.extra["first_positions"][row]):
+                if pos >= 0:
+                    predicted[e][w0 + k] = labels[out[pos]]
+        return [
+            {
+                "id": e.guid,
+                "words": list(e.words),
+                "prediction": p,
+                "label": list(e.tags) if e.tags and all(e.tags) else None,
+            }
+            for e, p in zip(examples, predicted, strict=True)
+        ]
+
+    def score(
+        self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
+    ) -> list[Score]:
+        labelled = [r for r in rows if r["label"] is not None]
+        if not labelled:
+            raise ValueError(f"{task.name} [{lang}]: F1 needs labelled sentences")
+        gold = [r["label"] for r in labelled]
+        pred = [r["prediction"] for r in labelled]
+        value = f1_score(gold, pred)
+        # Per-sentence counts make the bootstrap cheap: micro F1 = 2 tp / (n_pred + n_gold).
+        tp, den = [], []
+        for g, p in zip(gold, pred, strict=True):
+            ge, pe = set(get_entities([g])), set(get_entities([p]))
+            tp.append(2 * len(ge & pe))
+            den.append(len(ge) + len(pe))
+        low, high = bootstrap_ratio_ci(np.array(tp), np.array(den), bootstrap_samples)
+        return [Score("f1", value, len(labelled), low, high)]
+
+    def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
+        key = "label" if gold else "prediction"
+        # XTREME's evaluator reads each non-blank line whole as a tag: tags only, no tokens.
+        return ".tsv", "\n".join("".join(f"{t}\n" for t in r[key]) for r in rows)
+
+
+def _class_names(rows: Any, column: str) -> tuple[str, ...]:
+    """Tag names of a ``datasets`` Sequence(ClassLabel) column, if the rows carry features."""
+    feature = getattr(getattr(rows, "features", None) or {}, "get", lambda _: None)(column)
+    inner = getattr(feature, "feature", None)
+    return tuple(getattr(inner, "names", ()) or ())
