@@ -72,7 +72,9 @@ class TokenHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(hidden_size, num_labels)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, pooling: str, _: Batch) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor, pooling: str, _: Batch
+    ) -> torch.Tensor:
         return self.out_proj(self.dropout(hidden))
 
 
@@ -83,7 +85,9 @@ class SpanHead(nn.Module):
         super().__init__()
         self.out_proj = nn.Linear(hidden_size, 2)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, pooling: str, _: Batch) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor, pooling: str, _: Batch
+    ) -> torch.Tensor:
         logits = self.out_proj(hidden).float()
         return logits.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(torch.float32).min)
 
@@ -125,9 +129,7 @@ class MultiHeadClassifier(nn.Module):
 
     def forward(self, batch: Batch, task: str) -> torch.Tensor:
         mask = batch["attention_mask"]
-        hidden = self.encoder(
-            input_ids=batch["input_ids"], attention_mask=mask
-        ).last_hidden_state
+        hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
         return self.heads[task](hidden, mask, self.pooling, batch)
 
 

@@ -111,9 +111,7 @@ def plan_experiment(
     # What else decides a prediction besides the model and the data, per format.
     decode: dict[str, Any] = {}
     if target.format is TaskFormat.EXTRACTIVE_QA:
-        decode = {
-            k: eval_cfg[k] for k in ("doc_stride", "max_answer_length", "n_best_size")
-        }
+        decode = {k: eval_cfg[k] for k in ("doc_stride", "max_answer_length", "n_best_size")}
     elif target.format is TaskFormat.RETRIEVAL:
         decode = {"retrieval": eval_cfg["retrieval"]}
         if target.name == "bucc2018" and split is Split.TEST:

@@ -38,7 +38,9 @@ def results_table(result: dict[str, Any]) -> str:
     if len(means) > 1:
         lines.append(
             "mean of each metric          "
-            + ", ".join(f"{k} {_num(v, 100) if k == 'threshold' else _pct(v)}" for k, v in means.items())
+            + ", ".join(
+                f"{k} {_num(v, 100) if k == 'threshold' else _pct(v)}" for k, v in means.items()
+            )
         )
     if "xtreme_score" in summary:
         lines.append(f"XTREME task score           {_pct(summary['xtreme_score'])}")

@@ -128,7 +128,9 @@ def _cap_corpus(c: RetrievalCorpus, max_sentences: int) -> RetrievalCorpus:
     rng.shuffle(gold)
     gold = gold[:max_sentences]
 
-    def side(ids: tuple[str, ...], texts: tuple[str, ...], wanted: set[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def side(
+        ids: tuple[str, ...], texts: tuple[str, ...], wanted: set[str]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         others = [i for i, x in enumerate(ids) if x not in wanted]
         rng.shuffle(others)
         keep = {i for i, x in enumerate(ids) if x in wanted}
@@ -198,6 +200,8 @@ def _load_hub(hub: HubSource, task: Task, lang: str) -> Any:
     config = hub.config_for(lang, task.code(lang), task.language_name(lang))
     rows = datasets.load_dataset(hub.dataset, config, split=hub.split)
     if hub.id_prefix:  # TyDiQA's hub split mixes languages; ids start with the language's name
-        prefix = hub.id_prefix.format(lang=lang, code=task.code(lang), name=task.language_name(lang))
+        prefix = hub.id_prefix.format(
+            lang=lang, code=task.code(lang), name=task.language_name(lang)
+        )
         rows = [r for r in rows if str(r["id"]).startswith(prefix)]
     return rows

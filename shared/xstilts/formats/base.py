@@ -68,6 +68,7 @@ class Features:
     @property
     def lengths(self) -> np.ndarray:
         """Tokens a row costs: its length, or for multiple choice its longest choice x choices."""
+
         def cost(row: Any) -> int:
             if row and isinstance(row[0], list):
                 return max(len(r) for r in row) * len(row)
@@ -159,7 +160,9 @@ def bootstrap_mean_ci(
     means = np.empty(samples)
     for start in range(0, samples, 256):  # chunks bound memory for large test sets
         k = min(256, samples - start)
-        means[start : start + k] = values[rng.integers(0, values.size, size=(k, values.size))].mean(1)
+        means[start : start + k] = values[rng.integers(0, values.size, size=(k, values.size))].mean(
+            1
+        )
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return float(low), float(high)

@@ -159,5 +159,8 @@ class ExtractiveQA(Format):
             for r in rows
             if r["label"]  # unanswered (blank) gold is not scorable, and not scored
         ]
-        data = {"version": "xstilts-export", "data": [{"paragraphs": [{"context": "", "qas": qas}]}]}
+        data = {
+            "version": "xstilts-export",
+            "data": [{"paragraphs": [{"context": "", "qas": qas}]}],
+        }
         return ".json", json.dumps(data, ensure_ascii=False)

@@ -93,12 +93,13 @@ class Retrieval(Format):
             # For each source sentence, the index of its nearest English sentence (the and
             # the submission format's direction; XTREME's script searches the other way round).
             nearest = retrieval.tatoeba_predictions(embed(corpus.target), embed(corpus.source))
-            gold = dict(corpus.gold)
+            translation = dict(corpus.gold)
+            position = {tid: j for j, tid in enumerate(corpus.target_ids)}
             return [
                 {
                     "id": sid,
                     "prediction": int(nearest[i]),
-                    "label": corpus.target_ids.index(gold[sid]) if sid in gold else None,
+                    "label": position[translation[sid]] if sid in translation else None,
                 }
                 for i, sid in enumerate(corpus.source_ids)
             ]
@@ -118,14 +119,14 @@ class Retrieval(Format):
         threshold, _ = retrieval.best_threshold(tune_candidates, set(tune.gold))
         # XTREME's bucc_extract keeps candidates scoring at or above the tuned threshold.
         predicted = {pair: s for pair, s in candidates if s >= threshold}
-        gold = set(corpus.gold)
+        gold_pairs = set(corpus.gold)
         rows = []
-        for pair in sorted(set(predicted) | gold):
+        for pair in sorted(set(predicted) | gold_pairs):
             rows.append(
                 {
                     "id": f"{pair[0]}\t{pair[1]}",
                     "prediction": pair in predicted,
-                    "label": pair in gold,
+                    "label": pair in gold_pairs,
                     "score": predicted.get(pair),
                     "threshold": threshold if np.isfinite(threshold) else None,
                 }
@@ -133,7 +134,9 @@ class Retrieval(Format):
         return rows
 
     # Nothing is trained or decoded from logits.
-    def featurize(self, tokenizer: Any, examples: Sequence[Any], cfg: FeatureConfig, labels: tuple[str, ...]) -> Features:
+    def featurize(
+        self, tokenizer: Any, examples: Sequence[Any], cfg: FeatureConfig, labels: tuple[str, ...]
+    ) -> Features:
         raise NotImplementedError("retrieval tasks have no training data")
 
     def collate(self, features: Features, index: np.ndarray, pad_id: int) -> Batch:

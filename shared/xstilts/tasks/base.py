@@ -32,7 +32,9 @@ class LocalFile:
 
     path: str  # may contain {lang}, {code} (the dataset's own language code) and {name}
     reader: str  # a name in xstilts.data.readers.READERS
-    glob: bool = False  # the path is a pattern; every match is read (UD: all treebanks of a language)
+    glob: bool = (
+        False  # the path is a pattern; every match is read (UD: all treebanks of a language)
+    )
 
     def for_language(self, lang: str, code: str | None = None, name: str | None = None) -> str:
         return self.path.format(lang=lang, code=code or lang, name=name or lang)

@@ -217,7 +217,9 @@ PANX_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
 XTREME = "google/xtreme"
 
 
-def _xtreme_tagging(name: str, hub_config: str, hub_tags: str, local: dict[Split, tuple[LocalFile, ...]]) -> dict[Split, SplitSource]:
+def _xtreme_tagging(
+    name: str, hub_config: str, hub_tags: str, local: dict[Split, tuple[LocalFile, ...]]
+) -> dict[Split, SplitSource]:
     hub_split = {Split.TRAIN: "train", Split.VALIDATION: "validation", Split.TEST: "test"}
     return {
         split: SplitSource(
@@ -229,7 +231,9 @@ def _xtreme_tagging(name: str, hub_config: str, hub_tags: str, local: dict[Split
     }
 
 
-def _squad_like(path: str, hub: HubSource | None, languages: tuple[str, ...] | None = None) -> SplitSource:
+def _squad_like(
+    path: str, hub: HubSource | None, languages: tuple[str, ...] | None = None
+) -> SplitSource:
     return SplitSource(
         local=(LocalFile(path, "squad_json"),), hub=(hub,) if hub else (), languages=languages
     )
@@ -269,7 +273,9 @@ _TASKS = _TASKS + (
                     LocalFile(f"ud/UD_*/{{lang}}_*-ud-{prefix}.conllu", "conllu", glob=True),
                 )
                 for split, prefix in (
-                    (Split.TRAIN, "train"), (Split.VALIDATION, "dev"), (Split.TEST, "test")
+                    (Split.TRAIN, "train"),
+                    (Split.VALIDATION, "dev"),
+                    (Split.TEST, "test"),
                 )
             },
         ),
@@ -388,8 +394,15 @@ _TASKS = _TASKS + (
         description="TyDiQA-GoldP: typologically diverse QA, 9 languages; trained on its English train.",
         is_target=True,
         language_names={
-            "en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish", "id": "indonesian",
-            "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu",
+            "en": "english",
+            "ar": "arabic",
+            "bn": "bengali",
+            "fi": "finnish",
+            "id": "indonesian",
+            "ko": "korean",
+            "ru": "russian",
+            "sw": "swahili",
+            "te": "telugu",
         },  # fmt: skip
         xtreme_name="tydiqa",
         splits={
@@ -477,11 +490,19 @@ _TASKS = _TASKS + (
         splits={
             Split.VALIDATION: SplitSource(
                 local=(LocalFile("bucc2018/{lang}-en.dev.{lang}", "bucc"),),
-                hub=(HubSource(XTREME, "bucc18.{lang}", "validation", "source_sentence", "target_sentence"),),
+                hub=(
+                    HubSource(
+                        XTREME, "bucc18.{lang}", "validation", "source_sentence", "target_sentence"
+                    ),
+                ),
             ),
             Split.TEST: SplitSource(
                 local=(LocalFile("bucc2018/{lang}-en.test.{lang}", "bucc"),),
-                hub=(HubSource(XTREME, "bucc18.{lang}", "test", "source_sentence", "target_sentence"),),
+                hub=(
+                    HubSource(
+                        XTREME, "bucc18.{lang}", "test", "source_sentence", "target_sentence"
+                    ),
+                ),
             ),
         },
     ),
@@ -501,7 +522,11 @@ _TASKS = _TASKS + (
         splits={
             split: SplitSource(
                 local=(LocalFile("tatoeba/tatoeba.{code}-eng.{code}", "tatoeba"),),
-                hub=(HubSource(XTREME, "tatoeba.{code}", "validation", "source_sentence", "target_sentence"),),
+                hub=(
+                    HubSource(
+                        XTREME, "tatoeba.{code}", "validation", "source_sentence", "target_sentence"
+                    ),
+                ),
             )
             for split in (Split.VALIDATION, Split.TEST)
         },
