@@ -26,12 +26,31 @@ def test_tasks_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["pawsx"]["languages"] == ["en", "de", "es", "fr", "ja", "ko", "zh"]
     assert rows["xnli"]["target"] and not rows["qqp"]["target"]
     assert {"mnli", "qqp", "snli", "anli"} <= rows.keys()
+    # The paper's grid: nine XTREME targets and the nine intermediate tasks, each in its format.
+    targets = {n for n, r in rows.items() if r["target"]}
+    assert targets == {
+        "xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba"
+    }  # fmt: skip
+    paper_intermediate = {
+        "anli_plus", "mnli", "qqp", "squad", "squad_v2", "hellaswag", "commonsenseqa", "cosmosqa",
+        "ccg",
+    }  # fmt: skip
+    assert paper_intermediate <= {n for n, r in rows.items() if not r["target"]}
+    assert {r["format"] for r in rows.values()} == {
+        "pair_classification", "token_classification", "extractive_qa", "multiple_choice",
+        "retrieval",
+    }  # fmt: skip
+    assert len(rows["udpos"]["languages"]) == 33 and len(rows["panx"]["languages"]) == 40
+    assert len(rows["tatoeba"]["languages"]) == 36 and rows["mlqa"]["metric"] == "mlqa_f1"
+    assert rows["anli_plus"]["combines"] == ["anli", "mnli", "snli"]
+    assert rows["xquad"]["train_task"] == "squad" and rows["xquad"]["primary_metric"] == "f1"
 
 
 def test_tasks_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
     assert "xnli" in out and "pair_classification" in out and "accuracy" in out
+    assert "tatoeba" in out and "retrieval" in out and "anli+mnli+snli" in out
 
 
 def test_bad_spec_exits_2_naming_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -104,3 +104,41 @@ def test_yaml_and_json_files(tmp_path: Path) -> None:
     bad.write_text("target: [unclosed\n")
     with pytest.raises(Exception, match="not valid YAML"):
         load_spec(bad)
+
+
+def test_target_train_task_must_match_format_and_labels() -> None:
+    assert parse_spec({"target": {"task": "pawsx", "train_task": "QQP"}}).target.train_task == "qqp"
+    errors = _errors({"target": {"task": "pawsx", "train_task": "mnli"}})
+    assert (
+        "qqp" in errors["target.train_task"] and "cannot train pawsx" in errors["target.train_task"]
+    )
+    errors = _errors({"target": {"task": "tatoeba", "train_task": "squad"}})
+    assert "trains nothing" in errors["target.train_task"]
+
+
+def test_qa_windows_must_fit_and_name_the_field() -> None:
+    errors = _errors(
+        {
+            "target": {"task": "xquad", "training": {"max_seq_length": 96, "doc_stride": 40}},
+            "evaluation": {"max_seq_length": 96, "doc_stride": 30},
+        }
+    )
+    # 96 - 64 (question) - 4 (special tokens) = 28 tokens of context per window
+    assert (
+        "must be below" in errors["target.training.doc_stride"]
+        and "= 28" in errors["target.training.doc_stride"]
+    )
+    assert "= 28" in errors["evaluation.doc_stride"]
+    ok = parse_spec(
+        {"target": {"task": "xquad", "training": {"max_seq_length": 96, "doc_stride": 20}}}
+    )
+    assert ok.target.training.doc_stride == 20
+
+
+def test_retrieval_settings_are_explicit_fields() -> None:
+    spec = parse_spec({"target": {"task": "bucc2018"}})
+    assert (spec.evaluation.retrieval.layer, spec.evaluation.retrieval.pooling) == (-1, "mean")
+    errors = _errors(
+        {"target": {"task": "tatoeba"}, "evaluation": {"retrieval": {"pooling": "max"}}}
+    )
+    assert "evaluation.retrieval.pooling" in errors

@@ -128,10 +128,13 @@ class TaskOut(BaseModel):
     name: str
     format: str
     metric: str
+    primary_metric: str
     labels: list[str]
     languages: list[str]
     splits: list[str]
     target: bool
+    train_task: str | None
+    combines: list[str]
     version: int
     description: str
 
