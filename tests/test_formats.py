@@ -183,3 +183,15 @@ def test_retrieval_corpus_cap_keeps_gold_pairs(data_dir: Path) -> None:
     assert len(c.source) == 100 and len(c.target) == 100 and len(c.gold) == 100
     src, tgt = set(c.source_ids), set(c.target_ids)
     assert all(s in src and t in tgt for s, t in c.gold)
+
+
+def test_tagging_drops_the_bare_word_boundary_piece(tokenizer) -> None:
+    """CJK words come out of sentencepiece as a lone "▁" then the word; the word is labelled."""
+    task = get_task("udpos")
+    fmt = get_format(task.format.value)
+    ex = [TaggingExample("zh", ("自從", "2004", "年"), ("ADP", "NUM", "NOUN"))]
+    f = fmt.featurize(tokenizer, ex, FeatureConfig(max_length=32), task.labels)
+    tokens = tokenizer.convert_ids_to_tokens(f.input_ids[0])
+    assert "\u2581" not in tokens  # every lone boundary piece here preceded a real piece
+    labelled = [tokens[p] for p in f.extra["first_positions"][0]]
+    assert labelled == ["自從", "\u25812004", "年"]
