@@ -5,9 +5,10 @@ word gets a prediction (XTREME's scripts silently drop the tail of such sentence
 
 A sentencepiece tokenizer marks each pre-split word with a word-boundary piece; for words it cannot
 join to their first character (most Chinese and Japanese words) that piece stands alone (``▁``,
-``自從``). It is dropped there, so a word's first sub-token is its first real piece: labelling the
-bare ``▁`` instead makes every CJK word look like the same token, and zero-shot Chinese UDPOS F1
-fell from 15% of words to ... (see ``bench/all_targets.py``).
+``自從``). It is dropped there, so a word's first sub-token is its first real piece. Labelling the
+bare ``▁`` (as XTREME's scripts do) makes every CJK word look like the same token: on the offline
+model, zero-shot Chinese UDPOS F1 was 15.5 with it and 57.0 without it, PAN-X zh 10.8 and 25.4
+(``bench/all_targets.py``).
 """
 
 from __future__ import annotations
