@@ -133,3 +133,24 @@ def test_targets_trained_on_the_same_task_share_the_target_stage(
     assert steps > 0
     ws.run(parse_spec(_spec(tiny_model_dir, overlay, {"task": "xquad"}, ["en", "de"])))
     assert optimizer_steps[0] == steps  # XQuAD reused MLQA's SQuAD-trained model
+
+
+def test_retrieval_reads_the_intermediate_encoder_and_shares_predictions_across_seeds(
+    settings, tiny_model_dir: Path, overlay: Path
+) -> None:
+    base = _spec(tiny_model_dir, overlay, {"task": "tatoeba"}, ["de"])
+    base["seeds"] = [1, 2]
+    ws = Workspace(settings)
+    result = ws.run(parse_spec(base))
+    # No training and nothing seed-dependent before scoring: one predict stage serves both seeds.
+    predicts = [s for s in result["stages"] if s["kind"] == "predict"]
+    assert len(predicts) == 2 and len({s["key"] for s in predicts}) == 1
+    assert sorted(result["summary"]["seeds"]) == [1, 2]
+
+    inter = dict(base, seeds=[1])
+    inter["intermediate"] = {"tasks": ["qqp"], "training": base["target"]["training"]}
+    with_qqp = ws.run(parse_spec(inter))
+    kinds = [s["kind"] for s in with_qqp["stages"]]
+    assert kinds == ["intermediate_train", "predict", "evaluate"]
+    (pred,) = [s for s in with_qqp["stages"] if s["kind"] == "predict"]
+    assert pred["key"] != predicts[0]["key"]  # a different encoder, so different predictions

@@ -99,7 +99,15 @@ class Stage(Base):
 
 class ExperimentStage(Base):
     __tablename__ = "experiment_stages"
-    __table_args__ = (UniqueConstraint("experiment_id", "stage_id"),)
+    # One link per seed: a seed-independent stage (retrieval on the bare model) serves every seed.
+    __table_args__ = (
+        UniqueConstraint(
+            "experiment_id",
+            "stage_id",
+            "seed",
+            name="uq_experiment_stages_experiment_id_stage_id_seed",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
