@@ -289,3 +289,29 @@ def test_reconciler_redelivers_a_lost_message(service, tiny_model_dir: Path) -> 
     _wait(service, exp_id, timeout=120)
     with service.sessions() as s:
         assert s.get(Stage, queued[0][0]).attempts == 1
+
+
+def test_celery_runs_other_formats_and_seed_shared_stages(
+    service, settings, tiny_model_dir: Path
+) -> None:
+    """A tagging target and a two-seed retrieval baseline (one predict stage serving both seeds,
+    on Postgres) through the real workers give the in-process numbers."""
+    service.workers.start("gpu", "gpu")
+    service.workers.start("eval", "eval", module="services.eval.main")
+    panx = tiny_spec(tiny_model_dir, intermediate={"tasks": []})
+    panx["target"] = {"task": "panx", "training": panx["target"]["training"]}
+    panx["evaluation"] = {"languages": ["en", "de"], "max_examples_per_language": 30}
+    tatoeba = tiny_spec(tiny_model_dir, intermediate={"tasks": []}, seeds=[1, 2])
+    tatoeba["target"] = {"task": "tatoeba"}
+    tatoeba["evaluation"] = {"languages": ["de"], "max_examples_per_language": 40}
+    for data in (panx, tatoeba):
+        spec = parse_spec(data)
+        exp_id = _submit(service, spec)
+        _wait(service, exp_id)
+        got = experiment_results(service.sessions, exp_id)
+        direct = Workspace(settings).run(spec)
+        assert [(m["language"], m["metric"], m["seed"], m["value"]) for m in got["metrics"]] == [
+            (m["language"], m["metric"], m["seed"], m["value"]) for m in direct["metrics"]
+        ]
+    predicts = [s for s in got["stages"] if s["kind"] == "predict"]
+    assert [s["seed"] for s in predicts] == [1, 2] and len({s["key"] for s in predicts}) == 1
