@@ -154,3 +154,29 @@ def test_retrieval_reads_the_intermediate_encoder_and_shares_predictions_across_
     assert kinds == ["intermediate_train", "predict", "evaluate"]
     (pred,) = [s for s in with_qqp["stages"] if s["kind"] == "predict"]
     assert pred["key"] != predicts[0]["key"]  # a different encoder, so different predictions
+
+
+def test_ccg_from_a_user_folder_with_its_open_tag_set(
+    settings, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """CCGbank is licensed: users bring token<TAB>supertag files; the tag set comes from them."""
+    root = tmp_path / "data"
+    root.mkdir()
+    for entry in data_dir.iterdir():
+        (root / entry.name).symlink_to(entry)
+    sentences = [
+        [("Pierre", "N/N"), ("Vinken", "N"), ("will", "(S\\NP)/(S\\NP)"), ("join", "S\\NP")],
+        [("Mr.", "N/N"), ("Vinken", "N"), ("is", "(S\\NP)/NP"), ("chairman", "N")],
+    ] * 20
+    (root / "ccg").mkdir()
+    (root / "ccg" / "train.tsv").write_text(
+        "\n".join("".join(f"{w}\t{t}\n" for w, t in s) for s in sentences), encoding="utf-8"
+    )
+    spec = _spec(tiny_model_dir, root, {"task": "xnli"}, ["en"])
+    spec["intermediate"] = {"tasks": ["ccg"], "training": spec["target"]["training"]}
+    Workspace(settings).run(parse_spec(spec))
+    (out,) = (settings.artifacts_dir / "stages").glob("intermediate_train-*")
+    heads = torch.load(out / "heads.pt", weights_only=True)
+    assert heads["ccg"]["kind"] == "token"
+    assert heads["ccg"]["labels"] == sorted({t for s in sentences for _, t in s})
+    assert heads["ccg"]["num_labels"] == 5

@@ -142,3 +142,12 @@ def test_retrieval_settings_are_explicit_fields() -> None:
         {"target": {"task": "tatoeba"}, "evaluation": {"retrieval": {"pooling": "max"}}}
     )
     assert "evaluation.retrieval.pooling" in errors
+
+
+def test_example_specs_are_valid() -> None:
+    from xstilts.spec import load_spec
+
+    examples = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
+    assert len(examples) >= 4
+    for path in examples:
+        load_spec(path)  # raises SpecError naming the field
