@@ -19,12 +19,10 @@ from xstilts.errors import DataNotFoundError, UnknownNameError
 from xstilts.metrics import mlqa, squad
 from xstilts.metrics.retrieval import bucc_f1, tatoeba_accuracy
 from xstilts.metrics.seqeval import f1_score
+from xstilts.tasks import Task, TaskFormat, all_tasks
 
-CLASSIFICATION = ("xnli", "pawsx")
-TAGGING = ("udpos", "panx")
-QA = ("xquad", "mlqa", "tydiqa")
-RETRIEVAL = ("bucc2018", "tatoeba")
-TASKS = CLASSIFICATION + TAGGING + QA + RETRIEVAL
+# The submission folders are the registry's XTREME tasks; each is read by its format.
+TASKS: dict[str, Task] = {t.xtreme_name: t for t in all_tasks() if t.xtreme_name}
 
 
 def _lines(path: Path) -> list[str]:
@@ -65,22 +63,23 @@ def read_squad_answers(path: Path) -> dict[str, list[str]]:
     }
 
 
-def _score_language(task: str, lang: str, pred: Path, gold: Path) -> dict[str, float]:
-    if task in CLASSIFICATION:
+def _score_language(task: Task, lang: str, pred: Path, gold: Path) -> dict[str, float]:
+    fmt = task.format
+    if fmt is TaskFormat.PAIR_CLASSIFICATION:
         p, g = read_labels(pred), read_labels(gold)
         _same_length(p, g, pred, gold)
         return {"accuracy": 100.0 * sum(a == b for a, b in zip(p, g, strict=True)) / len(g)}
-    if task in TAGGING:
+    if fmt is TaskFormat.TOKEN_CLASSIFICATION:
         pt, gt = read_tags(pred), read_tags(gold)
         _same_length(pt, gt, pred, gold)
         return {"f1": 100.0 * f1_score(gt, pt)}
-    if task in QA:
+    if fmt is TaskFormat.EXTRACTIVE_QA:
         predictions = json.loads(pred.read_text(encoding="utf-8"))
         golds = read_squad_answers(gold)
-        if task == "mlqa":
+        if task.metric == "mlqa_f1":
             return mlqa.evaluate(predictions, golds, lang)
         return squad.evaluate(predictions, golds)
-    if task == "bucc2018":
+    if task.metric == "bucc_f1":
         return {"f1": 100.0 * bucc_f1(read_pairs(pred), read_pairs(gold))["f1"]}
     p, g = read_labels(pred), read_labels(gold)
     _same_length(p, g, pred, gold)
@@ -105,22 +104,22 @@ def score_folder(predictions: Path, labels: Path, split: str = "test") -> dict[s
         raise DataNotFoundError(f"--predictions: {predictions} is not a folder")
     out: dict[str, Any] = {}
     for task_dir in sorted(p for p in predictions.iterdir() if p.is_dir()):
-        task = task_dir.name
-        if task not in TASKS:
-            raise UnknownNameError("task folder", task, TASKS)
+        if task_dir.name not in TASKS:
+            raise UnknownNameError("task folder", task_dir.name, TASKS)
+        task = TASKS[task_dir.name]
+        qa = task.format is TaskFormat.EXTRACTIVE_QA
         per_lang: dict[str, dict[str, float]] = {}
         for pred in sorted(task_dir.iterdir()):
             m = _NAME.match(pred.name)
             if not m or m["split"] != split:
                 continue
             lang = m["lang"]
-            gold_name = f"{split}-{lang}.json" if task in QA else f"{split}-{lang}.tsv"
-            gold = labels / task / gold_name
+            gold = labels / task_dir.name / f"{split}-{lang}.{'json' if qa else 'tsv'}"
             if not gold.is_file():
                 raise DataNotFoundError(f"no labels for {pred}: expected {gold}")
             per_lang[lang] = _score_language(task, lang, pred, gold)
         if per_lang:
-            out[task] = {"languages": per_lang, **_averages(task, per_lang.values())}
+            out[task_dir.name] = {"languages": per_lang, **_averages(qa, per_lang.values())}
     if not out:
         raise DataNotFoundError(
             f"--predictions: no <task>/{split}-<lang> files under {predictions}"
@@ -128,10 +127,10 @@ def score_folder(predictions: Path, labels: Path, split: str = "test") -> dict[s
     return out
 
 
-def _averages(task: str, scores: Iterable[dict[str, float]]) -> dict[str, Any]:
+def _averages(qa: bool, scores: Iterable[dict[str, float]]) -> dict[str, Any]:
     rows = list(scores)
     average = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
-    if task in QA:
+    if qa:
         score = (average["f1"] + average["exact_match"]) / 2
     else:
         score = next(iter(average.values()))

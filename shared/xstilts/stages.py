@@ -27,7 +27,7 @@ from xstilts.artifacts import ArtifactStore
 from xstilts.data import DataSource, load_split
 from xstilts.db import Metric, Stage, StageKind, Status, utcnow
 from xstilts.errors import CancelledError, StageFailedError
-from xstilts.formats import get_format
+from xstilts.formats import get_format, get_trained_format
 from xstilts.formats.base import DecodeConfig, FeatureConfig, Features
 from xstilts.formats.retrieval import Retrieval, RetrievalConfig
 from xstilts.modeling import (
@@ -243,8 +243,7 @@ def _train_stage(
     )
     for head, task_name in heads.items():
         task = get_task(task_name)
-        fmt = get_format(task.format.value)
-        assert fmt.head is not None, f"{task.name} has nothing to train"
+        fmt = get_trained_format(task.format.value)
         examples = load_split(task, Split.TRAIN, "en", _data_source(params), cfg.max_train_examples)
         labels = fmt.labels(task, examples)
         data[head] = fmt.featurize(tokenizer, examples, features_cfg, labels)
@@ -339,6 +338,7 @@ def _run_predict(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]
             progress=lambda done, total: progress(done, total, float("nan"), float("nan")),
         )
     else:
+        fmt = get_trained_format(task.format.value)
         model, tokenizer = _cached_stage_model(_stage_output(ctx, stage.identity["upstream"]))
         # The target model's head is named after its English training task (MNLI for XNLI), so
         # XQuAD and MLQA, both trained on SQuAD, share one target stage.

@@ -23,7 +23,7 @@ from torch import nn
 
 from xstilts.data.batching import epoch_batches, sorted_batches
 from xstilts.errors import CancelledError
-from xstilts.formats import get_format
+from xstilts.formats import get_trained_format
 from xstilts.formats.base import Batch, Features
 from xstilts.modeling import MultiHeadClassifier
 from xstilts.spec import TrainingConfig
@@ -177,6 +177,7 @@ def train_multi(
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
     model.to(device)
     tasks = list(data)
+    formats = [get_trained_format(data[t].format) for t in tasks]
     sizes = {t: len(f) for t, f in data.items()}
     probabilities = probabilities or sampling_probabilities(sizes)
     schedule = _TaskSchedule(tasks, probabilities, seed)
@@ -221,8 +222,7 @@ def train_multi(
         step_loss = 0.0
         for micro in range(accum):
             i = schedule.task_at(step * accum + micro)
-            task, features = tasks[i], data[tasks[i]]
-            fmt = get_format(features.format)
+            task, features, fmt = tasks[i], data[tasks[i]], formats[i]
             _, index = next(streams[i])
             batch = _to(fmt.collate(features, index, pad_id), device)
             with autocast:
@@ -298,7 +298,7 @@ def predict(
     batches sorted by length and padded per batch."""
     device = pick_device()
     model.to(device).eval()
-    fmt = get_format(features.format)
+    fmt = get_trained_format(features.format)
     out: list[Any] = [None] * len(features)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     done, t0 = 0, time.perf_counter()

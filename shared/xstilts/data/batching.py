@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-import torch
 from transformers import PreTrainedTokenizerBase
 
 from xstilts.data.examples import PairExample
-from xstilts.formats.base import Features, pad_rows
+from xstilts.formats.base import Features
 
 # A training batch is drawn from a window of this many batches sorted by length: large enough that
 # neighbours have similar lengths, small enough that batches still mix the whole data over an epoch.
@@ -59,14 +58,6 @@ def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Inference batches of similar length (longest first); callers restore the original order."""
     order = np.argsort(-lengths, kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def collate(
-    features: Features, index: np.ndarray, pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pad the selected rows to their longest length: (input_ids, attention_mask, labels)."""
-    ids, mask = pad_rows([features.input_ids[i] for i in index], pad_id)
-    return ids, mask, torch.as_tensor(features.targets["labels"][index])
 
 
 def epoch_batches(

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from xstilts.data.examples import PairExample, RetrievalCorpus
+from xstilts.data.examples import RetrievalCorpus
 from xstilts.data.readers import READERS
 from xstilts.errors import DataNotFoundError, UnknownNameError
 from xstilts.formats import get_format
@@ -181,13 +181,6 @@ def load_split(
     if not examples:
         raise DataNotFoundError(f"{task.name} {split.value} [{lang}]: {source.describe()} is empty")
     return _cap(examples, max_examples)
-
-
-def hub_rows_to_examples(rows: Any, hub: HubSource, lang: str) -> list[PairExample]:
-    """Map hub rows of a pair task (integer labels in the task's label order); drops label -1."""
-    from xstilts.formats.pair import PairClassification
-
-    return PairClassification().from_hub(None, hub, rows, lang)  # type: ignore[arg-type]
 
 
 def _load_hub(hub: HubSource, task: Task, lang: str) -> Any:

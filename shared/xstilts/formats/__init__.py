@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from xstilts.formats.base import Format
+    from xstilts.formats.base import Format, TrainedFormat
 
 FORMAT_NAMES = (
     "pair_classification",
@@ -38,3 +38,13 @@ def get_format(name: str) -> Format:
         return _CACHE[name]
     except KeyError:
         raise ValueError(f"format {name!r}: valid: {', '.join(FORMAT_NAMES)}") from None
+
+
+def get_trained_format(name: str) -> TrainedFormat:
+    """The format of a task that trains a head and predicts with it (all but retrieval)."""
+    from xstilts.formats.base import TrainedFormat
+
+    fmt = get_format(name)
+    if not isinstance(fmt, TrainedFormat):
+        raise ValueError(f"format {name!r} trains nothing: it has no head, features or outputs")
+    return fmt

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from xstilts.metrics import bootstrap_mean_ci
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -89,12 +92,10 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 
 
 class Format(ABC):
-    """One task format. ``head`` is the kind of head it trains (None: nothing is trained)."""
+    """One task format: examples from files and hub rows, per-language scores, export."""
 
     name: str
-    head: str | None
 
-    # --- reading ---------------------------------------------------------------------------
     @abstractmethod
     def from_records(self, task: Task, records: Iterable[Any]) -> list[Any]:
         """Examples from what a local reader yields (raw labels mapped to the task's labels)."""
@@ -103,11 +104,26 @@ class Format(ABC):
     def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[Any]:
         """Examples from the rows of a Hugging Face ``datasets`` split."""
 
+    @abstractmethod
+    def score(
+        self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
+    ) -> list[Score]:
+        """The task's metrics for one language; the first is the task's primary metric."""
+
+    @abstractmethod
+    def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
+        """(file extension, file text) in XTREME's submission layout (``gold``: the labels file)."""
+
+
+class TrainedFormat(Format):
+    """A format whose tasks train a head of kind ``head`` on the encoder and predict with it."""
+
+    head: str
+
     def labels(self, task: Task, examples: Sequence[Any]) -> tuple[str, ...]:
         """The label set a head predicts (fixed per task; open sets come from the training data)."""
         return task.labels
 
-    # --- model -----------------------------------------------------------------------------
     @abstractmethod
     def featurize(
         self,
@@ -137,59 +153,32 @@ class Format(ABC):
         cfg: DecodeConfig,
     ) -> list[PredictionRow]: ...
 
-    # --- results ---------------------------------------------------------------------------
-    @abstractmethod
+
+class OneLabelPerExample(TrainedFormat):
+    """Formats that predict one label per example (pair classification, multiple choice):
+    cross-entropy over ``batch["labels"]``, argmax decoding, accuracy, one label per line."""
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), batch["labels"])
+
+    def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
+        return logits.argmax(-1).cpu().tolist()
+
     def score(
         self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
     ) -> list[Score]:
-        """The task's metrics for one language; the first is the task's primary metric."""
+        return [accuracy_score(rows, bootstrap_samples)]
 
-    @abstractmethod
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
-        """(file extension, file text) in XTREME's submission layout (``gold``: the labels file)."""
+        key = "label" if gold else "prediction"
+        return ".tsv", "".join(f"{r[key]}\n" for r in rows)
 
 
-def bootstrap_mean_ci(
-    values: np.ndarray, samples: int, confidence: float = 0.95, seed: int = 0
-) -> tuple[float | None, float | None]:
-    """Percentile bootstrap interval of a mean of per-item scores (accuracy, QA F1/EM)."""
-    values = np.asarray(values, dtype=np.float64)
-    if samples <= 0 or values.size == 0:
-        return None, None
-    rng = np.random.default_rng(seed)
-    means = np.empty(samples)
-    for start in range(0, samples, 256):  # chunks bound memory for large test sets
-        k = min(256, samples - start)
-        means[start : start + k] = values[rng.integers(0, values.size, size=(k, values.size))].mean(
-            1
-        )
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(low), float(high)
-
-
-def bootstrap_ratio_ci(
-    numerator: np.ndarray,
-    denominator: np.ndarray,
-    samples: int,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float | None, float | None]:
-    """Bootstrap interval of sum(numerator) / sum(denominator) over resampled items.
-
-    Micro F1 is 2*tp / (n_pred + n_gold); entities never cross sentences, so resampling sentences
-    with their counts resamples the metric exactly.
-    """
-    num, den = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
-    if samples <= 0 or num.size == 0:
-        return None, None
-    rng = np.random.default_rng(seed)
-    stats = np.empty(samples)
-    for start in range(0, samples, 256):
-        k = min(256, samples - start)
-        idx = rng.integers(0, num.size, size=(k, num.size))
-        d = den[idx].sum(1)
-        stats[start : start + k] = np.where(d > 0, num[idx].sum(1) / np.maximum(d, 1e-12), 0.0)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(stats, [alpha, 1 - alpha])
-    return float(low), float(high)
+def accuracy_score(rows: Sequence[PredictionRow], bootstrap_samples: int) -> Score:
+    """Accuracy of ``prediction`` against ``label`` over labelled rows, with a bootstrap CI."""
+    labelled = [r for r in rows if r["label"] is not None]
+    if not labelled:
+        raise ValueError("accuracy needs labelled rows; this split has no labels")
+    correct = np.array([r["prediction"] == r["label"] for r in labelled], dtype=np.float64)
+    low, high = bootstrap_mean_ci(correct, bootstrap_samples)
+    return Score("accuracy", float(correct.mean()), len(labelled), low, high)

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from xstilts.data.examples import ChoiceExample
 from xstilts.formats.base import (
@@ -16,18 +15,16 @@ from xstilts.formats.base import (
     DecodeConfig,
     FeatureConfig,
     Features,
-    Format,
+    OneLabelPerExample,
     PredictionRow,
-    Score,
     pad_rows,
 )
-from xstilts.formats.pair import accuracy_score
 from xstilts.tasks.base import HubSource, Task
 
 LETTERS = "ABCDEFGHIJ"
 
 
-class MultipleChoice(Format):
+class MultipleChoice(OneLabelPerExample):
     name = "multiple_choice"
     head = "choice"
 
@@ -105,12 +102,6 @@ class MultipleChoice(Format):
             "labels": torch.as_tensor(features.targets["labels"][index]),
         }
 
-    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), batch["labels"])
-
-    def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
-        return logits.argmax(-1).cpu().tolist()
-
     def decode(
         self,
         examples: Sequence[ChoiceExample],
@@ -127,12 +118,3 @@ class MultipleChoice(Format):
             }
             for e, p in zip(examples, outputs, strict=True)
         ]
-
-    def score(
-        self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
-    ) -> list[Score]:
-        return [accuracy_score(rows, bootstrap_samples)]
-
-    def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
-        key = "label" if gold else "prediction"
-        return ".tsv", "".join(f"{r[key]}\n" for r in rows)

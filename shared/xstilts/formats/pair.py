@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from xstilts.data.batching import featurize
 from xstilts.data.examples import PairExample
@@ -16,16 +15,14 @@ from xstilts.formats.base import (
     DecodeConfig,
     FeatureConfig,
     Features,
-    Format,
+    OneLabelPerExample,
     PredictionRow,
-    Score,
-    bootstrap_mean_ci,
     pad_rows,
 )
 from xstilts.tasks.base import HubSource, Task
 
 
-class PairClassification(Format):
+class PairClassification(OneLabelPerExample):
     name = "pair_classification"
     head = "sequence"
 
@@ -57,12 +54,6 @@ class PairClassification(Format):
         labels = torch.as_tensor(features.targets["labels"][index])
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
-    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), batch["labels"])
-
-    def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
-        return logits.argmax(-1).cpu().tolist()
-
     def decode(
         self,
         examples: Sequence[PairExample],
@@ -79,22 +70,3 @@ class PairClassification(Format):
             }
             for e, p in zip(examples, outputs, strict=True)
         ]
-
-    def score(
-        self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
-    ) -> list[Score]:
-        return [accuracy_score(rows, bootstrap_samples)]
-
-    def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
-        key = "label" if gold else "prediction"
-        return ".tsv", "".join(f"{r[key]}\n" for r in rows)
-
-
-def accuracy_score(rows: Sequence[PredictionRow], bootstrap_samples: int) -> Score:
-    """Accuracy of ``prediction`` against ``label`` over labelled rows, with a bootstrap CI."""
-    labelled = [r for r in rows if r["label"] is not None]
-    if not labelled:
-        raise ValueError("accuracy needs labelled rows; this split has no labels")
-    correct = np.array([r["prediction"] == r["label"] for r in labelled], dtype=np.float64)
-    low, high = bootstrap_mean_ci(correct, bootstrap_samples)
-    return Score("accuracy", float(correct.mean()), len(labelled), low, high)

@@ -17,18 +17,17 @@ from xstilts.formats.base import (
     DecodeConfig,
     FeatureConfig,
     Features,
-    Format,
     PredictionRow,
     Score,
-    bootstrap_mean_ci,
+    TrainedFormat,
     pad_rows,
 )
 from xstilts.formats.span import decode_spans, featurize_spans
-from xstilts.metrics import mlqa, squad
+from xstilts.metrics import bootstrap_mean_ci, mlqa, squad
 from xstilts.tasks.base import HubSource, Task
 
 
-class ExtractiveQA(Format):
+class ExtractiveQA(TrainedFormat):
     name = "extractive_qa"
     head = "span"
 

@@ -14,20 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from xstilts import retrieval
 from xstilts.data.examples import RetrievalCorpus
-from xstilts.formats.base import (
-    Batch,
-    DecodeConfig,
-    FeatureConfig,
-    Features,
-    Format,
-    PredictionRow,
-    Score,
-    bootstrap_mean_ci,
-)
+from xstilts.formats.base import Format, PredictionRow, Score, accuracy_score
 from xstilts.metrics.retrieval import bucc_f1
 from xstilts.tasks.base import HubSource, Task
 
@@ -41,9 +31,16 @@ class RetrievalConfig:
     max_length: int = 128
 
 
+def mines_pairs(task: Task) -> bool:
+    """BUCC mines a set of pairs; Tatoeba retrieves one English sentence per source sentence."""
+    return task.metric == "bucc_f1"
+
+
 class Retrieval(Format):
+    """Only reading, scoring and export are shared with the trained formats; predictions come
+    from :meth:`retrieve`."""
+
     name = "retrieval"
-    head = None
 
     def from_records(self, task: Task, records: Iterable[Any]) -> list[RetrievalCorpus]:
         return list(records)
@@ -89,7 +86,7 @@ class Retrieval(Format):
                 progress,
             )
 
-        if task.name == "tatoeba":
+        if not mines_pairs(task):
             # For each source sentence, the index of its nearest English sentence (the issue's and
             # the submission format's direction; XTREME's script searches the other way round).
             nearest = retrieval.tatoeba_predictions(embed(corpus.target), embed(corpus.source))
@@ -133,38 +130,11 @@ class Retrieval(Format):
             )
         return rows
 
-    # Nothing is trained or decoded from logits.
-    def featurize(
-        self, tokenizer: Any, examples: Sequence[Any], cfg: FeatureConfig, labels: tuple[str, ...]
-    ) -> Features:
-        raise NotImplementedError("retrieval tasks have no training data")
-
-    def collate(self, features: Features, index: np.ndarray, pad_id: int) -> Batch:
-        raise NotImplementedError("retrieval tasks have no training data")
-
-    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        raise NotImplementedError("retrieval tasks have no training data")
-
-    def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
-        raise NotImplementedError("retrieval predictions come from retrieve()")
-
-    def decode(
-        self,
-        examples: Sequence[Any],
-        features: Features,
-        outputs: Sequence[Any],
-        labels: tuple[str, ...],
-        cfg: DecodeConfig,
-    ) -> list[PredictionRow]:
-        raise NotImplementedError("retrieval predictions come from retrieve()")
-
     def score(
         self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
     ) -> list[Score]:
-        if task.name == "tatoeba":
-            correct = np.array([r["prediction"] == r["label"] for r in rows], dtype=np.float64)
-            low, high = bootstrap_mean_ci(correct, bootstrap_samples)
-            return [Score("accuracy", float(correct.mean()), len(rows), low, high)]
+        if not mines_pairs(task):
+            return [accuracy_score(rows, bootstrap_samples)]
         predicted = [tuple(r["id"].split("\t")) for r in rows if r["prediction"]]
         gold = [tuple(r["id"].split("\t")) for r in rows if r["label"]]
         m = bucc_f1(predicted, gold)  # type: ignore[arg-type]
@@ -180,8 +150,7 @@ class Retrieval(Format):
         return scores
 
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
-        if rows and isinstance(rows[0]["prediction"], bool):  # BUCC: the mined (or gold) pairs
-            key = "label" if gold else "prediction"
-            return ".tsv", "".join(f"{r['id']}\n" for r in rows if r[key])
         key = "label" if gold else "prediction"
+        if rows and isinstance(rows[0]["prediction"], bool):  # BUCC: the mined (or gold) pairs
+            return ".tsv", "".join(f"{r['id']}\n" for r in rows if r[key])
         return ".tsv", "".join(f"{r[key]}\n" for r in rows)

@@ -231,6 +231,31 @@ def _xtreme_tagging(
     }
 
 
+def _english_choice_task(
+    name: str, description: str, local: tuple[str, str, str], hub_dataset: str
+) -> Task:
+    """A multiple-choice task: local (train file, dev file, reader); hub splits in its layout."""
+    train, dev, reader = local
+    return Task(
+        name=name,
+        format=TaskFormat.MULTIPLE_CHOICE,
+        labels=(),
+        languages=EN,
+        metric="accuracy",
+        description=description,
+        splits={
+            split: SplitSource(
+                local=(LocalFile(path, reader),),
+                hub=(HubSource(hub_dataset, None, hub_split, layout=name),),
+            )
+            for split, path, hub_split in (
+                (Split.TRAIN, train, "train"),
+                (Split.VALIDATION, dev, "validation"),
+            )
+        },
+    )
+
+
 def _squad_like(
     path: str, hub: HubSource | None, languages: tuple[str, ...] | None = None
 ) -> SplitSource:
@@ -421,59 +446,27 @@ _TASKS = _TASKS + (
             },
         },
     ),
-    Task(
-        name="hellaswag",
-        format=TaskFormat.MULTIPLE_CHOICE,
-        labels=(),
-        languages=EN,
-        metric="accuracy",
-        description="HellaSwag: pick the plausible continuation of a video caption (4 endings).",
-        splits={
-            Split.TRAIN: SplitSource(
-                local=(LocalFile("hellaswag/hellaswag_train.jsonl", "hellaswag_jsonl"),),
-                hub=(HubSource("Rowan/hellaswag", None, "train", layout="hellaswag"),),
-            ),
-            Split.VALIDATION: SplitSource(
-                local=(LocalFile("hellaswag/hellaswag_val.jsonl", "hellaswag_jsonl"),),
-                hub=(HubSource("Rowan/hellaswag", None, "validation", layout="hellaswag"),),
-            ),
-        },
+    _english_choice_task(
+        "hellaswag",
+        "HellaSwag: pick the plausible continuation of a video caption (4 endings).",
+        ("hellaswag/hellaswag_train.jsonl", "hellaswag/hellaswag_val.jsonl", "hellaswag_jsonl"),
+        "Rowan/hellaswag",
     ),
-    Task(
-        name="commonsenseqa",
-        format=TaskFormat.MULTIPLE_CHOICE,
-        labels=(),
-        languages=EN,
-        metric="accuracy",
-        description="CommonsenseQA: 5-way multiple-choice questions on ConceptNet concepts.",
-        splits={
-            Split.TRAIN: SplitSource(
-                local=(LocalFile("commonsenseqa/train_rand_split.jsonl", "commonsenseqa_jsonl"),),
-                hub=(HubSource("tau/commonsense_qa", None, "train", layout="commonsenseqa"),),
-            ),
-            Split.VALIDATION: SplitSource(
-                local=(LocalFile("commonsenseqa/dev_rand_split.jsonl", "commonsenseqa_jsonl"),),
-                hub=(HubSource("tau/commonsense_qa", None, "validation", layout="commonsenseqa"),),
-            ),
-        },
+    _english_choice_task(
+        "commonsenseqa",
+        "CommonsenseQA: 5-way multiple-choice questions on ConceptNet concepts.",
+        (
+            "commonsenseqa/train_rand_split.jsonl",
+            "commonsenseqa/dev_rand_split.jsonl",
+            "commonsenseqa_jsonl",
+        ),
+        "tau/commonsense_qa",
     ),
-    Task(
-        name="cosmosqa",
-        format=TaskFormat.MULTIPLE_CHOICE,
-        labels=(),
-        languages=EN,
-        metric="accuracy",
-        description="Cosmos QA: 4-way reading comprehension needing commonsense inference.",
-        splits={
-            Split.TRAIN: SplitSource(
-                local=(LocalFile("cosmosqa/train.csv", "cosmosqa_csv"),),
-                hub=(HubSource("allenai/cosmos_qa", None, "train", layout="cosmosqa"),),
-            ),
-            Split.VALIDATION: SplitSource(
-                local=(LocalFile("cosmosqa/valid.csv", "cosmosqa_csv"),),
-                hub=(HubSource("allenai/cosmos_qa", None, "validation", layout="cosmosqa"),),
-            ),
-        },
+    _english_choice_task(
+        "cosmosqa",
+        "Cosmos QA: 4-way reading comprehension needing commonsense inference.",
+        ("cosmosqa/train.csv", "cosmosqa/valid.csv", "cosmosqa_csv"),
+        "allenai/cosmos_qa",
     ),
     Task(
         name="bucc2018",
@@ -571,9 +564,5 @@ def compatible_train_tasks(target: Task) -> list[str]:
     return [
         t.name
         for t in _TASKS
-        if t.format is target.format
-        and t.trains
-        and t.format is not TaskFormat.RETRIEVAL
-        and (t.labels == target.labels or t.format is not TaskFormat.PAIR_CLASSIFICATION)
-        and (t.labels == target.labels or t.format is not TaskFormat.TOKEN_CLASSIFICATION)
+        if t.format is target.format and t.trains and t.labels == target.labels
     ]
