@@ -218,7 +218,7 @@ XTREME = "google/xtreme"
 
 
 def _xtreme_tagging(
-    name: str, hub_config: str, hub_tags: str, local: dict[Split, tuple[LocalFile, ...]]
+    hub_config: str, hub_tags: str, local: dict[Split, tuple[LocalFile, ...]]
 ) -> dict[Split, SplitSource]:
     hub_split = {Split.TRAIN: "train", Split.VALIDATION: "validation", Split.TEST: "test"}
     return {
@@ -229,6 +229,27 @@ def _xtreme_tagging(
         )
         for split, files in local.items()
     }
+
+
+def _squad(name: str, version: str, description: str, hub_dataset: str) -> Task:
+    """SQuAD v1.1 / v2.0: the original ``{train,dev}-v<version>.json`` files or the hub."""
+    return Task(
+        name=name,
+        format=TaskFormat.EXTRACTIVE_QA,
+        labels=(),
+        languages=EN,
+        metric="squad_f1",
+        description=description,
+        splits={
+            split: _squad_like(
+                f"squad/{prefix}-v{version}.json", HubSource(hub_dataset, None, hub_split)
+            )
+            for split, prefix, hub_split in (
+                (Split.TRAIN, "train", "train"),
+                (Split.VALIDATION, "dev", "validation"),
+            )
+        },
+    )
 
 
 def _english_choice_task(
@@ -256,12 +277,8 @@ def _english_choice_task(
     )
 
 
-def _squad_like(
-    path: str, hub: HubSource | None, languages: tuple[str, ...] | None = None
-) -> SplitSource:
-    return SplitSource(
-        local=(LocalFile(path, "squad_json"),), hub=(hub,) if hub else (), languages=languages
-    )
+def _squad_like(path: str, hub: HubSource, languages: tuple[str, ...] | None = None) -> SplitSource:
+    return SplitSource(local=(LocalFile(path, "squad_json"),), hub=(hub,), languages=languages)
 
 
 _TASKS = _TASKS + (
@@ -289,7 +306,6 @@ _TASKS = _TASKS + (
         language_names=LANGUAGE_NAMES,
         xtreme_name="udpos",
         splits=_xtreme_tagging(
-            "udpos",
             "udpos.{name}",
             "pos_tags",
             {
@@ -315,7 +331,6 @@ _TASKS = _TASKS + (
         is_target=True,
         xtreme_name="panx",
         splits=_xtreme_tagging(
-            "panx",
             "PAN-X.{lang}",
             "ner_tags",
             {
@@ -340,37 +355,17 @@ _TASKS = _TASKS + (
             Split.VALIDATION: SplitSource(local=(LocalFile("ccg/dev.tsv", "tagging_tsv"),)),
         },
     ),
-    Task(
-        name="squad",
-        format=TaskFormat.EXTRACTIVE_QA,
-        labels=(),
-        languages=EN,
-        metric="squad_f1",
-        description="SQuAD v1.1: English extractive QA (trains XQuAD and MLQA).",
-        splits={
-            Split.TRAIN: _squad_like(
-                "squad/train-v1.1.json", HubSource("rajpurkar/squad", None, "train")
-            ),
-            Split.VALIDATION: _squad_like(
-                "squad/dev-v1.1.json", HubSource("rajpurkar/squad", None, "validation")
-            ),
-        },
+    _squad(
+        "squad",
+        "1.1",
+        "SQuAD v1.1: English extractive QA (trains XQuAD and MLQA).",
+        "rajpurkar/squad",
     ),
-    Task(
-        name="squad_v2",
-        format=TaskFormat.EXTRACTIVE_QA,
-        labels=(),
-        languages=EN,
-        metric="squad_f1",
-        description="SQuAD v2.0: SQuAD v1.1 plus unanswerable questions (no-answer predictions).",
-        splits={
-            Split.TRAIN: _squad_like(
-                "squad/train-v2.0.json", HubSource("rajpurkar/squad_v2", None, "train")
-            ),
-            Split.VALIDATION: _squad_like(
-                "squad/dev-v2.0.json", HubSource("rajpurkar/squad_v2", None, "validation")
-            ),
-        },
+    _squad(
+        "squad_v2",
+        "2.0",
+        "SQuAD v2.0: SQuAD v1.1 plus unanswerable questions (no-answer predictions).",
+        "rajpurkar/squad_v2",
     ),
     Task(
         name="xquad",
