@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -126,13 +127,39 @@ def test_qa_scores_hand_computed_and_mlqa_normalisation() -> None:
     assert em.value == 0.0 and f1.value == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))
 
 
-def test_qa_refuses_to_score_blank_gold(data_dir: Path) -> None:
+def test_qa_refuses_to_score_blank_gold(data_dir: Path, tmp_path: Path) -> None:
+    # XTREME's preprocessing blanks every dev answer to {"text": "", "answer_start": 0}; such a file
+    # must be refused for scoring, not scored as 0.
+    blank = _blanked_copy(data_dir / "tydiqa" / "tydiqa.goldp.ko.dev.json", tmp_path, limit=5)
     task = get_task("tydiqa")
-    examples = load_split(task, Split.VALIDATION, "ko", DataSource("local", data_dir), 5)
-    assert all(e.answers == () for e in examples)  # this copy of the dev set has blank answers
-    rows = [{"id": e.guid, "prediction": "x", "label": []} for e in examples]
+    examples = load_split(task, Split.VALIDATION, "ko", DataSource("local", blank), 5)
+    assert len(examples) == 5 and all(e.answers == () for e in examples)
+    rows = [{"id": e.guid, "prediction": "x", "label": list(e.answers)} for e in examples]
     with pytest.raises(ValueError, match="none of the 5 questions has a gold answer"):
         get_format("extractive_qa").score(task, "ko", rows, 0)
+
+
+def _blanked_copy(path: Path, root: Path, limit: int) -> Path:
+    """A data folder whose ``tydiqa/`` file is the first ``limit`` questions of ``path`` with every
+    answer blanked the way XTREME's ``remove_qa_test_annotations`` does."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["data"] = data["data"][:limit]
+    for article in data["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                qa["answers"] = [{"answer_start": 0, "text": ""}]
+    (root / "tydiqa").mkdir(parents=True)
+    (root / "tydiqa" / path.name).write_text(json.dumps(data), encoding="utf-8")
+    return root
+
+
+def test_tydiqa_dev_now_carries_gold(data_dir: Path) -> None:
+    task = get_task("tydiqa")
+    examples = load_split(task, Split.VALIDATION, "ko", DataSource("local", data_dir))
+    assert len(examples) == 276 and all(e.answers for e in examples)
+    rows = [{"id": e.guid, "prediction": e.answers[0], "label": list(e.answers)} for e in examples]
+    scores = {s.metric: s.value for s in get_format("extractive_qa").score(task, "ko", rows, 0)}
+    assert scores["f1"] == 1.0 and scores["exact_match"] == 1.0
 
 
 def test_bucc_and_tatoeba_scores() -> None:
