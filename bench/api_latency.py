@@ -73,8 +73,8 @@ def main() -> None:
     args = p.parse_args()
 
     from xstilts.config import Settings
-    from xstilts.db import Experiment
-    from xstilts.pipeline import Workspace
+    from xstilts.db.models import Experiment
+    from xstilts.experiments.submit import Workspace
     from xstilts.spec import parse_spec
 
     db = f"xstilts_bench_{uuid.uuid4().hex[:8]}"

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from xstilts.config import Settings
 from xstilts.data import DataSource, load_split
-from xstilts.data.batching import featurize
-from xstilts.modeling import MultiHeadClassifier, load_encoder, load_tokenizer
-from xstilts.models.offline import prepare_offline_model
+from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_tokenizer
+from xstilts.modeling.offline import prepare_offline_model
 from xstilts.tasks import Split, get_task
-from xstilts.training import predict
+from xstilts.training.batching import featurize
+from xstilts.training.loop import predict
 
 
 def naive_predict(

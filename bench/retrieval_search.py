@@ -19,7 +19,7 @@ import time
 def child(n: int, dim: int, mode: str) -> None:
     import numpy as np
     import torch
-    from xstilts.retrieval import knn, normalize
+    from xstilts.formats.retrieval_search import knn, normalize
 
     rng = np.random.default_rng(0)
     x = normalize(rng.standard_normal((n, dim), dtype=np.float32))

@@ -58,15 +58,15 @@ def _model_flops(model, lengths: list[int]) -> float:
 def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
     import torch
     from xstilts.config import Settings
-    from xstilts.models.offline import prepare_offline_model
+    from xstilts.modeling.offline import prepare_offline_model
 
     folder = prepare_offline_model(Settings.from_env().cache_dir)
     examples = _examples(steps * batch)
     if name == "xstilts":
-        from xstilts.data.batching import featurize
-        from xstilts.modeling import MultiHeadClassifier, load_encoder, load_tokenizer
+        from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_tokenizer
         from xstilts.spec import TrainingConfig
-        from xstilts.training import train
+        from xstilts.training.batching import featurize
+        from xstilts.training.loop import train
 
         tok = load_tokenizer(str(folder))
         feats = featurize(tok, examples, max_length)

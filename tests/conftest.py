@@ -24,7 +24,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def offline_model_dir() -> Path:
     from xstilts.config import Settings
-    from xstilts.models.offline import prepare_offline_model
+    from xstilts.modeling.offline import prepare_offline_model
 
     return prepare_offline_model(Settings.from_env().cache_dir)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from xstilts.export import export_predictions
-from xstilts.pipeline import Workspace
-from xstilts.scoring import score_folder
+from xstilts.experiments.export import export_predictions
+from xstilts.experiments.score import score_folder
+from xstilts.experiments.submit import Workspace
 from xstilts.spec import parse_spec
 
 from tests.conftest import tiny_spec

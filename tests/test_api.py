@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from xstilts.api import create_app
-from xstilts.executors import ThreadExecutor
-from xstilts.pipeline import Workspace
+from xstilts.api.app import create_app
+from xstilts.experiments.submit import Workspace
+from xstilts.runtime.executors import ThreadExecutor
 from xstilts.spec import parse_spec
 
 from tests.conftest import tiny_spec

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from xstilts.cli import main
+from xstilts.cli.main import main
 
 from tests.conftest import tiny_spec
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from xstilts.cli import main
-from xstilts.pipeline import Workspace
+from xstilts.cli.main import main
+from xstilts.experiments.submit import Workspace
 from xstilts.spec import parse_spec
 
 from tests.conftest import tiny_spec

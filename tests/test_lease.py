@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from xstilts import stages
-from xstilts.db import Stage, init_db, make_engine, session_factory, utcnow
+from xstilts.db.models import Stage, init_db, make_engine, session_factory, utcnow
+from xstilts.runtime import lifecycle as stages
 
 
 def test_lease_is_kept_while_the_process_lives_then_lapses(

@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
-from xstilts.db import Base
-from xstilts.migrate import current, upgrade
+from xstilts.db.migrate import current, upgrade
+from xstilts.db.models import Base
 
 from tests.service_fixtures import pg_url  # noqa: F401 (fixture)
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from transformers import AutoModel, AutoTokenizer
-from xstilts.models.offline import (
+from xstilts.modeling.offline import (
     FORMAT_VERSION,
     MARKER_NAME,
     OFFLINE_MODEL_NAME,

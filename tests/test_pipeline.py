@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch  # noqa: F401
-from xstilts.pipeline import Workspace
+from xstilts.experiments.statistics import cross_language_summary
+from xstilts.experiments.submit import Workspace
 from xstilts.spec import parse_spec
-from xstilts.statistics import cross_language_summary
 
 from tests.conftest import tiny_spec
 
@@ -103,7 +103,7 @@ def test_failed_stage_is_recorded_and_retried(
     with pytest.raises(StageFailedError, match="label 'maybe' is not one of 0, 1"):
         ws.run(spec)
     from sqlalchemy import select
-    from xstilts.db import Experiment, Stage
+    from xstilts.db.models import Experiment, Stage
 
     with ws.sessions() as s:
         stage = s.scalars(select(Stage).where(Stage.kind == "intermediate_train")).one()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from xstilts.data import DataSource
-from xstilts.db import StageKind
-from xstilts.models.loading import ResolvedModel
-from xstilts.planner import plan_experiment, stage_key
+from xstilts.db.models import StageKind
+from xstilts.experiments.plan import plan_experiment, stage_key
+from xstilts.modeling.sources import ResolvedModel
 from xstilts.spec import parse_spec
 
 MODEL = ResolvedModel("/models/m", None, "sha256:aaa")

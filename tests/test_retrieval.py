@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from xstilts.retrieval import (
+from xstilts.formats.retrieval_search import (
     LAST_CANDIDATE_EPSILON,
     apply_threshold,
     best_threshold,

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from xstilts.cli import main
-from xstilts.scoring import read_squad_answers, read_tags, score_folder
+from xstilts.cli.main import main
+from xstilts.experiments.score import read_squad_answers, read_tags, score_folder
 
 
 @pytest.fixture()
@@ -131,8 +131,8 @@ def test_cli_score_errors_and_json(folders: tuple[Path, Path], tmp_path: Path, c
 def test_export_then_score_reproduces_the_stored_metrics(
     settings, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    from xstilts.export import export_predictions
-    from xstilts.pipeline import Workspace
+    from xstilts.experiments.export import export_predictions
+    from xstilts.experiments.submit import Workspace
     from xstilts.spec import parse_spec
 
     from tests.conftest import tiny_spec

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
-from xstilts.db import Metric, Stage, init_db, make_engine, session_factory
-from xstilts.orchestration import cancel, reconcile, refresh_experiment, start
-from xstilts.pipeline import Workspace, experiment_results, plan, submit_experiment
+from xstilts.db.models import Metric, Stage, init_db, make_engine, session_factory
+from xstilts.experiments.submit import Workspace, experiment_results, plan, submit_experiment
+from xstilts.runtime.celery_app import CeleryExecutor, make_celery
+from xstilts.runtime.orchestration import cancel, reconcile, refresh_experiment, start
 from xstilts.spec import parse_spec
-from xstilts.worker import CeleryExecutor, make_celery
 
 from tests.conftest import tiny_spec
 from tests.service_fixtures import Workers, broker_url, pg_url  # noqa: F401 (fixtures)
@@ -83,7 +83,7 @@ def test_celery_workers_end_to_end_match_library_and_reuse(
     import hashlib
 
     from fastapi.testclient import TestClient
-    from xstilts.api import create_app
+    from xstilts.api.app import create_app
 
     service.workers.start("gpu", "gpu")
     service.workers.start("eval", "eval", module="services.eval.main")
@@ -260,8 +260,8 @@ def test_reconciler_redelivers_a_lost_message(service, tiny_model_dir: Path) -> 
     from datetime import timedelta
 
     from sqlalchemy import update
-    from xstilts.db import utcnow
-    from xstilts.orchestration import mark_runnable
+    from xstilts.db.models import utcnow
+    from xstilts.runtime.orchestration import mark_runnable
 
     spec = parse_spec(
         tiny_spec(

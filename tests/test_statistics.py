@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from xstilts.experiments.statistics import across_seeds, cross_language_summary
 from xstilts.metrics import accuracy, bootstrap_accuracy_ci, score_accuracy
-from xstilts.statistics import across_seeds, cross_language_summary
 
 
 def test_accuracy_hand_computed() -> None:

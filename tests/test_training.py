@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from xstilts.data import DataSource, load_split
-from xstilts.data.batching import featurize, length_grouped_batches
 from xstilts.errors import CancelledError
-from xstilts.modeling import MultiHeadClassifier, load_encoder, load_tokenizer
+from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_tokenizer
 from xstilts.spec import TrainingConfig
 from xstilts.tasks import Split, get_task
-from xstilts.training import (
+from xstilts.training.batching import featurize, length_grouped_batches
+from xstilts.training.loop import (
     CHECKPOINT_FILE,
     sampling_probabilities,
     total_optimizer_steps,

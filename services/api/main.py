@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from xstilts.api import create_app
+from xstilts.api.app import create_app
 from xstilts.config import Settings
 
 
 def celery_executor(sessions: Any, store: Any) -> Any:
-    from xstilts.worker import CeleryExecutor, app  # imported here: no broker needed to import us
+    from xstilts.runtime.celery_app import (  # imported here: no broker needed to import us
+        CeleryExecutor,
+        app,
+    )
 
     return CeleryExecutor(app)
 

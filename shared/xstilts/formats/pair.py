@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from xstilts.data.batching import featurize
 from xstilts.data.examples import PairExample
 from xstilts.formats.base import (
     Batch,
@@ -20,6 +19,7 @@ from xstilts.formats.base import (
     pad_rows,
 )
 from xstilts.tasks.base import HubSource, Task
+from xstilts.training.batching import featurize
 
 
 class PairClassification(OneLabelPerExample):

@@ -1,5 +1,5 @@
 """Retrieval (BUCC 2018, Tatoeba): no training; sentences are embedded by pooling a named hidden
-layer of the encoder, and translations are found by nearest neighbour search (:mod:`xstilts.retrieval`).
+layer of the encoder, and translations are found by nearest neighbour search (:mod:`xstilts.formats.retrieval_search`).
 
 Tatoeba predicts, for each non-English sentence, the index of its nearest English sentence (cosine).
 BUCC mines pairs by ratio-margin scores over k nearest neighbours in both directions and keeps
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from xstilts import retrieval
 from xstilts.data.examples import RetrievalCorpus
+from xstilts.formats import retrieval_search as retrieval
 from xstilts.formats.base import Format, PredictionRow, Score, accuracy_score
 from xstilts.metrics.retrieval import bucc_f1
 from xstilts.tasks.base import HubSource, Task

@@ -23,24 +23,24 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
-from xstilts.artifacts import ArtifactStore
 from xstilts.data import DataSource, load_split
-from xstilts.db import Metric, Stage, StageKind, Status, utcnow
+from xstilts.db.models import Metric, Stage, StageKind, Status, utcnow
 from xstilts.errors import CancelledError, StageFailedError
+from xstilts.experiments.statistics import cross_language_summary
 from xstilts.formats import get_format, get_trained_format
 from xstilts.formats.base import DecodeConfig, FeatureConfig, Features
 from xstilts.formats.retrieval import Retrieval, RetrievalConfig
-from xstilts.modeling import (
+from xstilts.modeling.classifier import (
     MultiHeadClassifier,
     load_encoder,
     load_stage_model,
     load_tokenizer,
     save_stage_model,
 )
+from xstilts.runtime.artifacts import ArtifactStore
 from xstilts.spec import TrainingConfig, doc_stride
-from xstilts.statistics import cross_language_summary
 from xstilts.tasks import Split, get_task
-from xstilts.training import predict, sampling_probabilities, train_multi
+from xstilts.training.loop import predict, sampling_probabilities, train_multi
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from celery import Celery
 
-from xstilts.artifacts import ArtifactStore
 from xstilts.config import Settings
-from xstilts.db import init_db, make_engine, session_factory
-from xstilts.executors import execute_stage
-from xstilts.orchestration import EVAL_QUEUE, GPU_QUEUE, reconcile
+from xstilts.db.models import init_db, make_engine, session_factory
+from xstilts.runtime.artifacts import ArtifactStore
+from xstilts.runtime.executors import execute_stage
+from xstilts.runtime.orchestration import EVAL_QUEUE, GPU_QUEUE, reconcile
 
 log = logging.getLogger(__name__)
 

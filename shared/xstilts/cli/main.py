@@ -71,10 +71,10 @@ def _quiet_transformers() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from xstilts.pipeline import Workspace
+    from xstilts.experiments.submit import Workspace
 
     _quiet_transformers()
-    from xstilts.report import results_table
+    from xstilts.cli.tables import results_table
     from xstilts.spec import load_spec
 
     spec = load_spec(Path(args.spec))
@@ -125,7 +125,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from xstilts.pipeline import plan
+    from xstilts.experiments.submit import plan
     from xstilts.spec import load_spec
 
     spec = load_spec(Path(args.spec))
@@ -137,7 +137,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
-    from xstilts.models.offline import prepare_offline_model
+    from xstilts.modeling.offline import prepare_offline_model
 
     settings = Settings.from_env()
     folder = prepare_offline_model(settings.cache_dir, force=args.force)
@@ -156,7 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from xstilts.api import create_app
+    from xstilts.api.app import create_app
 
     _quiet_transformers()
     settings = Settings.from_env()
@@ -183,8 +183,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     import os
 
-    from xstilts.client import Client, progress_line
-    from xstilts.report import results_table
+    from xstilts.api.client import Client, progress_line
+    from xstilts.cli.tables import results_table
     from xstilts.spec import load_spec
 
     spec = load_spec(Path(args.spec))  # validate locally first: errors name the field at once
@@ -231,7 +231,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from xstilts.scoring import score_folder
+    from xstilts.experiments.score import score_folder
 
     try:
         result = score_folder(Path(args.predictions), Path(args.labels), args.split)
@@ -253,8 +253,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from xstilts.export import export_predictions
-    from xstilts.pipeline import Workspace
+    from xstilts.experiments.export import export_predictions
+    from xstilts.experiments.submit import Workspace
 
     ws = Workspace(Settings.from_env())
     labels = Path(args.labels) if args.labels else None
@@ -264,7 +264,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from xstilts.migrate import current, upgrade
+    from xstilts.db.migrate import current, upgrade
 
     url = Settings.from_env().database_url
     upgrade(url, args.revision)
@@ -273,7 +273,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from xstilts.report import comparison_table
+    from xstilts.cli.tables import comparison_table
 
     results = []
     for p in args.results:

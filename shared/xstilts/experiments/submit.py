@@ -1,7 +1,7 @@
 """An experiment end to end: plan its stages, store them, run what is not done, gather results.
 
 ``submit_experiment`` is what the API will call (store, then enqueue); ``run_experiment`` is the
-in-process executor; both end in :func:`xstilts.stages.run_stage`.
+in-process executor; both end in :func:`xstilts.runtime.lifecycle.run_stage`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from xstilts.artifacts import ArtifactStore
 from xstilts.config import Settings
-from xstilts.db import (
+from xstilts.db.models import (
     Experiment,
     ExperimentStage,
     Metric,
@@ -30,11 +29,12 @@ from xstilts.db import (
     utcnow,
 )
 from xstilts.errors import StageFailedError
-from xstilts.models.loading import resolve_model
-from xstilts.planner import PlannedStage, plan_experiment, resolve_data_source
+from xstilts.experiments.plan import PlannedStage, plan_experiment, resolve_data_source
+from xstilts.experiments.statistics import across_seeds, cross_language_summary
+from xstilts.modeling.sources import resolve_model
+from xstilts.runtime.artifacts import ArtifactStore
+from xstilts.runtime.lifecycle import LEASE_SECONDS, StageContext, StageReporter, run_stage
 from xstilts.spec import ExperimentSpec
-from xstilts.stages import LEASE_SECONDS, StageContext, StageReporter, run_stage
-from xstilts.statistics import across_seeds, cross_language_summary
 from xstilts.tasks import get_task
 
 log = logging.getLogger(__name__)

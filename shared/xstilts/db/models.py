@@ -162,7 +162,7 @@ def make_engine(url: str) -> Engine:
 
 def init_db(engine: Engine) -> None:
     """Migrate the engine's database to the latest schema (Alembic; safe to call concurrently)."""
-    from xstilts.migrate import upgrade
+    from xstilts.db.migrate import upgrade
 
     upgrade(engine.url.render_as_string(hide_password=False))
 

@@ -2,7 +2,7 @@
 and the reconciler that recovers lost messages and dead workers.
 
 The database is the source of truth; an executor (Celery, or a thread in embedded mode) is only the
-doorbell that makes some runner call :func:`xstilts.stages.run_stage` for a stage id.
+doorbell that makes some runner call :func:`xstilts.runtime.lifecycle.run_stage` for a stage id.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
-from xstilts.db import Experiment, ExperimentStage, Stage, StageKind, Status, utcnow
+from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The REST API: small handlers over the library (submit, start, refresh, cancel, results).
 
 ``create_app(settings)`` builds the database, the artifact store and an executor: a
-:class:`~xstilts.executors.ThreadExecutor` in embedded mode, or whatever ``executor_factory``
+:class:`~xstilts.runtime.executors.ThreadExecutor` in embedded mode, or whatever ``executor_factory``
 returns (the service passes a Celery executor). OpenAPI docs are served at ``/docs``.
 """
 
@@ -25,9 +25,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from xstilts.artifacts import ArtifactStore
 from xstilts.config import Settings
-from xstilts.db import (
+from xstilts.db.models import (
     Experiment,
     ExperimentStage,
     Stage,
@@ -38,9 +37,10 @@ from xstilts.db import (
     session_factory,
 )
 from xstilts.errors import XstiltsError
-from xstilts.executors import ThreadExecutor
-from xstilts.orchestration import Executor, cancel, refresh_experiment, start
-from xstilts.pipeline import experiment_results, plan, submit_experiment
+from xstilts.experiments.submit import experiment_results, plan, submit_experiment
+from xstilts.runtime.artifacts import ArtifactStore
+from xstilts.runtime.executors import ThreadExecutor
+from xstilts.runtime.orchestration import Executor, cancel, refresh_experiment, start
 from xstilts.spec import ExperimentSpec, SpecError, parse_spec
 
 MAX_BODY_BYTES = 1 << 20

@@ -8,10 +8,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from xstilts.db import Experiment, ExperimentStage, Stage, StageKind, Status
+from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status
 from xstilts.errors import XstiltsError
 from xstilts.formats import get_format
-from xstilts.stages import PREDICTIONS_FILE
+from xstilts.runtime.lifecycle import PREDICTIONS_FILE
 from xstilts.tasks import get_task
 
 SPLIT_PREFIX = {"validation": "dev", "test": "test"}

@@ -1,6 +1,6 @@
 """Executors deliver stage ids to runners; every runner ends in :func:`execute_stage`.
 
-- Celery (service mode): ``xstilts.worker.CeleryExecutor`` sends a message per stage.
+- Celery (service mode): ``xstilts.runtime.celery_app.CeleryExecutor`` sends a message per stage.
 - :class:`ThreadExecutor` (embedded mode, ``xstilts serve``): one background thread in the API
   process works through the same stage ids in order. Not Celery's eager mode: the request that
   enqueues returns at once, and the stage runs exactly as a worker would run it.
@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from xstilts.artifacts import ArtifactStore
-from xstilts.db import Stage
+from xstilts.db.models import Stage
 from xstilts.errors import CancelledError, StageFailedError
-from xstilts.orchestration import (
+from xstilts.runtime.artifacts import ArtifactStore
+from xstilts.runtime.lifecycle import StageContext, StageReporter, run_stage
+from xstilts.runtime.orchestration import (
     Executor,
     advance,
     queue_for,
@@ -28,7 +29,6 @@ from xstilts.orchestration import (
     retry_or_fail,
     stage_unwanted,
 )
-from xstilts.stages import StageContext, StageReporter, run_stage
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.data import DataSource, fingerprint_split
-from xstilts.db import StageKind
+from xstilts.db.models import StageKind
 from xstilts.errors import XstiltsError
-from xstilts.models.loading import ResolvedModel
+from xstilts.modeling.sources import ResolvedModel
 from xstilts.spec import ExperimentSpec
 from xstilts.tasks import Split, Task, TaskFormat, get_task
 from xstilts.tasks.registry import training_task

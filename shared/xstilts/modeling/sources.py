@@ -47,7 +47,7 @@ def resolve_model(
 ) -> ResolvedModel:
     source = config.source
     if source.startswith(OFFLINE_PREFIX):
-        from xstilts.models.offline import prepare_offline_model
+        from xstilts.modeling.offline import prepare_offline_model
 
         folder = prepare_offline_model(cache_dir)
         return ResolvedModel(str(folder), None, folder_fingerprint(folder))

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from xstilts.data.batching import epoch_batches, sorted_batches
 from xstilts.errors import CancelledError
 from xstilts.formats import get_trained_format
 from xstilts.formats.base import Batch, Features
-from xstilts.modeling import MultiHeadClassifier
+from xstilts.modeling.classifier import MultiHeadClassifier
 from xstilts.spec import TrainingConfig
+from xstilts.training.batching import epoch_batches, sorted_batches
 
 log = logging.getLogger(__name__)
 

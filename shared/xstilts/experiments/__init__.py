@@ -1,0 +1,1 @@
+"""Experiments: planning stages, submitting, results, statistics, export and scoring."""

@@ -1,0 +1,1 @@
+"""Models: the multi-head classifier, model sources, the built-in offline model."""

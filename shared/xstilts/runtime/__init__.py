@@ -1,0 +1,1 @@
+"""Running stages: lifecycle (claim, lease, finish), runners, orchestration, executors."""

@@ -1,0 +1,1 @@
+"""Training: the loop, prediction, batching and multi-task sampling."""
