@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select
 from xstilts.db.models import Metric, Stage, init_db, make_engine, session_factory
-from xstilts.experiments.submit import Workspace, experiment_results, plan, submit_experiment
+from xstilts.experiments.results import experiment_results
+from xstilts.experiments.submit import Workspace, plan, submit_experiment
 from xstilts.runtime.celery_app import CeleryExecutor, make_celery
 from xstilts.runtime.orchestration import cancel, reconcile, refresh_experiment, start
 from xstilts.spec import parse_spec

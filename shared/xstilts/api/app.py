@@ -37,7 +37,8 @@ from xstilts.db.models import (
     session_factory,
 )
 from xstilts.errors import XstiltsError
-from xstilts.experiments.submit import experiment_results, plan, submit_experiment
+from xstilts.experiments.results import experiment_results
+from xstilts.experiments.submit import plan, submit_experiment
 from xstilts.runtime.artifacts import ArtifactStore
 from xstilts.runtime.executors import ThreadExecutor
 from xstilts.runtime.orchestration import Executor, cancel, refresh_experiment, start
