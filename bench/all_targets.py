@@ -29,7 +29,7 @@ from typing import Any
 
 from xstilts.config import Settings
 from xstilts.errors import XstiltsError
-from xstilts.experiments.submit import Workspace
+from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
 
 TRAIN = {

@@ -74,7 +74,7 @@ def main() -> None:
 
     from xstilts.config import Settings
     from xstilts.db.models import Experiment
-    from xstilts.experiments.submit import Workspace
+    from xstilts.runtime.workspace import Workspace
     from xstilts.spec import parse_spec
 
     db = f"xstilts_bench_{uuid.uuid4().hex[:8]}"

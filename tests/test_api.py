@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from xstilts.api.app import create_app
-from xstilts.experiments.submit import Workspace
 from xstilts.runtime.executors import ThreadExecutor
+from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
 
 from tests.conftest import tiny_spec

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from xstilts.cli.main import main
-from xstilts.experiments.submit import Workspace
+from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
 
 from tests.conftest import tiny_spec

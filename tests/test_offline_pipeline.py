@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from xstilts.experiments.submit import Workspace
+from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
 
 

@@ -132,7 +132,7 @@ def test_export_then_score_reproduces_the_stored_metrics(
     settings, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     from xstilts.experiments.export import export_predictions
-    from xstilts.experiments.submit import Workspace
+    from xstilts.runtime.workspace import Workspace
     from xstilts.spec import parse_spec
 
     from tests.conftest import tiny_spec

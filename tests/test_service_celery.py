@@ -11,11 +11,14 @@ from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
-from xstilts.db.models import Metric, Stage, init_db, make_engine, session_factory
+from xstilts.db.migrate import upgrade
+from xstilts.db.models import Metric, Stage
+from xstilts.db.session import make_engine, session_factory
 from xstilts.experiments.results import experiment_results
-from xstilts.experiments.submit import Workspace, plan, submit_experiment
+from xstilts.experiments.submit import plan, submit_experiment
 from xstilts.runtime.celery_app import CeleryExecutor, make_celery
 from xstilts.runtime.orchestration import cancel, reconcile, refresh_experiment, start
+from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
 
 from tests.conftest import tiny_spec
@@ -40,8 +43,8 @@ def service(settings, pg_url, broker_url, tiny_model_dir: Path, tmp_path: Path):
         "XSTILTS_LEASE_SECONDS": "4",
         "TOKENIZERS_PARALLELISM": "false",
     }
+    upgrade(pg_url)  # the deployment's migrate job: workers never migrate
     engine = make_engine(pg_url)
-    init_db(engine)
     sessions = session_factory(engine)
     workers = Workers(env, tmp_path)
     svc = SimpleNamespace(

@@ -10,7 +10,7 @@ from xstilts.api.app import create_app
 from xstilts.config import Settings
 
 
-def celery_executor(sessions: Any, store: Any) -> Any:
+def celery_executor(ws: Any) -> Any:
     from xstilts.runtime.celery_app import (  # imported here: no broker needed to import us
         CeleryExecutor,
         app,

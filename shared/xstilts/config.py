@@ -27,6 +27,7 @@ class Settings:
     broker_url: str = "redis://127.0.0.1:6379/0"
     # API keys as {name: sha256 hex of the key}; from XSTILTS_API_KEYS="name:sha256hex,..."
     api_keys: dict[str, str] = field(default_factory=dict)
+    lease_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,6 +51,7 @@ class Settings:
             model_roots=roots,
             broker_url=os.environ.get("XSTILTS_BROKER_URL", "redis://127.0.0.1:6379/0"),
             api_keys=keys,
+            lease_seconds=float(os.environ.get("XSTILTS_LEASE_SECONDS", "60")),
         )
 
 

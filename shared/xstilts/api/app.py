@@ -32,20 +32,17 @@ from xstilts.db.models import (
     Stage,
     StageKind,
     Status,
-    init_db,
-    make_engine,
-    session_factory,
 )
 from xstilts.errors import XstiltsError
 from xstilts.experiments.results import experiment_results
 from xstilts.experiments.submit import plan, submit_experiment
-from xstilts.runtime.artifacts import ArtifactStore
 from xstilts.runtime.executors import ThreadExecutor
 from xstilts.runtime.orchestration import Executor, cancel, refresh_experiment, start
+from xstilts.runtime.workspace import Workspace
 from xstilts.spec import ExperimentSpec, SpecError, parse_spec
 
 MAX_BODY_BYTES = 1 << 20
-ExecutorFactory = Callable[[sessionmaker[Session], ArtifactStore], Executor]
+ExecutorFactory = Callable[[Workspace], Executor]
 _NAMED_FIELD = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", re.S)
 
 
@@ -337,13 +334,11 @@ def _document_spec_schema(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings, executor_factory: ExecutorFactory | None = None) -> FastAPI:
-    engine = make_engine(settings.database_url)
-    init_db(engine)
-    sessions: sessionmaker[Session] = session_factory(engine)
-    store = ArtifactStore(settings.artifacts_dir)
-    executor: Executor = (
-        executor_factory(sessions, store) if executor_factory else ThreadExecutor(sessions, store)
-    )
+    # Embedded mode (stages in a thread of this process) owns its SQLite file and may upgrade it;
+    # the service's database is migrated by its migrate job only.
+    ws = Workspace(settings, upgrade_embedded=executor_factory is None)
+    engine, sessions, store = ws.engine, ws.sessions, ws.store
+    executor: Executor = executor_factory(ws) if executor_factory else ThreadExecutor(ws)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

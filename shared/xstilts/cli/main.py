@@ -30,18 +30,39 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 class _BarReporter:
-    """A progress bar per training stage (step/total, examples/s, ETA) on stderr."""
+    """A line per stage as it starts (or is found already done) and a progress bar while a
+    training stage runs (step/total, examples/s, ETA), on stderr."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._bar: Any = None
         self._stage: int | None = None
+        self._shown: set[tuple[int, int]] = set()
 
-    def stage(self, role: str, seed: int, kind: str, done: bool) -> None:
-        self.close()
-        if self.enabled:
-            state = "reused (already computed)" if done else "running"
-            print(f"[seed {seed}] {role:<14} {kind:<18} {state}", file=sys.stderr, flush=True)
+    def watch(self, ws: Any, exp_id: str) -> None:
+        """Called while the experiment runs: announce stages that started or were reused."""
+        if not self.enabled:
+            return
+        from sqlalchemy import select
+
+        from xstilts.db.models import ExperimentStage, Stage
+
+        with ws.sessions() as s:
+            rows = s.execute(
+                select(ExperimentStage.role, ExperimentStage.seed, ExperimentStage.reused, Stage)
+                .join(Stage, Stage.id == ExperimentStage.stage_id)
+                .where(ExperimentStage.experiment_id == exp_id)
+                .order_by(ExperimentStage.position)
+            ).all()
+        for role, seed, reused, stage in rows:
+            if (stage.id, seed) in self._shown or stage.status in ("pending", "queued"):
+                continue
+            if stage.status != "running" and not reused:
+                continue
+            self._shown.add((stage.id, seed))
+            self.close()
+            state = "reused (already computed)" if reused else "running"
+            print(f"[seed {seed}] {role:<14} {stage.kind:<18} {state}", file=sys.stderr, flush=True)
 
     def progress(self, stage: Any, step: int, total: int, examples_per_s: float) -> None:
         if not self.enabled or stage.kind not in ("intermediate_train", "target_train"):
@@ -71,7 +92,7 @@ def _quiet_transformers() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from xstilts.experiments.submit import Workspace
+    from xstilts.runtime.workspace import Workspace
 
     _quiet_transformers()
     from xstilts.cli.tables import results_table
@@ -81,15 +102,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     reporter = _BarReporter(enabled=not args.quiet)
     ws = Workspace(Settings.from_env())
     try:
-        result = ws.run(
-            spec,
-            reporter=reporter,
-            on_stage=lambda link, stage, done: reporter.stage(
-                link.role, link.seed, stage.kind, done
-            ),
-        )
+        result = ws.run(spec, reporter=reporter, on_poll=lambda exp_id: reporter.watch(ws, exp_id))
     finally:
         reporter.close()
+        ws.close()
     print(f"experiment {result['experiment']['id']} ({spec.name})")
     print(results_table(result))
     trained = sum(st["steps_run"] for st in result["stages"] if not st["reused"])
@@ -254,7 +270,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from xstilts.experiments.export import export_predictions
-    from xstilts.experiments.submit import Workspace
+    from xstilts.runtime.workspace import Workspace
 
     ws = Workspace(Settings.from_env())
     labels = Path(args.labels) if args.labels else None

@@ -19,11 +19,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
@@ -136,36 +133,3 @@ class Metric(Base):
     seed: Mapped[int] = mapped_column(Integer)
     ci_low: Mapped[float | None] = mapped_column(Float, default=None)
     ci_high: Mapped[float | None] = mapped_column(Float, default=None)
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")  # readers (status polls) do not block the writer
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.close()
-
-
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        from pathlib import Path
-
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    return engine
-
-
-def init_db(engine: Engine) -> None:
-    """Migrate the engine's database to the latest schema (Alembic; safe to call concurrently)."""
-    from xstilts.db.migrate import upgrade
-
-    upgrade(engine.url.render_as_string(hide_password=False))
-
-
-def session_factory(engine: Engine) -> sessionmaker:
-    return sessionmaker(engine, expire_on_commit=False)

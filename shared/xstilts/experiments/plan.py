@@ -1,24 +1,31 @@
-"""Turn a spec into a DAG of stages, each identified by a content hash of what determines its output.
+"""Turn a spec into a DAG of typed stage specs, each identified by a content hash of what
+determines its output.
 
 A stage's key hashes its kind, the stage code version, the model (source, revision, content
 fingerprint), the upstream stage's key, task(s), hyperparameters, seed and data fingerprints. Two
 experiments that need the same intermediate model therefore plan the same key, and it is trained
-once.
+once. Each stage kind has its own spec type; the database stores it as JSON (``Stage.params``) and
+:func:`parse_stage_spec` turns it back into the typed object a runner receives. Paths (the model
+folder, the data folder) and settings that do not change the output (the evaluation batch size) are
+part of the spec but not of the key: the same files elsewhere give the same key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from xstilts.data import DataSource, fingerprint_split
 from xstilts.db.models import StageKind
 from xstilts.errors import XstiltsError
 from xstilts.modeling.sources import ResolvedModel
-from xstilts.spec import ExperimentSpec
+from xstilts.spec import EvaluationConfig, ExperimentSpec, SamplingConfig, TrainingConfig
 from xstilts.tasks import Split, Task, TaskFormat, get_task
 from xstilts.tasks.registry import training_task
 
@@ -31,34 +38,216 @@ STAGE_CODE_VERSION = {
 }
 
 
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRef(_Frozen):
+    """The pretrained model a stage starts from: how it is identified (source, revision, content
+    fingerprint: part of keys) and where it is loaded from (``name_or_path``: not)."""
+
+    source: str
+    revision: str | None
+    fingerprint: str
+    name_or_path: str
+    pooling: Literal["first", "mean"]
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "pooling": self.pooling,
+            "source": self.source,
+            "revision": self.revision,
+            "fingerprint": self.fingerprint,
+        }
+
+
+class DataRef(_Frozen):
+    """Where task data is read from: a local folder or the Hugging Face hub."""
+
+    kind: Literal["local", "hub"]
+    path: str | None = None
+
+    @property
+    def source(self) -> DataSource:
+        return DataSource(self.kind, Path(self.path) if self.path else None)
+
+
+class IntermediateStageSpec(_Frozen):
+    """Train one encoder on English task(s), a fresh head per task (several: multi-task)."""
+
+    kind: Literal["intermediate_train"] = "intermediate_train"
+    seed: int
+    deps: tuple[str, ...] = ()
+    model: ModelRef
+    data: DataRef
+    tasks: tuple[str, ...]
+    task_versions: tuple[int, ...]
+    training: TrainingConfig
+    sampling: SamplingConfig | None = None  # multi-task only
+    data_fingerprints: tuple[str, ...]
+
+    def identity(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "model": self.model.identity(),
+            "tasks": list(self.tasks),
+            "task_versions": list(self.task_versions),
+            "training": self.training.model_dump(),
+            "seed": self.seed,
+            "data": list(self.data_fingerprints),
+        }
+        if self.sampling is not None:  # single-task keys stay as they were
+            out["sampling"] = self.sampling.model_dump()
+        return out
+
+
+class TargetStageSpec(_Frozen):
+    """Train the target's head on its English training task, on the intermediate encoder (or the
+    pretrained one for the baseline). The head is named after the training task, so targets
+    trained on the same task (XQuAD and MLQA: SQuAD) share the stage."""
+
+    kind: Literal["target_train"] = "target_train"
+    seed: int
+    deps: tuple[str, ...] = ()
+    model: ModelRef
+    data: DataRef
+    upstream: str | None  # the intermediate stage's key
+    format: str
+    train_task: str
+    task_version: int
+    training: TrainingConfig
+    data_fingerprint: str
+
+    @property
+    def head(self) -> str:
+        return self.train_task
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "model": self.model.identity(),
+            "upstream": self.upstream,
+            "format": self.format,
+            "train_task": self.train_task,
+            "task_version": self.task_version,
+            "training": self.training.model_dump(),
+            "seed": self.seed,
+            "data": self.data_fingerprint,
+        }
+
+
+class PredictStageSpec(_Frozen):
+    """Predict one language of the target's evaluation split with the target model (``head`` set)
+    or, for retrieval, embed it with the intermediate encoder or the bare model (``head`` None)."""
+
+    kind: Literal["predict"] = "predict"
+    seed: int
+    deps: tuple[str, ...] = ()
+    model: ModelRef
+    data: DataRef
+    upstream: str | None  # the stage whose model predicts; None: the pretrained model
+    head: str | None
+    task: str
+    task_version: int
+    language: str
+    evaluation: EvaluationConfig  # ``languages`` left out: one stage is one language
+    data_fingerprint: str
+    # What decides a prediction beside model and data, per format (QA windows, retrieval layer).
+    decode: dict[str, Any] | None = None
+    # BUCC on test: its threshold is tuned on this split's gold.
+    tuning_split: Literal["validation", "test"] | None = None
+    tuning_fingerprint: str | None = None
+
+    def identity(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "upstream": self.upstream,
+            "model": self.model.identity() if self.upstream is None else None,
+            "head": self.head,
+            "task": self.task,
+            "task_version": self.task_version,
+            "language": self.language,
+            "split": self.evaluation.split,
+            "max_seq_length": self.evaluation.max_seq_length,
+            "max_examples": self.evaluation.max_examples_per_language,
+            "data": self.data_fingerprint,
+        }
+        if self.decode is not None:
+            out["decode"] = self.decode
+            if self.tuning_fingerprint is not None:
+                out["tuning_data"] = self.tuning_fingerprint
+        return out
+
+
+class EvaluateStageSpec(_Frozen):
+    """Turn every language's predictions into the task's metrics (the ``deps`` are the predict
+    stages, in language order)."""
+
+    kind: Literal["evaluate"] = "evaluate"
+    seed: int
+    deps: tuple[str, ...] = ()
+    task: str
+    metric: str
+    languages: tuple[str, ...]
+    bootstrap_samples: int
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "predictions": list(self.deps),
+            "task": self.task,
+            "metric": self.metric,
+            "bootstrap_samples": self.bootstrap_samples,
+            "seed": self.seed,
+        }
+
+
+StageSpec = Annotated[
+    IntermediateStageSpec | TargetStageSpec | PredictStageSpec | EvaluateStageSpec,
+    Field(discriminator="kind"),
+]
+_STAGE_SPEC: TypeAdapter[StageSpec] = TypeAdapter(StageSpec)
+
+
+def parse_stage_spec(params: dict[str, Any]) -> StageSpec:
+    """The typed spec of a stored stage (``Stage.params``)."""
+    return _STAGE_SPEC.validate_python(params)
+
+
 @dataclass(frozen=True)
 class PlannedStage:
-    key: str
-    kind: StageKind
-    role: str
-    seed: int
-    identity: dict[str, Any]
-    params: dict[str, Any]
-    deps: tuple[str, ...] = field(default_factory=tuple)
+    role: str  # within its experiment: "intermediate", "target", "predict:de", "evaluate"
+    spec: StageSpec
+
+    @property
+    def kind(self) -> StageKind:
+        return StageKind(self.spec.kind)
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return self.spec.deps
+
+    def identity(self) -> dict[str, Any]:
+        """What the key hashes."""
+        kind = self.kind
+        return {
+            "kind": kind.value,
+            "code_version": STAGE_CODE_VERSION[kind],
+            **self.spec.identity(),
+        }
+
+    @cached_property
+    def key(self) -> str:
+        return stage_key(self.identity())
+
+    def params(self) -> dict[str, Any]:
+        """What the database stores to run it: the spec as JSON."""
+        return self.spec.model_dump(mode="json")
 
 
 def stage_key(identity: dict[str, Any]) -> str:
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _stage(
-    kind: StageKind,
-    role: str,
-    seed: int,
-    identity: dict[str, Any],
-    params: dict[str, Any],
-    deps: tuple[str, ...] = (),
-) -> PlannedStage:
-    identity = {"kind": kind.value, "code_version": STAGE_CODE_VERSION[kind], **identity}
-    return PlannedStage(
-        stage_key(identity), kind, role, seed, identity, {**params, "deps": list(deps)}, deps
-    )
 
 
 def resolve_data_source(spec: ExperimentSpec, default_dir: Path | None) -> DataSource:
@@ -75,155 +264,120 @@ def resolve_data_source(spec: ExperimentSpec, default_dir: Path | None) -> DataS
     return DataSource("local", folder.resolve())
 
 
-def _decode_identity(
-    target: Task, decode: dict[str, Any], lang: str, data: DataSource
-) -> dict[str, Any]:
-    """Predict-stage identity beyond model and data: decoding settings, and the tuning data of a
-    BUCC threshold tuned on another split. Empty for formats without settings (keys unchanged)."""
-    if not decode:
-        return {}
-    out: dict[str, Any] = {"decode": decode}
-    if "tuning_split" in decode:
-        out["tuning_data"] = fingerprint_split(target, Split(decode["tuning_split"]), lang, data)
-    return out
+def _decode_settings(target: Task, evaluation: EvaluationConfig) -> dict[str, Any] | None:
+    """Prediction settings beyond model and data that a format reads (None: none)."""
+    if target.format is TaskFormat.EXTRACTIVE_QA:
+        return {
+            "doc_stride": evaluation.doc_stride,
+            "max_answer_length": evaluation.max_answer_length,
+            "n_best_size": evaluation.n_best_size,
+        }
+    if target.format is TaskFormat.RETRIEVAL:
+        return {"retrieval": evaluation.retrieval.model_dump()}
+    return None
 
 
 def plan_experiment(
     spec: ExperimentSpec, model: ResolvedModel, data: DataSource
 ) -> list[PlannedStage]:
     """Stages in topological order (dependencies first), for every seed."""
-    model_id = {
-        "pooling": spec.model.pooling,
-        "source": spec.model.source,
-        "revision": model.revision,
-        "fingerprint": model.fingerprint,
-    }
-    model_params = {
-        "name_or_path": model.name_or_path,
-        "revision": model.revision,
-        "pooling": spec.model.pooling,
-    }
-    data_params = {"kind": data.kind, "path": str(data.path) if data.path else None}
+    model_ref = ModelRef(
+        source=spec.model.source,
+        revision=model.revision,
+        fingerprint=model.fingerprint,
+        name_or_path=model.name_or_path,
+        pooling=spec.model.pooling,
+    )
+    data_ref = DataRef(kind=data.kind, path=str(data.path) if data.path else None)
     target = get_task(spec.target.task)
     train_task = training_task(target, spec.target.train_task)
     split = Split(spec.evaluation.split)
-    eval_cfg = spec.evaluation.model_dump(exclude={"languages"})
-    # What else decides a prediction besides the model and the data, per format.
-    decode: dict[str, Any] = {}
-    if target.format is TaskFormat.EXTRACTIVE_QA:
-        decode = {k: eval_cfg[k] for k in ("doc_stride", "max_answer_length", "n_best_size")}
-    elif target.format is TaskFormat.RETRIEVAL:
-        decode = {"retrieval": eval_cfg["retrieval"]}
-        if target.name == "bucc2018" and split is Split.TEST:
-            # The threshold is tuned on the validation (sample) gold.
-            decode["tuning_split"] = Split.VALIDATION.value
+    evaluation = spec.evaluation.model_copy(update={"languages": None})
+    decode = _decode_settings(target, evaluation)
+    tuning_split = target.threshold_tuning_split if split is Split.TEST else None
+    if decode is not None and tuning_split is not None:
+        decode["tuning_split"] = tuning_split.value
 
     plan: list[PlannedStage] = []
     for seed in spec.seeds:
         upstream: str | None = None
         if spec.intermediate.tasks:
             tasks = [get_task(name) for name in spec.intermediate.tasks]
-            training = spec.intermediate.training.model_dump()
-            identity: dict[str, Any] = {
-                "model": model_id,
-                "tasks": [t.name for t in tasks],
-                "task_versions": [t.version for t in tasks],
-                "training": training,
-                "seed": seed,
-                "data": [fingerprint_split(t, Split.TRAIN, "en", data) for t in tasks],
-            }
-            params: dict[str, Any] = {
-                "model": model_params,
-                "data": data_params,
-                "tasks": [t.name for t in tasks],
-                "training": training,
-            }
-            if len(tasks) > 1:  # single-task keys stay as they were
-                identity["sampling"] = spec.intermediate.sampling.model_dump()
-                params["sampling"] = spec.intermediate.sampling.model_dump()
-            inter = _stage(StageKind.INTERMEDIATE, "intermediate", seed, identity, params)
+            inter = PlannedStage(
+                "intermediate",
+                IntermediateStageSpec(
+                    seed=seed,
+                    model=model_ref,
+                    data=data_ref,
+                    tasks=tuple(t.name for t in tasks),
+                    task_versions=tuple(t.version for t in tasks),
+                    training=spec.intermediate.training,
+                    sampling=spec.intermediate.sampling if len(tasks) > 1 else None,
+                    data_fingerprints=tuple(
+                        fingerprint_split(t, Split.TRAIN, "en", data) for t in tasks
+                    ),
+                ),
+            )
             plan.append(inter)
             upstream = inter.key
         if train_task is None:  # retrieval: predictions read the intermediate (or bare) encoder
             model_stage_key = upstream
         else:
-            tgt = _stage(
-                StageKind.TARGET,
+            tgt = PlannedStage(
                 "target",
-                seed,
-                {
-                    "model": model_id,
-                    "upstream": upstream,
-                    "format": target.format.value,
-                    "train_task": train_task.name,
-                    "task_version": train_task.version,
-                    "training": spec.target.training.model_dump(),
-                    "seed": seed,
-                    "data": fingerprint_split(train_task, Split.TRAIN, "en", data),
-                },
-                {
-                    "model": model_params,
-                    "data": data_params,
-                    "head": train_task.name,
-                    "train_task": train_task.name,
-                    "training": spec.target.training.model_dump(),
-                    "upstream": upstream,
-                },
-                deps=(upstream,) if upstream else (),
+                TargetStageSpec(
+                    seed=seed,
+                    deps=(upstream,) if upstream else (),
+                    model=model_ref,
+                    data=data_ref,
+                    upstream=upstream,
+                    format=target.format.value,
+                    train_task=train_task.name,
+                    task_version=train_task.version,
+                    training=spec.target.training,
+                    data_fingerprint=fingerprint_split(train_task, Split.TRAIN, "en", data),
+                ),
             )
             plan.append(tgt)
             model_stage_key = tgt.key
-        predicts = []
-        for lang in spec.languages:
-            pred = _stage(
-                StageKind.PREDICT,
+        predicts = [
+            PlannedStage(
                 f"predict:{lang}",
-                seed,
-                {
-                    "upstream": model_stage_key,
-                    "model": model_id if model_stage_key is None else None,
-                    "head": train_task.name if train_task else None,
-                    "task": target.name,
-                    "task_version": target.version,
-                    "language": lang,
-                    "split": split.value,
-                    "max_seq_length": spec.evaluation.max_seq_length,
-                    "max_examples": spec.evaluation.max_examples_per_language,
-                    "data": fingerprint_split(target, split, lang, data),
-                    **_decode_identity(target, decode, lang, data),
-                },
-                {
-                    "data": data_params,
-                    "model": model_params,
-                    "head": train_task.name if train_task else None,
-                    "task": target.name,
-                    "language": lang,
-                    "evaluation": eval_cfg,
-                    "tuning_split": decode.get("tuning_split"),
-                },
-                deps=(model_stage_key,) if model_stage_key else (),
+                PredictStageSpec(
+                    seed=seed,
+                    deps=(model_stage_key,) if model_stage_key else (),
+                    model=model_ref,
+                    data=data_ref,
+                    upstream=model_stage_key,
+                    head=train_task.name if train_task else None,
+                    task=target.name,
+                    task_version=target.version,
+                    language=lang,
+                    evaluation=evaluation,
+                    data_fingerprint=fingerprint_split(target, split, lang, data),
+                    decode=decode,
+                    tuning_split=tuning_split.value if tuning_split else None,
+                    tuning_fingerprint=(
+                        fingerprint_split(target, tuning_split, lang, data)
+                        if tuning_split and decode is not None
+                        else None
+                    ),
+                ),
             )
-            plan.append(pred)
-            predicts.append(pred)
+            for lang in spec.languages
+        ]
+        plan.extend(predicts)
         plan.append(
-            _stage(
-                StageKind.EVALUATE,
+            PlannedStage(
                 "evaluate",
-                seed,
-                {
-                    "predictions": [p.key for p in predicts],
-                    "task": target.name,
-                    "metric": target.metric,
-                    "bootstrap_samples": spec.evaluation.bootstrap_samples,
-                    "seed": seed,
-                },
-                {
-                    "task": target.name,
-                    "languages": spec.languages,
-                    "seed": seed,
-                    "bootstrap_samples": spec.evaluation.bootstrap_samples,
-                },
-                deps=tuple(p.key for p in predicts),
+                EvaluateStageSpec(
+                    seed=seed,
+                    deps=tuple(p.key for p in predicts),
+                    task=target.name,
+                    metric=target.metric,
+                    languages=tuple(spec.languages),
+                    bootstrap_samples=spec.evaluation.bootstrap_samples,
+                ),
             )
         )
     return plan

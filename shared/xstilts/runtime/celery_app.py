@@ -13,15 +13,13 @@ import logging
 import os
 import tempfile
 from functools import lru_cache
-from typing import Any
 
 from celery import Celery
 
 from xstilts.config import Settings
-from xstilts.db.models import init_db, make_engine, session_factory
-from xstilts.runtime.artifacts import ArtifactStore
 from xstilts.runtime.executors import execute_stage
 from xstilts.runtime.orchestration import EVAL_QUEUE, GPU_QUEUE, reconcile
+from xstilts.runtime.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +60,20 @@ class CeleryExecutor:
 
 
 @lru_cache(maxsize=1)
-def _runtime() -> tuple[Any, ArtifactStore, CeleryExecutor]:
-    """Per-process database engine, artifact store and executor (built in the child, lazily)."""
-    settings = Settings.from_env()
-    engine = make_engine(settings.database_url)
-    init_db(engine)
-    return session_factory(engine), ArtifactStore(settings.artifacts_dir), CeleryExecutor(app)
+def _runtime() -> tuple[Workspace, CeleryExecutor]:
+    """The worker process's workspace and executor (built in the pool's child, lazily). A worker
+    never migrates the database: the deployment's migrate job does, before workers start."""
+    return Workspace(Settings.from_env(), upgrade_embedded=False), CeleryExecutor(app)
 
 
 def run_stage_task(stage_id: int) -> None:
-    sessions, store, executor = _runtime()
-    execute_stage(sessions, store, executor, stage_id)
+    ws, executor = _runtime()
+    execute_stage(ws, executor, stage_id)
 
 
 def reconcile_task() -> None:
-    sessions, _, executor = _runtime()
-    reconcile(sessions, executor)
+    ws, executor = _runtime()
+    reconcile(ws.sessions, executor)
 
 
 app = make_celery(Settings.from_env())

@@ -1,8 +1,9 @@
 """Executors deliver stage ids to runners; every runner ends in :func:`execute_stage`.
 
-- Celery (service mode): ``xstilts.runtime.celery_app.CeleryExecutor`` sends a message per stage.
-- :class:`ThreadExecutor` (embedded mode, ``xstilts serve``): one background thread in the API
-  process works through the same stage ids in order. Not Celery's eager mode: the request that
+- Celery (service mode): :class:`xstilts.runtime.celery_app.CeleryExecutor` sends a message per
+  stage to the worker queues.
+- :class:`ThreadExecutor` (embedded mode: ``xstilts serve`` and ``xstilts run``): one background
+  thread works through the delivered stage ids in order. Not Celery's eager mode: the caller that
   enqueues returns at once, and the stage runs exactly as a worker would run it.
 """
 
@@ -13,13 +14,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.db.models import Stage
 from xstilts.errors import CancelledError, StageFailedError
-from xstilts.runtime.artifacts import ArtifactStore
 from xstilts.runtime.lifecycle import StageContext, StageReporter, run_stage
 from xstilts.runtime.orchestration import (
     Executor,
@@ -29,6 +29,9 @@ from xstilts.runtime.orchestration import (
     retry_or_fail,
     stage_unwanted,
 )
+
+if TYPE_CHECKING:
+    from xstilts.runtime.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -49,53 +52,65 @@ def _cancel_check(sessions: sessionmaker[Session], stage_id: int) -> Callable[[]
 
 
 def execute_stage(
-    sessions: sessionmaker[Session],
-    store: ArtifactStore,
-    executor: Executor,
-    stage_id: int,
-    reporter: StageReporter | None = None,
+    ws: Workspace, executor: Executor, stage_id: int, reporter: StageReporter | None = None
 ) -> None:
     """Run one delivered stage, retry it if attempts remain, then queue what became runnable."""
-    ctx = StageContext(sessions, store, reporter, should_stop=_cancel_check(sessions, stage_id))
+    ctx = StageContext(
+        ws.sessions,
+        ws.store,
+        ws.models,
+        reporter,
+        should_stop=_cancel_check(ws.sessions, stage_id),
+        lease_seconds=ws.lease_seconds,
+    )
     try:
         run_stage(ctx, stage_id)
     except CancelledError:
         log.info("stage %d cancelled", stage_id)
     except StageFailedError as e:
         log.warning("%s", e)
-        if retry_or_fail(sessions, stage_id):
-            with sessions() as s:
+        if retry_or_fail(ws.sessions, stage_id):
+            with ws.sessions() as s:
                 stage = s.get(Stage, stage_id)
                 kind = stage.kind if stage else ""
             executor.send(stage_id, queue_for(kind))
-    advance(sessions, executor, stage_id)
+    advance(ws.sessions, executor, stage_id)
 
 
 class ThreadExecutor:
-    """Embedded mode: a daemon thread runs delivered stages one at a time, in delivery order."""
+    """Embedded mode: a daemon thread runs delivered stages one at a time, in delivery order, and
+    a second one reconciles (re-delivers stages a dead process left behind).
+
+    ``experiment_id`` limits reconciling to one experiment (``xstilts run`` follows only its own).
+    """
 
     def __init__(
         self,
-        sessions: sessionmaker[Session],
-        store: ArtifactStore,
+        ws: Workspace,
+        reporter: StageReporter | None = None,
         reconcile_every_s: float | None = 30.0,
+        experiment_id: str | None = None,
     ) -> None:
-        self.sessions = sessions
-        self.store = store
+        self.ws = ws
+        self.reporter = reporter
+        self.experiment_id = experiment_id
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="xstilts-executor", daemon=True)
         self._thread.start()
         if reconcile_every_s is not None:
-            # Stages a previous server process left queued or running are picked up again.
+            # Stages a previous process left queued or running are picked up again.
             threading.Thread(
-                target=self._reconcile_loop, args=(reconcile_every_s,), daemon=True
+                target=self._reconcile_loop,
+                args=(reconcile_every_s,),
+                name="xstilts-reconciler",
+                daemon=True,
             ).start()
 
     def _reconcile_loop(self, every_s: float) -> None:
         while not self._stopping.is_set():
             try:
-                reconcile(self.sessions, self)
+                reconcile(self.ws.sessions, self, self.experiment_id)
             except Exception:
                 log.exception("executor: reconcile")
             self._stopping.wait(every_s)
@@ -115,13 +130,10 @@ class ThreadExecutor:
         while True:
             stage_id = self._queue.get()
             try:
-                if stage_id is None:
+                if stage_id is None or self._stopping.is_set():
                     return
-                execute_stage(self.sessions, self.store, self, stage_id)
+                execute_stage(self.ws, self, stage_id, self.reporter)
             except Exception:  # keep serving: the stage's own error is stored with it
                 log.exception("executor: stage %s", stage_id)
             finally:
                 self._queue.task_done()
-
-
-__all__: list[Any] = ["ThreadExecutor", "execute_stage"]

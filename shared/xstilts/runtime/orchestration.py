@@ -210,28 +210,38 @@ def stage_unwanted(sessions: sessionmaker[Session], stage_id: int) -> bool:
         return not _wanted(s, stage_id)
 
 
-def reconcile(sessions: sessionmaker[Session], executor: Executor) -> list[int]:
+def reconcile(
+    sessions: sessionmaker[Session], executor: Executor, experiment_id: str | None = None
+) -> list[int]:
     """Re-deliver stages whose worker died (running, lease expired) or whose message was lost
     (queued and not claimed in time), and queue stages that became runnable but were never sent.
+    ``experiment_id`` limits this to the stages of one experiment.
 
     Safe to run any time and from several places: claiming is a conditional update, so a duplicate
     delivery finds nothing to do.
     """
     now = utcnow()
-    stale = or_(Stage.status == Status.RUNNING.value, Stage.status == Status.QUEUED.value)
+    stale = select(Stage.id, Stage.kind).where(
+        or_(Stage.status == Status.RUNNING.value, Stage.status == Status.QUEUED.value),
+        Stage.lease_until < now,
+    )
+    live_query = select(Experiment.id).where(
+        Experiment.status.in_(ACTIVE), Experiment.cancel_requested.is_(False)
+    )
+    if experiment_id is not None:
+        stale = stale.join(ExperimentStage, ExperimentStage.stage_id == Stage.id).where(
+            ExperimentStage.experiment_id == experiment_id
+        )
+        live_query = live_query.where(Experiment.id == experiment_id)
     with sessions.begin() as s:
-        rows = s.execute(select(Stage.id, Stage.kind).where(stale, Stage.lease_until < now)).all()
+        rows = list(dict.fromkeys((sid, kind) for sid, kind in s.execute(stale).all()))
         for sid, _ in rows:  # the next re-delivery of the same stage waits a full period
             s.execute(
                 update(Stage)
                 .where(Stage.id == sid, Stage.status == Status.QUEUED.value)
                 .values(lease_until=now + timedelta(seconds=REDELIVER_AFTER_S))
             )
-        live = s.scalars(
-            select(Experiment.id).where(
-                Experiment.status.in_(ACTIVE), Experiment.cancel_requested.is_(False)
-            )
-        ).all()
+        live = s.scalars(live_query).all()
     sent: list[int] = []
     for sid, kind in rows:
         executor.send(sid, queue_for(kind))

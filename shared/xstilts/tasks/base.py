@@ -88,6 +88,8 @@ class Task:
     language_names: dict[str, str] = field(default_factory=dict)
     combines: tuple[str, ...] = ()  # a union of other tasks' data with one head (ANLI+)
     xtreme_name: str | None = None  # the task's folder in XTREME's submission layout
+    # Retrieval with a tuned score threshold (BUCC): evaluating on test tunes it on this split.
+    threshold_tuning_split: Split | None = None
 
     @property
     def primary_metric(self) -> str:

@@ -475,6 +475,7 @@ _TASKS = _TASKS + (
         ),
         is_target=True,
         xtreme_name="bucc2018",
+        threshold_tuning_split=Split.VALIDATION,
         splits={
             Split.VALIDATION: SplitSource(
                 local=(LocalFile("bucc2018/{lang}-en.dev.{lang}", "bucc"),),

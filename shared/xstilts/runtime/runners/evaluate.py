@@ -1,0 +1,57 @@
+"""The evaluate stage: every language's predictions become the task's metrics (stored as rows)
+and the cross-language summary (stored with the stage and in ``metrics.json``)."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import delete
+
+from xstilts.db.models import Metric
+from xstilts.experiments.plan import EvaluateStageSpec
+from xstilts.experiments.statistics import cross_language_summary
+from xstilts.formats import get_format
+from xstilts.runtime.lifecycle import StageContext, StageOutcome, StageRef
+from xstilts.runtime.runners.predict import PREDICTIONS_FILE
+from xstilts.tasks import get_task
+
+METRICS_FILE = "metrics.json"
+_METRIC_FIELDS = ("task", "language", "metric", "value", "n", "seed", "ci_low", "ci_high")
+
+
+def run(ctx: StageContext, stage: StageRef, spec: EvaluateStageSpec) -> StageOutcome:
+    task = get_task(spec.task)
+    fmt = get_format(task.format.value)
+    values: dict[str, float] = {}
+    rows: list[Metric] = []
+    for key in spec.deps:  # the predict stages, one per language
+        data = json.loads((ctx.stage_output(key) / PREDICTIONS_FILE).read_text())
+        lang = data["language"]
+        scores = fmt.score(task, lang, data["rows"], spec.bootstrap_samples)
+        values[lang] = scores[0].value  # the task's primary metric
+        rows.extend(
+            Metric(
+                stage_id=stage.id,
+                task=task.name,
+                language=lang,
+                metric=sc.metric,
+                value=sc.value,
+                n=sc.n,
+                seed=spec.seed,
+                ci_low=sc.ci_low,
+                ci_high=sc.ci_high,
+            )
+            for sc in scores
+        )
+    summary = cross_language_summary(values)
+    with ctx.sessions.begin() as s:
+        # Idempotent: a re-run replaces this stage's metrics instead of adding a second set.
+        s.execute(delete(Metric).where(Metric.stage_id == stage.id))
+        s.add_all(rows)
+    out = ctx.store.stage_dir(stage.kind, stage.key)
+    with ctx.store.writing(out) as tmp:
+        metrics = [{c: getattr(r, c) for c in _METRIC_FIELDS} for r in rows]
+        (tmp / METRICS_FILE).write_text(
+            json.dumps({"metrics": metrics, "summary": summary}, indent=2)
+        )
+    return StageOutcome(out, {"summary": summary, "steps_run": 0})

@@ -1,0 +1,102 @@
+"""Training stages: the intermediate stage (one encoder, a fresh head per English task) and the
+target stage (the intermediate encoder, or the pretrained one, with a fresh head for the target's
+English training task)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from xstilts.data import load_split
+from xstilts.experiments.plan import IntermediateStageSpec, TargetStageSpec
+from xstilts.formats import get_trained_format
+from xstilts.formats.base import FeatureConfig, Features
+from xstilts.modeling.classifier import (
+    MultiHeadClassifier,
+    load_encoder,
+    load_stage_model,
+    load_tokenizer,
+    save_stage_model,
+)
+from xstilts.runtime.lifecycle import ProgressRecorder, StageContext, StageOutcome, StageRef
+from xstilts.spec import doc_stride
+from xstilts.tasks import Split, get_task
+from xstilts.training.loop import sampling_probabilities, train_multi
+
+TRAIN_RESULT_FILE = "train_result.json"
+
+
+def run(
+    ctx: StageContext, stage: StageRef, spec: IntermediateStageSpec | TargetStageSpec
+) -> StageOutcome:
+    if isinstance(spec, IntermediateStageSpec):
+        model, tokenizer = _pretrained(spec)
+        return _train(ctx, stage, spec, model, tokenizer, {t: t for t in spec.tasks})
+    if spec.upstream:
+        # Encoder weights carry over from the intermediate model; its heads are dropped.
+        upstream, tokenizer = load_stage_model(ctx.stage_output(spec.upstream))
+        model = MultiHeadClassifier(upstream.encoder, spec.model.pooling)
+    else:
+        model, tokenizer = _pretrained(spec)
+    return _train(ctx, stage, spec, model, tokenizer, {spec.head: spec.train_task})
+
+
+def _pretrained(spec: IntermediateStageSpec | TargetStageSpec) -> tuple[MultiHeadClassifier, Any]:
+    m = spec.model
+    encoder = load_encoder(m.name_or_path, m.revision)
+    return MultiHeadClassifier(encoder, m.pooling), load_tokenizer(m.name_or_path, m.revision)
+
+
+def _train(
+    ctx: StageContext,
+    stage: StageRef,
+    spec: IntermediateStageSpec | TargetStageSpec,
+    model: MultiHeadClassifier,
+    tokenizer: Any,
+    heads: dict[str, str],
+) -> StageOutcome:
+    """Train a fresh head per entry of ``heads`` ({head name: task whose English train split feeds
+    it}) on a shared encoder; several heads make it multi-task training."""
+    cfg = spec.training
+    data: dict[str, Features] = {}
+    torch.manual_seed(spec.seed)  # the fresh heads' initialisation is part of the seeded run
+    features_cfg = FeatureConfig(
+        cfg.max_seq_length, doc_stride(cfg.max_seq_length, cfg.doc_stride), cfg.max_query_length
+    )
+    for head, task_name in heads.items():
+        task = get_task(task_name)
+        fmt = get_trained_format(task.format.value)
+        examples = load_split(task, Split.TRAIN, "en", spec.data.source, cfg.max_train_examples)
+        labels = fmt.labels(task, examples)
+        data[head] = fmt.featurize(tokenizer, examples, features_cfg, labels)
+        model.add_head(head, len(labels), fmt.head, labels)
+    sampling = spec.sampling if isinstance(spec, IntermediateStageSpec) else None
+    probabilities = None
+    if sampling is not None:
+        probabilities = sampling_probabilities(
+            {h: len(f) for h, f in data.items()},
+            sampling.strategy,
+            sampling.temperature,
+            sampling.size_cap,
+        )
+    res = train_multi(
+        model,
+        data,
+        cfg,
+        spec.seed,
+        ctx.store.work_dir(stage.key),
+        tokenizer.pad_token_id,
+        probabilities=probabilities,
+        progress=ProgressRecorder(ctx, stage),
+        should_stop=ctx.should_stop,
+    )
+    result = {**asdict(res), "sampling_probabilities": probabilities}
+    out = ctx.store.stage_dir(stage.kind, stage.key)
+    with ctx.store.writing(out) as tmp:
+        save_stage_model(model, tokenizer, tmp)
+        (tmp / TRAIN_RESULT_FILE).write_text(json.dumps(result, indent=2))
+    ctx.store.discard_work(stage.key)
+    return StageOutcome(out, result, steps_run=res.steps_run)

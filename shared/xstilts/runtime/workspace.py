@@ -1,0 +1,148 @@
+"""The composition root: one installation's database, artifact store and model cache, built once
+per process from :class:`~xstilts.config.Settings`.
+
+The CLI, the embedded server, the API service and the Celery workers all build one
+:class:`Workspace` and hand it to the same pieces (planner, orchestration, executors), so there is
+one set-up path. ``Workspace.run`` runs an experiment in this process exactly as ``xstilts serve``
+does: submit, then a :class:`~xstilts.runtime.executors.ThreadExecutor` works through the stages
+(retries, cancellation, the same status rules), while the caller waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from xstilts.config import Settings
+from xstilts.db.models import Experiment, Status
+from xstilts.db.session import ensure_schema, make_engine, session_factory
+from xstilts.errors import StageFailedError
+from xstilts.runtime.artifacts import ArtifactStore
+from xstilts.runtime.lifecycle import StageReporter
+from xstilts.runtime.runners.cache import ModelCache
+from xstilts.spec import ExperimentSpec
+
+if TYPE_CHECKING:
+    from xstilts.experiments.results import ExperimentResults
+
+log = logging.getLogger(__name__)
+
+FINAL = (Status.SUCCEEDED.value, Status.FAILED.value, Status.CANCELLED.value)
+# After Ctrl-C, how long the running stage gets to notice the cancellation and stop cleanly.
+CANCEL_GRACE_S = 15.0
+
+
+class Workspace:
+    """Database sessions, artifact store and loaded models of one installation.
+
+    ``upgrade_embedded``: an embedded SQLite database is created or upgraded on start (the CLI and
+    ``xstilts serve`` own theirs); any other database must already be at the latest migration
+    (``xstilts db upgrade``), so service processes never race to migrate a shared database.
+    """
+
+    def __init__(self, settings: Settings, upgrade_embedded: bool = True) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        ensure_schema(self.engine, upgrade_embedded)
+        self.sessions: sessionmaker[Session] = session_factory(self.engine)
+        self.store = ArtifactStore(settings.artifacts_dir)
+        self.models = ModelCache()
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.settings.lease_seconds
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def submit(
+        self,
+        spec: ExperimentSpec,
+        owner: str | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> str:
+        """Plan and store the experiment (stages shared by key); nothing runs yet."""
+        from xstilts.experiments.submit import plan, submit_experiment
+
+        return submit_experiment(
+            self.sessions,
+            spec,
+            plan(spec, self.settings),
+            owner=owner,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+
+    def results(self, exp_id: str) -> ExperimentResults:
+        from xstilts.experiments.results import experiment_results
+
+        return experiment_results(self.sessions, exp_id)
+
+    def status(self, exp_id: str) -> tuple[str, str | None]:
+        with self.sessions() as s:
+            exp = s.get(Experiment, exp_id)
+            if exp is None:
+                raise KeyError(exp_id)
+            return exp.status, exp.error
+
+    def run(
+        self,
+        spec: ExperimentSpec,
+        reporter: StageReporter | None = None,
+        on_poll: Callable[[str], None] | None = None,
+        poll_s: float = 0.2,
+    ) -> ExperimentResults:
+        """Submit ``spec`` and run it to the end in this process; finished stages are reused.
+
+        Raises :class:`StageFailedError` when a stage failed after its retries. Ctrl-C cancels the
+        experiment (a running training stage stops at its next step, keeping its checkpoint) and
+        re-raises; running the same spec again resumes.
+        """
+        exp_id = self.submit(spec)
+        self.follow(exp_id, reporter, on_poll, poll_s)
+        return self.results(exp_id)
+
+    def follow(
+        self,
+        exp_id: str,
+        reporter: StageReporter | None = None,
+        on_poll: Callable[[str], None] | None = None,
+        poll_s: float = 0.2,
+    ) -> None:
+        """Run a submitted experiment's stages in a background thread until it ends."""
+        from xstilts.runtime.executors import ThreadExecutor
+        from xstilts.runtime.orchestration import cancel, start
+
+        executor = ThreadExecutor(
+            self,
+            reporter=reporter,
+            # Picks up this experiment's stages that a killed earlier run left running, once
+            # their lease expires.
+            reconcile_every_s=min(30.0, self.lease_seconds),
+            experiment_id=exp_id,
+        )
+        try:
+            start(self.sessions, executor, exp_id)
+            status, error = self.status(exp_id)
+            while status not in FINAL:
+                if on_poll is not None:
+                    on_poll(exp_id)
+                time.sleep(poll_s)
+                status, error = self.status(exp_id)
+            if on_poll is not None:
+                on_poll(exp_id)
+        except KeyboardInterrupt:
+            log.warning("interrupted: cancelling experiment %s", exp_id)
+            cancel(self.sessions, exp_id)
+            executor.stop(timeout=CANCEL_GRACE_S)
+            raise
+        executor.stop(timeout=CANCEL_GRACE_S)
+        if status == Status.FAILED.value:
+            raise StageFailedError(error or f"experiment {exp_id} failed")
+        if status == Status.CANCELLED.value:
+            raise StageFailedError(f"experiment {exp_id} was cancelled")
