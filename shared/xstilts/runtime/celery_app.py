@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Celery
 
-from xstilts.config import Settings
+from xstilts.config import Settings, get_settings
 from xstilts.db.models import init_db, make_engine, session_factory
 from xstilts.runtime.artifacts import ArtifactStore
 from xstilts.runtime.executors import execute_stage
@@ -64,7 +64,7 @@ class CeleryExecutor:
 @lru_cache(maxsize=1)
 def _runtime() -> tuple[Any, ArtifactStore, CeleryExecutor]:
     """Per-process database engine, artifact store and executor (built in the child, lazily)."""
-    settings = Settings.from_env()
+    settings = get_settings()
     engine = make_engine(settings.database_url)
     init_db(engine)
     return session_factory(engine), ArtifactStore(settings.artifacts_dir), CeleryExecutor(app)
@@ -80,4 +80,4 @@ def reconcile_task() -> None:
     reconcile(sessions, executor)
 
 
-app = make_celery(Settings.from_env())
+app = make_celery(get_settings())
