@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from xstilts.cli.main import main
-from xstilts.config import ClientSettings, Settings, SettingsError, get_settings
+from xstilts.config import ClientSettings, Settings, SettingsError, env_var, get_settings
 from xstilts.errors import XstiltsError
 
 ALICE = hashlib.sha256(b"alice-key").hexdigest()
@@ -262,3 +263,31 @@ def test_cli_prints_the_variable_and_exits_2(
     assert main(["db", "upgrade"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: XSTILTS_DATABASE_URL: unknown scheme 'mysql'; valid schemes:")
+
+
+# --- documentation -------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_variables() -> set[str]:
+    text = (REPO / "README.md").read_text()
+    return set(re.findall(r"^\| `(XSTILTS_[A-Z_]+)` \|", text, flags=re.MULTILINE))
+
+
+def test_readme_documents_every_setting() -> None:
+    fields = {env_var(name) for name in Settings.model_fields}
+    fields |= {env_var(name) for name in ClientSettings.model_fields}
+    assert fields <= readme_variables(), fields - readme_variables()
+
+
+def test_readme_documents_every_variable_the_code_names() -> None:
+    named = {
+        var
+        for folder in ("shared", "services", "scripts", "tests", "bench")
+        for path in (REPO / folder).rglob("*")
+        if path.suffix in (".py", ".sh") and "__pycache__" not in path.parts
+        for var in re.findall(r"XSTILTS_[A-Z][A-Z_]*[A-Z]", path.read_text())
+    }
+    named.discard("XSTILTS_")  # the prefix itself
+    assert named <= readme_variables(), named - readme_variables()
