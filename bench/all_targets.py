@@ -127,7 +127,7 @@ def main() -> int:
     p.add_argument("--json", type=Path, help="write all results here")
     args = p.parse_args()
     names = args.only.split(",") if args.only else [n for n in TARGETS if n != "pawsx_split"]
-    env = Settings.from_env()
+    env = Settings()
     home = args.home or Path(tempfile.mkdtemp(prefix="xstilts-all-targets-"))
     home.mkdir(parents=True, exist_ok=True)
     data = env.data_dir

@@ -11,7 +11,6 @@ p50/p90/p99 latency per endpoint. Nothing consumes the queue, so POSTed experime
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import os
 import socket
@@ -93,9 +92,7 @@ def main() -> None:
     }
     server = None
     try:
-        settings = dataclasses.replace(
-            Settings.from_env(), database_url=url, artifacts_dir=Path(f"/tmp/{db}")
-        )
+        settings = Settings(database_url=url, artifacts_dir=Path(f"/tmp/{db}"))
         ws = Workspace(settings)
         seeded = ws.run(parse_spec(_spec("seed")))
         exp_id = seeded["experiment"]["id"]

@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=128)
     args = p.parse_args()
 
-    folder = prepare_offline_model(Settings.from_env().cache_dir)
+    folder = prepare_offline_model(Settings().cache_dir)
     data = Path(
         os.environ.get("XSTILTS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
     )

@@ -60,7 +60,7 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
     from xstilts.config import Settings
     from xstilts.modeling.offline import prepare_offline_model
 
-    folder = prepare_offline_model(Settings.from_env().cache_dir)
+    folder = prepare_offline_model(Settings().cache_dir)
     examples = _examples(steps * batch)
     if name == "xstilts":
         from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_tokenizer

@@ -26,7 +26,7 @@ def offline_model_dir() -> Path:
     from xstilts.config import Settings
     from xstilts.modeling.offline import prepare_offline_model
 
-    return prepare_offline_model(Settings.from_env().cache_dir)
+    return prepare_offline_model(Settings().cache_dir)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +61,7 @@ def settings(tmp_path: Path, tiny_model_dir: Path, data_dir: Path):
     return Settings(
         home=tmp_path,
         data_dir=data_dir,
-        cache_dir=Settings.from_env().cache_dir,
+        cache_dir=Settings().cache_dir,
         artifacts_dir=tmp_path / "artifacts",
         database_url=f"sqlite:///{tmp_path / 'xstilts.db'}",
         model_roots=(tiny_model_dir.parent,),

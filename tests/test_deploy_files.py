@@ -1,4 +1,4 @@
-"""The deployment files: Dockerfiles, .dockerignore, docker-compose.yml and k8s/.
+"""The deployment files: services/Dockerfile, .dockerignore, docker-compose.yml and k8s/.
 
 Neither Docker nor a cluster runs here, so these tests parse the files, validate them against the
 official schemas where one exists offline (the Compose Specification schema vendored by
@@ -8,12 +8,15 @@ agree with each other and with the service contract in docs/deployment.md.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import re
 import shlex
+import sys
 from collections.abc import Iterator
 from functools import cache
+from importlib.metadata import packages_distributions
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -44,8 +47,21 @@ DATABASE_URL = re.compile(r"postgresql\+psycopg://xstilts:(?P<password>.+)@postg
 SHARED_MOUNTS = {"/artifacts": False, "/cache": False, "/data": True}  # path -> read-only
 # The services that mount the shared volumes (every xstilts service but the migration).
 APP_SERVICES = ("api", "worker", "scheduler", "eval")
-DOCKERFILES = {name: REPO / "services" / name / "Dockerfile" for name in ("api", "worker", "eval")}
-# The Python each Ubuntu release ships as python3 (the worker image uses it).
+# One Dockerfile; each image is one of its build targets, named after the process it runs.
+DOCKERFILE = REPO / "services" / "Dockerfile"
+TARGETS = ("api", "worker", "eval")
+# The image each target is tagged as (compose, k8s), and back.
+IMAGES = {target: f"xstilts-{target}" for target in TARGETS}
+TARGET_OF_IMAGE = {image: target for target, image in IMAGES.items()}
+# The image each contract role runs (the migration and celery beat reuse the api and eval images).
+IMAGE_OF_ROLE = {
+    "migrate": "xstilts-api",
+    "api": "xstilts-api",
+    "worker": "xstilts-worker",
+    "scheduler": "xstilts-eval",
+    "eval": "xstilts-eval",
+}
+# The Python each Ubuntu release ships as python3 (the CUDA base uses it).
 UBUNTU_PYTHON = {"22.04": "3.10", "24.04": "3.12"}
 # Versions of Kubernetes the manifests must be valid for: an old supported one and a recent one.
 K8S_VERSIONS = ("1.29", "1.33")
@@ -94,22 +110,74 @@ def parse_dockerfile(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-def final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    last_from = max(i for i, (kw, _) in enumerate(instructions) if kw == "FROM")
-    return instructions[last_from:]
+Instruction = tuple[str, str]
 
 
-def base_image(instructions: list[tuple[str, str]]) -> str:
-    """The final stage's FROM image, with global ARG defaults substituted."""
+@cache
+def instructions() -> tuple[Instruction, ...]:
+    return tuple(parse_dockerfile(DOCKERFILE))
+
+
+def global_args() -> dict[str, str]:
+    """ARG defaults declared before the first FROM (what a FROM line may use)."""
     args: dict[str, str] = {}
-    for kw, rest in instructions:
+    for kw, rest in instructions():
         if kw == "FROM":
             break
         if kw == "ARG" and "=" in rest:
             name, _, default = rest.partition("=")
             args[name.strip()] = default.strip().strip('"')
-    image = final_stage(instructions)[0][1].split()[0]
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), image)
+    return args
+
+
+def stages() -> dict[str, tuple[str, list[Instruction]]]:
+    """Stage name -> (the FROM image or stage, unexpanded; the stage's own instructions)."""
+    out: dict[str, tuple[str, list[Instruction]]] = {}
+    current: list[Instruction] | None = None
+    for kw, rest in instructions():
+        if kw == "FROM":
+            parts = rest.split()
+            assert len(parts) == 3 and parts[1].upper() == "AS", f"unnamed stage: FROM {rest}"
+            current = []
+            assert parts[2] not in out, f"stage {parts[2]} defined twice"
+            out[parts[2]] = (parts[0], current)
+        elif current is not None:
+            current.append((kw, rest))
+    return out
+
+
+def expand(text: str, args: dict[str, str]) -> str:
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), text)
+
+
+def compose_build_args(target: str) -> dict[str, str]:
+    """The build args docker compose passes for ``target`` (the same for every service of it)."""
+    got = {
+        json.dumps(s["build"].get("args", {}), sort_keys=True)
+        for s in services().values()
+        if s.get("build", {}).get("target") == target
+    }
+    assert len(got) == 1, f"services building {target} disagree on build args: {got}"
+    return dict(json.loads(got.pop()))
+
+
+def chain(target: str, build_args: dict[str, str] | None = None) -> list[str]:
+    """The stages ``docker build --target`` builds for ``target``, base first, ending at an image."""
+    args = {**global_args(), **(build_args or {})}
+    out = [target]
+    while out[-1] in stages():
+        parent = expand(stages()[out[-1]][0], args)
+        assert parent not in out, f"stage cycle through {parent}"
+        out.append(parent)
+    return out[::-1]
+
+
+def base_image(target: str, build_args: dict[str, str] | None = None) -> str:
+    return chain(target, build_args)[0]
+
+
+def target_instructions(target: str, build_args: dict[str, str] | None = None) -> list[Instruction]:
+    return [i for stage in chain(target, build_args)[1:] for i in stages()[stage][1]]
 
 
 def dockerignore_patterns() -> list[str]:
@@ -142,20 +210,28 @@ def pyproject_torch_pin() -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("name", sorted(DOCKERFILES))
-def test_dockerfile_runs_as_a_non_root_user(name: str) -> None:
-    stage = final_stage(parse_dockerfile(DOCKERFILES[name]))
-    users = [args for kw, args in stage if kw == "USER"]
-    assert users, f"{name}: the final stage never sets USER, so it runs as root"
+def test_every_target_is_a_stage_and_every_image_is_named_by_its_target() -> None:
+    for target in TARGETS:
+        assert target in stages(), f"services/Dockerfile has no target {target}"
+        assert stages()[target][0] in stages(), f"{target} does not build on the shared base"
+    # one set of install steps for all three: torch, then the library
+    pip_installs = [a for kw, a in instructions() if kw == "RUN" and "pip install" in a]
+    assert len(pip_installs) == 2, pip_installs
+    assert len({tuple(chain(t)[1:-1]) for t in TARGETS}) == 1, "targets share one base chain"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_target_runs_as_a_non_root_user(target: str) -> None:
+    users = [args for kw, args in target_instructions(target) if kw == "USER"]
+    assert users, f"{target}: never sets USER, so it runs as root"
     user = users[-1].split(":")[0]
-    assert user not in ("root", "0"), f"{name}: runs as {users[-1]}"
+    assert user not in ("root", "0"), f"{target}: runs as {users[-1]}"
 
 
-@pytest.mark.parametrize("name", sorted(DOCKERFILES))
-def test_dockerfile_copies_only_what_exists_and_reaches_the_build(name: str) -> None:
+def test_dockerfile_copies_only_what_exists_and_reaches_the_build() -> None:
     patterns = dockerignore_patterns()
-    copies = [args for kw, args in parse_dockerfile(DOCKERFILES[name]) if kw in ("COPY", "ADD")]
-    assert copies, f"{name}: copies nothing from the repository"
+    copies = [args for kw, args in instructions() if kw in ("COPY", "ADD")]
+    assert copies, "services/Dockerfile copies nothing from the repository"
     for args in copies:
         tokens = shlex.split(args)
         if any(t.startswith("--from") for t in tokens):
@@ -163,58 +239,131 @@ def test_dockerfile_copies_only_what_exists_and_reaches_the_build(name: str) -> 
         sources = [t for t in tokens if not t.startswith("--")][:-1]
         for source in sources:
             path = REPO / source
-            assert path.exists(), f"{name}: COPY {source}: not in the repository"
-            assert not dockerignored(source, patterns), f"{name}: {source} is in .dockerignore"
+            assert path.exists(), f"COPY {source}: not in the repository"
+            assert not dockerignored(source, patterns), f"{source} is in .dockerignore"
             files = [path] if path.is_file() else [p for p in path.rglob("*.py")]
             for file in files:
                 rel = file.relative_to(REPO).as_posix()
                 if "__pycache__" not in rel:
-                    assert not dockerignored(rel, patterns), f"{name}: {rel} is in .dockerignore"
+                    assert not dockerignored(rel, patterns), f"{rel} is in .dockerignore"
 
 
-def test_dockerfiles_copy_what_pip_install_needs() -> None:
+@pytest.mark.parametrize("target", TARGETS)
+def test_target_copies_what_pip_install_needs(target: str) -> None:
     # `pip install .` needs pyproject.toml, the README it names, and the package under shared/.
-    for name, path in DOCKERFILES.items():
-        copied = " ".join(a for kw, a in parse_dockerfile(path) if kw == "COPY")
-        for needed in ("pyproject.toml", "README.md", "shared", "services"):
-            assert needed in copied.split(), f"{name}: does not copy {needed}"
+    copied = " ".join(a for kw, a in target_instructions(target) if kw == "COPY")
+    for needed in ("pyproject.toml", "README.md", "shared", "services"):
+        assert needed in copied.split(), f"{target}: does not copy {needed}"
 
 
-@pytest.mark.parametrize("name", sorted(DOCKERFILES))
-def test_dockerfile_default_command_is_the_contract(name: str) -> None:
-    cmds = [args for kw, args in final_stage(parse_dockerfile(DOCKERFILES[name])) if kw == "CMD"]
-    assert cmds, f"{name}: no CMD"
-    assert json.loads(cmds[-1]) == argv(COMMANDS[name])
+@pytest.mark.parametrize("target", TARGETS)
+def test_target_default_command_is_the_contract(target: str) -> None:
+    cmds = [args for kw, args in target_instructions(target) if kw == "CMD"]
+    assert cmds, f"{target}: no CMD"
+    assert json.loads(cmds[-1]) == argv(COMMANDS[target])
 
 
-@pytest.mark.parametrize("name", sorted(DOCKERFILES))
-def test_dockerfile_pins_the_torch_of_pyproject(name: str) -> None:
-    pins = re.findall(r"torch==(\S+)", DOCKERFILES[name].read_text())
-    assert pins == [pyproject_torch_pin()], f"{name}: torch pins {pins}"
+def test_dockerfile_pins_the_torch_of_pyproject() -> None:
+    pins = re.findall(r"torch==(\S+)", DOCKERFILE.read_text())
+    assert pins == [pyproject_torch_pin()], f"torch pins {pins}"
 
 
-def test_worker_image_is_cuda_and_refuses_a_cpu_torch() -> None:
-    text = DOCKERFILES["worker"].read_text()
-    image = base_image(parse_dockerfile(DOCKERFILES["worker"]))
-    assert image.startswith("nvidia/cuda:"), image
-    assert "torch.version.cuda" in text, "the worker build no longer checks torch is a CUDA build"
+def test_worker_image_is_cuda_and_refuses_a_cpu_build() -> None:
+    assert base_image("worker", compose_build_args("worker")).startswith("nvidia/cuda:")
+    # Built without ACCELERATOR=cuda it would stand on the CPU base: the worker stage refuses that,
+    # and a CPU build of torch.
+    worker = " ".join(a for kw, a in stages()["worker"][1] if kw == "RUN")
+    assert 'test "$ACCELERATOR" = cuda' in worker
+    assert "torch.version.cuda" in worker
+
+
+@pytest.mark.parametrize("target", ["api", "eval"])
+def test_cpu_targets_stand_on_the_python_image(target: str) -> None:
+    assert base_image(target).startswith("python:")
+    assert base_image(target, compose_build_args(target)) == base_image(target)
 
 
 def test_images_share_one_python_minor_version() -> None:
     from packaging.specifiers import SpecifierSet
 
-    worker = base_image(parse_dockerfile(DOCKERFILES["worker"]))
+    worker = base_image("worker", compose_build_args("worker"))
     ubuntu = re.search(r"ubuntu(\d+\.\d+)", worker)
     assert ubuntu and ubuntu.group(1) in UBUNTU_PYTHON, worker
     versions = {"worker": UBUNTU_PYTHON[ubuntu.group(1)]}
-    for name in ("api", "eval"):
-        image = base_image(parse_dockerfile(DOCKERFILES[name]))
+    for target in ("api", "eval"):
+        image = base_image(target, compose_build_args(target))
         match = re.fullmatch(r"python:(\d+\.\d+)[\w.-]*", image)
-        assert match, f"{name}: base image {image} is not an official python image"
-        versions[name] = match.group(1)
+        assert match, f"{target}: base image {image} is not an official python image"
+        versions[target] = match.group(1)
     assert len(set(versions.values())) == 1, versions
     requires = re.search(r'requires-python\s*=\s*"([^"]+)"', (REPO / "pyproject.toml").read_text())
     assert requires and versions["worker"] + ".0" in SpecifierSet(requires.group(1))
+
+
+def pyproject() -> dict[str, Any]:
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+")
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def distribution(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def imported_modules(module: str) -> set[str]:
+    """Every module ``module`` (under services/) imports, following imports within services/."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = REPO / (name.replace(".", "/") + ".py")
+        if name.split(".")[0] != "services" or not path.is_file():
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                todo.append(node.module)
+    return seen
+
+
+# The Python module a command loads: uvicorn's app path or celery's -A.
+def app_module(command: list[str]) -> str:
+    spec = command[command.index("-A") + 1] if "-A" in command else command[1]
+    return spec.split(":")[0]
+
+
+@pytest.mark.parametrize(
+    ("role", "target"), [(r, TARGET_OF_IMAGE[IMAGE_OF_ROLE[r]]) for r in COMMANDS]
+)
+def test_each_target_installs_what_its_process_imports(role: str, target: str) -> None:
+    """The program is installed by pip (a dependency or our own script), and every module the
+    service imports is copied (services/), installed from shared/ (xstilts) or a dependency."""
+    steps = target_instructions(target)
+    assert any(kw == "RUN" and "pip install /tmp/src" in a for kw, a in steps), target
+    workdir = [a for kw, a in steps if kw == "WORKDIR"][-1]
+    assert ("COPY", "services ./services") in steps and workdir == "/app", target
+    deps = {distribution(r) for r in pyproject()["project"]["dependencies"]}
+    command = argv(COMMANDS[role])
+    program = command[0]
+    assert program in deps or program in pyproject()["project"]["scripts"], f"{role}: {program}"
+    if program == "xstilts":
+        return
+    modules = imported_modules(app_module(command))
+    for name in modules:
+        top = name.split(".")[0]
+        if top == "services":
+            assert (REPO / (name.replace(".", "/") + ".py")).is_file(), f"{role}: {name}"
+        elif top == "xstilts":
+            path = REPO / "shared" / name.replace(".", "/")
+            assert path.with_suffix(".py").is_file() or (path / "__init__.py").is_file(), name
+        else:
+            # a module's distribution may be named otherwise (yaml comes from pyyaml)
+            dists = {distribution(d) for d in packages_distributions().get(top, [])}
+            assert top in sys.stdlib_module_names or dists & deps, f"{role} imports {name}"
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
@@ -226,12 +375,19 @@ def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
         ".git/HEAD",
         "shared/xstilts/__pycache__/cli.cpython-311.pyc",
         ".env",
+        ".env.production",
+        "tests/conftest.py",
+        "docs/deployment.md",
+        "shared/xstilts.egg-info/PKG-INFO",
     ):
         assert dockerignored(path, patterns), f"{path} would be sent to the image builder"
+    for path in ("pyproject.toml", "README.md", "shared/xstilts/config.py", "services/api/main.py"):
+        assert not dockerignored(path, patterns), f"{path} is needed by the build"
 
 
-def image_user_uid(name: str) -> int:
-    users = [a for kw, a in final_stage(parse_dockerfile(DOCKERFILES[name])) if kw == "USER"]
+def image_user_uid(image: str) -> int:
+    steps = target_instructions(TARGET_OF_IMAGE[image], compose_build_args(TARGET_OF_IMAGE[image]))
+    users = [a for kw, a in steps if kw == "USER"]
     return int(users[-1].split(":")[0])
 
 
@@ -262,21 +418,24 @@ def test_compose_has_every_service() -> None:
     assert set(services()) >= {"postgres", "redis", "migrate", *APP_SERVICES}
 
 
-def test_compose_builds_from_the_repository_dockerfiles() -> None:
-    built_by: dict[str, str] = {}
+def test_compose_builds_targets_of_the_one_dockerfile() -> None:
+    built: set[str] = set()
     for name, service in services().items():
         if "build" not in service:
             continue
         build = service["build"]
         assert (REPO / build["context"]).resolve() == REPO, f"{name}: context is not the repo root"
         dockerfile = (REPO / build["context"] / build["dockerfile"]).resolve()
-        assert dockerfile in DOCKERFILES.values(), f"{name}: builds {dockerfile}"
-        # Services that share an image name must build it from the same Dockerfile.
+        assert dockerfile == DOCKERFILE, f"{name}: builds {dockerfile}"
+        assert build.get("target") in stages(), f"{name}: no stage {build.get('target')}"
+        # an image name always means the same target (so migrate and api share xstilts-api)
         image = service["image"].split(":")[0]
-        assert built_by.setdefault(image, str(dockerfile)) == str(dockerfile), image
-    assert set(built_by) == {"xstilts-api", "xstilts-worker", "xstilts-eval"}
-    assert services()["migrate"]["image"] == services()["api"]["image"]
-    assert services()["worker"]["build"]["dockerfile"] == "services/worker/Dockerfile"
+        assert image == IMAGES[build["target"]], f"{name}: tags {image} for {build['target']}"
+        built.add(image)
+    assert built == set(IMAGES.values())
+    for role, image in IMAGE_OF_ROLE.items():
+        assert services()[role]["image"].split(":")[0] == image, role
+    assert compose_build_args("worker")["ACCELERATOR"] == "cuda"
 
 
 def test_compose_dependencies_exist_and_can_be_met() -> None:
@@ -607,8 +766,7 @@ def test_xstilts_workloads_follow_the_contract(kind: str, name: str) -> None:
     # runs as the user the image was built for
     context = pod_spec(workload)["securityContext"]
     assert context["runAsNonRoot"] is True
-    dockerfile = {"xstilts-api": "api", "xstilts-worker": "worker", "xstilts-eval": "eval"}[image]
-    assert context["runAsUser"] == image_user_uid(dockerfile)
+    assert context["runAsUser"] == image_user_uid(image)
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     if role in APP_SERVICES:
         got = {m["mountPath"]: bool(m.get("readOnly")) for m in c["volumeMounts"]}
@@ -690,3 +848,22 @@ def test_secret_example_is_complete_and_never_applied() -> None:
     for pair in data["XSTILTS_API_KEYS"].split(","):
         assert re.fullmatch(r"[^:,]+:[0-9a-f]{64}", pair), pair
     assert find("Namespace", kustomization()["namespace"])
+
+
+def test_documented_apply_order_runs_the_migration_before_the_services() -> None:
+    """docs/deployment.md applies the migration first with a label selector: it must pick the Job
+    and what it needs, and none of the services (which do not migrate at start-up)."""
+    docs = (REPO / "docs" / "deployment.md").read_text()
+    match = re.search(r"kubectl apply -k k8s/ -l '([\w./-]+) notin \(([^)]*)\)'", docs)
+    assert match, "docs/deployment.md no longer applies the migration first"
+    key, excluded = match.group(1), {v.strip() for v in match.group(2).split(",")}
+    first = [o for o in applied() if o["metadata"].get("labels", {}).get(key) not in excluded]
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in first}
+    assert ("Job", "xstilts-migrate") in kinds
+    for needed in ("Namespace", "ConfigMap", "StatefulSet", "Service"):
+        assert any(kind == needed for kind, _ in kinds), f"the first apply lacks a {needed}"
+    images = set(TARGET_OF_IMAGE)
+    for obj in first:
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            assert container(obj)["image"] not in images, f"{obj['metadata']['name']} starts early"
+        assert obj["kind"] != "ScaledObject", obj["metadata"]["name"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,11 +26,12 @@ from tests.service_fixtures import Workers, broker_url, pg_url  # noqa: F401 (fi
 
 @pytest.fixture()
 def service(settings, pg_url, broker_url, tiny_model_dir: Path, tmp_path: Path):  # noqa: F811
-    svc_settings = replace(
-        settings,
-        database_url=pg_url,
-        broker_url=broker_url,
-        artifacts_dir=tmp_path / "svc-artifacts",
+    svc_settings = settings.model_copy(
+        update={
+            "database_url": pg_url,
+            "broker_url": broker_url,
+            "artifacts_dir": tmp_path / "svc-artifacts",
+        }
     )
     env = {
         **os.environ,
@@ -94,7 +94,9 @@ def test_celery_workers_end_to_end_match_library_and_reuse(
     data = tiny_spec(tiny_model_dir)
     spec = parse_spec(data)
     # Through the API exactly as deployed: Postgres, and a Celery executor sending to real workers.
-    api_settings = replace(service.settings, api_keys={"alice": hashlib.sha256(b"k").hexdigest()})
+    api_settings = service.settings.model_copy(
+        update={"api_keys": {"alice": hashlib.sha256(b"k").hexdigest()}}
+    )
     app = create_app(api_settings, executor_factory=lambda *_: service.executor)
     with TestClient(app, headers={"Authorization": "Bearer k"}) as http:
         created = http.post("/experiments", json=data)

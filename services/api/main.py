@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from xstilts.api.app import create_app
-from xstilts.config import Settings
+from xstilts.config import get_settings
 
 
 def celery_executor(ws: Any) -> Any:
@@ -19,5 +18,7 @@ def celery_executor(ws: Any) -> Any:
     return CeleryExecutor(app)
 
 
-thread_mode = os.environ.get("XSTILTS_EXECUTOR", "celery") == "thread"
-app = create_app(Settings.from_env(), executor_factory=None if thread_mode else celery_executor)
+settings = get_settings()  # a bad setting stops the service here, naming the variable
+app = create_app(
+    settings, executor_factory=None if settings.executor == "thread" else celery_executor
+)

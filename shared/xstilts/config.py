@@ -1,60 +1,238 @@
-"""Settings from the environment, built once.
+"""Settings: every ``XSTILTS_*`` environment variable, read and checked in one place.
 
 Everything has a default that works on a fresh checkout (the *embedded* mode): an SQLite database and
 an artifact folder under ``XSTILTS_HOME`` (default ``./.xstilts``), data from ``XSTILTS_DATA_DIR``.
+A bad value stops start-up with a :class:`SettingsError` whose message starts with the variable's
+name and says what would be valid; nothing is silently dropped. The README's settings table lists
+the same variables.
+
+Keyword arguments override the environment (``Settings(home=..., database_url=...)``), which is how
+tests and benchmarks build settings of their own.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from xstilts.errors import XstiltsError
+
+ENV_PREFIX = "XSTILTS_"
+# The database backends the code and its migrations are written and tested for. A bare
+# ``postgresql://`` is accepted and given the psycopg (3) driver: SQLAlchemy's default for it is
+# psycopg2, which this package does not install.
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+# Celery's broker: Redis only, because the queues are Redis lists that /readyz pings and KEDA scales on.
+BROKER_SCHEMES = ("redis",)
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
-def _path_list(value: str) -> tuple[Path, ...]:
-    return tuple(Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p)
+def env_var(field: str) -> str:
+    """The environment variable that sets a :class:`Settings` field (``lease_seconds`` -> ``XSTILTS_LEASE_SECONDS``)."""
+    return ENV_PREFIX + field.upper()
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    data_dir: Path | None
-    cache_dir: Path
-    artifacts_dir: Path
-    database_url: str
-    model_roots: tuple[Path, ...] = field(default_factory=tuple)
-    broker_url: str = "redis://127.0.0.1:6379/0"
-    # API keys as {name: sha256 hex of the key}; from XSTILTS_API_KEYS="name:sha256hex,..."
-    api_keys: dict[str, str] = field(default_factory=dict)
-    lease_seconds: float = 60.0
+class SettingsError(XstiltsError, ValueError):
+    """One or more settings have a bad value. The message starts with the variable's name."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems  # (variable, what is wrong with it)
+        super().__init__("; ".join(f"{var}: {why}" for var, why in problems))
 
     @classmethod
-    def from_env(cls) -> Settings:
-        home = Path(os.environ.get("XSTILTS_HOME", ".xstilts")).expanduser().resolve()
-        data = os.environ.get("XSTILTS_DATA_DIR")
-        cache = Path(os.environ.get("XSTILTS_CACHE_DIR", Path.home() / ".cache" / "xstilts"))
-        artifacts = Path(os.environ.get("XSTILTS_ARTIFACTS_DIR", home / "artifacts"))
-        db = os.environ.get("XSTILTS_DATABASE_URL", f"sqlite:///{home / 'xstilts.db'}")
-        roots = _path_list(os.environ.get("XSTILTS_MODEL_ROOTS", ""))
-        keys = dict(
-            item.split(":", 1)
-            for item in os.environ.get("XSTILTS_API_KEYS", "").split(",")
-            if ":" in item
-        )
-        return cls(
-            home=home,
-            data_dir=Path(data).expanduser().resolve() if data else None,
-            cache_dir=cache.expanduser().resolve(),
-            artifacts_dir=artifacts.expanduser().resolve(),
-            database_url=db,
-            model_roots=roots,
-            broker_url=os.environ.get("XSTILTS_BROKER_URL", "redis://127.0.0.1:6379/0"),
-            api_keys=keys,
-            lease_seconds=float(os.environ.get("XSTILTS_LEASE_SECONDS", "60")),
-        )
+    def from_validation(cls, error: ValidationError) -> SettingsError:
+        problems = []
+        for e in error.errors(include_url=False):
+            if e["type"] == "default_factory_not_called":
+                continue  # a default under XSTILTS_HOME: the error about XSTILTS_HOME says it all
+            # Our own validators raise ValueError with a finished sentence; pydantic's own checks
+            # (numbers, literals) say what they expected, and we add what they got.
+            if e["type"] == "value_error":
+                why = str(e["ctx"]["error"])
+            else:
+                field = str(e["loc"][0]) if e["loc"] else ""
+                # URLs may carry a password: never echo them into a log.
+                shown = "" if field in _SECRET_BEARING else f" (got {e['input']!r})"
+                why = f"{e['msg']}{shown}"
+            if e["loc"]:
+                problems.append((env_var(str(e["loc"][0])), why))
+            else:
+                # Model-level checks involve several variables and name them in the message.
+                var, _, rest = why.partition(": ")
+                problems.append((var, rest))
+        return cls(problems)
+
+
+_SECRET_BEARING = {"database_url", "broker_url", "api_keys"}
+
+
+def _resolve(path: Path) -> Path:
+    return path.expanduser().resolve()
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "xstilts"
+
+
+class Settings(BaseSettings):
+    """Where state lives and how the services reach each other. Build it with :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        # Compose turns an unset `${VAR:-}` into an empty string: that means "use the default".
+        env_ignore_empty=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    # Declared before the fields whose defaults live under it (pydantic validates in order).
+    home: Path = Path(".xstilts")
+    data_dir: Path | None = None
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    artifacts_dir: Path = Field(default_factory=lambda data: data["home"] / "artifacts")
+    database_url: str = Field(
+        default_factory=lambda data: f"sqlite:///{data['home'] / 'xstilts.db'}"
+    )
+    # Folders ``local:`` models may come from; the environment gives them os.pathsep-separated.
+    model_roots: Annotated[tuple[Path, ...], NoDecode] = ()
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    # API keys as {name: sha256 hex of the key}; from XSTILTS_API_KEYS="name:sha256hex,..."
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # How long a running stage may go without a heartbeat before another runner may take it over.
+    lease_seconds: float = 60.0
+    # How the API runs stages: on Celery workers, or in a background thread of its own process.
+    executor: Literal["celery", "thread"] = "celery"
+    # "production" refuses settings that only make sense on one machine (an SQLite database).
+    env: Literal["development", "production"] = "development"
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            # A plain XstiltsError: the CLI prints it and exits 2; a service stops with it at start-up.
+            raise SettingsError.from_validation(e) from None
+
+    @field_validator("home", "cache_dir", "artifacts_dir")
+    @classmethod
+    def _resolve_path(cls, value: Path) -> Path:
+        return _resolve(value)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _resolve_optional_path(cls, value: Path | None) -> Path | None:
+        return None if value is None else _resolve(value)
+
+    @field_validator("model_roots", mode="before")
+    @classmethod
+    def _split_model_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(Path(p) for p in value.split(os.pathsep) if p.strip())
+        return value
+
+    @field_validator("model_roots")
+    @classmethod
+    def _resolve_model_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        return tuple(_resolve(p) for p in value)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: Any) -> dict[str, str]:
+        if isinstance(value, Mapping):
+            entries = [(str(k), str(v)) for k, v in value.items()]
+        elif isinstance(value, str):
+            entries = []
+            for n, item in enumerate((i.strip() for i in value.split(",")), start=1):
+                if not item:
+                    continue  # a trailing comma is harmless
+                name, colon, digest = item.partition(":")
+                if not colon:
+                    # The entry is not echoed: without a colon it may well be a key itself.
+                    raise ValueError(
+                        f"entry {n} is not name:sha256hex (it has no ':'); expected "
+                        "comma-separated name:<sha256 hex of the key> pairs"
+                    )
+                entries.append((name, digest))
+        else:
+            raise ValueError("expected comma-separated name:<sha256 hex of the key> pairs")
+        keys: dict[str, str] = {}
+        for name, digest in entries:
+            name, digest = name.strip(), digest.strip().lower()
+            if not name:
+                raise ValueError("an entry has an empty name; expected name:sha256hex")
+            if not _SHA256_HEX.fullmatch(digest):
+                raise ValueError(
+                    f"entry {name!r}: the digest must be 64 hex characters, the SHA-256 of the key "
+                    f"(not the key itself); got {len(digest)} characters"
+                )
+            if name in keys:
+                raise ValueError(f"the name {name!r} appears twice; each key needs its own name")
+            keys[name] = digest
+        return keys
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in DATABASE_SCHEMES:
+            # Only the scheme is shown: the rest of the URL may hold a password.
+            got = f"unknown scheme {scheme!r}" if sep else "not a URL (no '<scheme>://')"
+            raise ValueError(
+                f"{got}; valid schemes: {', '.join(DATABASE_SCHEMES)} "
+                "(e.g. sqlite:///path/xstilts.db or postgresql+psycopg://user:password@host/db)"
+            )
+        if scheme == "postgresql":
+            return f"postgresql+psycopg://{rest}"
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        scheme, sep, _ = value.partition("://")
+        if not sep or scheme not in BROKER_SCHEMES:
+            got = f"unsupported scheme {scheme!r}" if sep else "not a URL (no '<scheme>://')"
+            raise ValueError(
+                f"{got}; valid schemes: "
+                f"{', '.join(s + '://' for s in BROKER_SCHEMES)} (e.g. redis://redis:6379/0)"
+            )
+        return value
+
+    @field_validator("lease_seconds")
+    @classmethod
+    def _check_lease(cls, value: float) -> float:
+        # Heartbeats are a fraction of the lease; zero or less would let any runner steal any stage.
+        if not value > 0:
+            raise ValueError(f"must be a number of seconds greater than 0, e.g. 60; got {value:g}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        # Several services share one database in production; an SQLite file cannot be shared.
+        if self.env == "production" and self.database_url.startswith("sqlite"):
+            raise ValueError(
+                f"{env_var('database_url')}: {env_var('env')}=production needs a PostgreSQL "
+                "database (postgresql+psycopg://...); SQLite is for development only"
+            )
+        return self
+
+
+class ClientSettings(BaseSettings):
+    """What ``xstilts submit`` reads: the caller's own API key, kept apart from :class:`Settings`
+    because it belongs to a user talking to a server, not to the server (which holds only hashes)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True)
+
+    # XSTILTS_API_KEY; --api-key wins over it, $XSTILTS_HOME/api-key is the fallback.
+    api_key: SecretStr | None = None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings.from_env()
+    """The process's settings, read from the environment once (services and workers)."""
+    return Settings()

@@ -100,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec(Path(args.spec))
     reporter = _BarReporter(enabled=not args.quiet)
-    ws = Workspace(Settings.from_env())
+    ws = Workspace(Settings())
     try:
         result = ws.run(spec, reporter=reporter, on_poll=lambda exp_id: reporter.watch(ws, exp_id))
     finally:
@@ -145,7 +145,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from xstilts.spec import load_spec
 
     spec = load_spec(Path(args.spec))
-    stages = plan(spec, Settings.from_env())
+    stages = plan(spec, Settings())
     print(f"{args.spec}: valid; {len(stages)} stages")
     for st in stages:
         print(f"  seed {st.seed}  {st.role:<14} {st.kind.value:<18} {st.key[:12]}")
@@ -155,7 +155,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     from xstilts.modeling.offline import prepare_offline_model
 
-    settings = Settings.from_env()
+    settings = Settings()
     folder = prepare_offline_model(settings.cache_dir, force=args.force)
     print(folder)
     return EXIT_OK
@@ -166,7 +166,6 @@ def _api_key_file(settings: Settings) -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import dataclasses
     import hashlib
     import secrets
 
@@ -175,7 +174,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from xstilts.api.app import create_app
 
     _quiet_transformers()
-    settings = Settings.from_env()
+    settings = Settings()
     if not settings.api_keys:
         # Embedded mode without configured keys: one local key, kept in XSTILTS_HOME for clients.
         key_file = _api_key_file(settings)
@@ -184,7 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             key_file.write_text(secrets.token_urlsafe(24))
             key_file.chmod(0o600)
         digest = hashlib.sha256(key_file.read_text().strip().encode()).hexdigest()
-        settings = dataclasses.replace(settings, api_keys={"local": digest})
+        settings = settings.model_copy(update={"api_keys": {"local": digest}})
         print(f"API key for this installation: {key_file}", file=sys.stderr)
     print(
         f"xstilts serving on http://{args.host}:{args.port} (docs at /docs); "
@@ -206,7 +205,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     spec = load_spec(Path(args.spec))  # validate locally first: errors name the field at once
     key = args.api_key or os.environ.get("XSTILTS_API_KEY")
     if not key:
-        key_file = _api_key_file(Settings.from_env())
+        key_file = _api_key_file(Settings())
         if not key_file.exists():
             raise XstiltsError(
                 "api key: pass --api-key, set XSTILTS_API_KEY, or run 'xstilts serve' once "
@@ -272,7 +271,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from xstilts.experiments.export import export_predictions
     from xstilts.runtime.workspace import Workspace
 
-    ws = Workspace(Settings.from_env())
+    ws = Workspace(Settings())
     labels = Path(args.labels) if args.labels else None
     for path in export_predictions(ws.sessions, args.experiment, Path(args.out), args.seed, labels):
         print(path)
@@ -282,7 +281,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from xstilts.db.migrate import current, upgrade
 
-    url = Settings.from_env().database_url
+    url = Settings().database_url
     upgrade(url, args.revision)
     print(f"database at revision {current(url)}")
     return EXIT_OK

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status
 from xstilts.errors import XstiltsError
 from xstilts.formats import get_format
-from xstilts.runtime.lifecycle import PREDICTIONS_FILE
+from xstilts.runtime.artifacts import PREDICTIONS_FILE
 from xstilts.tasks import get_task
 
 SPLIT_PREFIX = {"validation": "dev", "test": "test"}

@@ -153,7 +153,7 @@ class PredictStageSpec(_Frozen):
     # What decides a prediction beside model and data, per format (QA windows, retrieval layer).
     decode: dict[str, Any] | None = None
     # BUCC on test: its threshold is tuned on this split's gold.
-    tuning_split: Literal["validation", "test"] | None = None
+    tuning_split: Split | None = None
     tuning_fingerprint: str | None = None
 
     def identity(self) -> dict[str, Any]:
@@ -356,7 +356,7 @@ def plan_experiment(
                     evaluation=evaluation,
                     data_fingerprint=fingerprint_split(target, split, lang, data),
                     decode=decode,
-                    tuning_split=tuning_split.value if tuning_split else None,
+                    tuning_split=tuning_split,
                     tuning_fingerprint=(
                         fingerprint_split(target, tuning_split, lang, data)
                         if tuning_split and decode is not None

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from celery import Celery
 
-from xstilts.config import Settings
+from xstilts.config import Settings, get_settings
 from xstilts.runtime.executors import execute_stage
 from xstilts.runtime.orchestration import EVAL_QUEUE, GPU_QUEUE, reconcile
 from xstilts.runtime.workspace import Workspace
@@ -63,7 +63,7 @@ class CeleryExecutor:
 def _runtime() -> tuple[Workspace, CeleryExecutor]:
     """The worker process's workspace and executor (built in the pool's child, lazily). A worker
     never migrates the database: the deployment's migrate job does, before workers start."""
-    return Workspace(Settings.from_env(), upgrade_embedded=False), CeleryExecutor(app)
+    return Workspace(get_settings(), upgrade_embedded=False), CeleryExecutor(app)
 
 
 def run_stage_task(stage_id: int) -> None:
@@ -76,4 +76,4 @@ def reconcile_task() -> None:
     reconcile(ws.sessions, executor)
 
 
-app = make_celery(Settings.from_env())
+app = make_celery(get_settings())

@@ -11,11 +11,10 @@ from xstilts.db.models import Metric
 from xstilts.experiments.plan import EvaluateStageSpec
 from xstilts.experiments.statistics import cross_language_summary
 from xstilts.formats import get_format
+from xstilts.runtime.artifacts import METRICS_FILE, PREDICTIONS_FILE
 from xstilts.runtime.lifecycle import StageContext, StageOutcome, StageRef
-from xstilts.runtime.runners.predict import PREDICTIONS_FILE
 from xstilts.tasks import get_task
 
-METRICS_FILE = "metrics.json"
 _METRIC_FIELDS = ("task", "language", "metric", "value", "n", "seed", "ci_low", "ci_high")
 
 

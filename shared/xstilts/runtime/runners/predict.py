@@ -13,12 +13,11 @@ from xstilts.formats import get_format, get_trained_format
 from xstilts.formats.base import DecodeConfig, FeatureConfig, PredictionRow
 from xstilts.formats.retrieval import Retrieval, RetrievalConfig
 from xstilts.modeling.classifier import load_encoder, load_tokenizer
+from xstilts.runtime.artifacts import PREDICTIONS_FILE
 from xstilts.runtime.lifecycle import ProgressRecorder, StageContext, StageOutcome, StageRef
 from xstilts.runtime.runners.cache import ModelCache
 from xstilts.spec import doc_stride
 from xstilts.tasks import Split, Task, get_task
-
-PREDICTIONS_FILE = "predictions.json"
 
 
 def run(ctx: StageContext, stage: StageRef, spec: PredictStageSpec) -> StageOutcome:

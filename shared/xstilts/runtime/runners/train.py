@@ -21,12 +21,11 @@ from xstilts.modeling.classifier import (
     load_tokenizer,
     save_stage_model,
 )
+from xstilts.runtime.artifacts import TRAIN_RESULT_FILE
 from xstilts.runtime.lifecycle import ProgressRecorder, StageContext, StageOutcome, StageRef
 from xstilts.spec import doc_stride
 from xstilts.tasks import Split, get_task
 from xstilts.training.loop import sampling_probabilities, train_multi
-
-TRAIN_RESULT_FILE = "train_result.json"
 
 
 def run(
