@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,54 @@ def test_multi_task_keys(data_dir: Path) -> None:
     # Sampling settings do not touch a single-task stage's key.
     one = _with("intermediate.sampling", {"strategy": "uniform"})
     assert _keys(one, data_dir) == single
+
+
+PINNED_SPECS = {
+    "pair multi-task": {
+        **BASE,
+        "intermediate": {"tasks": ["qqp", "snli"]},
+        "seeds": [1, 2],
+    },
+    "qa": {
+        "model": {"source": "local:/models/m"},
+        "target": {"task": "mlqa", "train_task": "tydiqa"},
+        "evaluation": {"languages": ["en", "zh"], "doc_stride": 40},
+        "seeds": [1],
+    },
+    "tagging": {
+        "model": {"source": "local:/models/m"},
+        "intermediate": {"tasks": ["mnli"]},
+        "target": {"task": "udpos"},
+        "evaluation": {"languages": ["en", "fr"], "split": "test"},
+        "seeds": [3],
+    },
+    "retrieval": {
+        "model": {"source": "local:/models/m", "pooling": "mean"},
+        "intermediate": {"tasks": ["qqp"]},
+        "target": {"task": "bucc2018"},
+        "evaluation": {"languages": ["zh"], "retrieval": {"layer": 6}},
+        "seeds": [1],
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(PINNED_SPECS))
+def test_keys_are_pinned_across_refactors(name: str, data_dir: Path) -> None:
+    """Stage keys recorded before the package renovation: a restructuring that changes a key
+    silently orphans every stored result, so any change here must be deliberate (bump
+    STAGE_CODE_VERSION and update tests/fixtures/stage_keys.json)."""
+    import json
+
+    pinned = json.loads((Path(__file__).parent / "fixtures" / "stage_keys.json").read_text())
+    plan = plan_experiment(parse_spec(PINNED_SPECS[name]), MODEL, DataSource("local", data_dir))
+    assert [f"{p.role}/{p.seed} {p.key}" for p in plan] == pinned[name]
+
+
+def test_stage_specs_round_trip_through_json(data_dir: Path) -> None:
+    from xstilts.experiments.plan import parse_stage_spec
+
+    for data in PINNED_SPECS.values():
+        for p in plan_experiment(parse_spec(data), MODEL, DataSource("local", data_dir)):
+            spec = parse_stage_spec(json.loads(json.dumps(p.params())))
+            assert spec == p.spec and type(spec) is type(p.spec)
+            assert spec.kind == p.kind.value
