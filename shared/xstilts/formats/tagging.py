@@ -14,6 +14,7 @@ model, zero-shot Chinese UDPOS F1 was 15.5 with it and 57.0 without it, PAN-X zh
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,12 +28,10 @@ from xstilts.formats.base import (
     FeatureConfig,
     Features,
     PredictionRow,
-    Score,
     TrainedFormat,
+    label_rows,
     pad_rows,
 )
-from xstilts.metrics import bootstrap_ratio_ci
-from xstilts.metrics.seqeval import get_entities
 from xstilts.tasks.base import HubSource, Task
 
 IGNORE = -100  # not a first sub-token, or no gold tag: no loss
@@ -177,27 +176,28 @@ class TokenClassification(TrainedFormat):
             for e, p in zip(examples, predicted, strict=True)
         ]
 
-    def score(
-        self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
-    ) -> list[Score]:
-        labelled = [r for r in rows if r["label"] is not None]
-        if not labelled:
-            raise ValueError(f"{task.name} [{lang}]: F1 needs labelled sentences")
-        # Micro entity F1 is 2 tp / (n_pred + n_gold) (seqeval's f1_score); entities never cross
-        # sentences, so per-sentence counts give it and a cheap bootstrap over sentences.
-        tp, den = [], []
-        for r in labelled:
-            gold, pred = set(get_entities([r["label"]])), set(get_entities([r["prediction"]]))
-            tp.append(2 * len(gold & pred))
-            den.append(len(gold) + len(pred))
-        value = sum(tp) / sum(den) if sum(den) else 0.0
-        low, high = bootstrap_ratio_ci(np.array(tp), np.array(den), bootstrap_samples)
-        return [Score("f1", value, len(labelled), low, high)]
-
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
         key = "label" if gold else "prediction"
         # XTREME's evaluator reads each non-blank line whole as a tag: tags only, no tokens.
-        return ".tsv", "\n".join("".join(f"{t}\n" for t in r[key]) for r in rows)
+        return self.submission_suffix, "\n".join("".join(f"{t}\n" for t in r[key]) for r in rows)
+
+    def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
+        return label_rows(read_tags(pred_path), read_tags(gold_path), pred_path, gold_path)
+
+
+def read_tags(path: Path) -> list[list[str]]:
+    """Sentences of tags; a line may be ``tag`` or ``token<TAB>tag`` (the tag is the last field)."""
+    sentences: list[list[str]] = []
+    current: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            current.append(line.rstrip().split("\t")[-1])
+        elif current:
+            sentences.append(current)
+            current = []
+    if current:
+        sentences.append(current)
+    return sentences
 
 
 def _class_names(rows: Any, column: str) -> tuple[str, ...]:
