@@ -7,7 +7,7 @@ evaluate stages, ``xstilts export`` and ``xstilts score`` only ever talk to a :c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from xstilts.metrics import PredictionRow, Score, get_metric
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from xstilts.tasks.base import HubSource, Task
+    from xstilts.tasks.base import Task
 
 Batch = dict[str, Any]
 
@@ -87,14 +87,6 @@ class Format(ABC):
     name: str
     # The extension of this format's files in XTREME's submission layout (predictions and labels).
     submission_suffix: str = ".tsv"
-
-    @abstractmethod
-    def from_records(self, task: Task, records: Iterable[Any]) -> list[Any]:
-        """Examples from what a local reader yields (raw labels mapped to the task's labels)."""
-
-    @abstractmethod
-    def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[Any]:
-        """Examples from the rows of a Hugging Face ``datasets`` split."""
 
     def score(
         self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
@@ -165,6 +157,27 @@ class OneLabelPerExample(TrainedFormat):
 
     def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
         return logits.argmax(-1).cpu().tolist()
+
+    def label_name(self, labels: tuple[str, ...], index: int) -> str:
+        """The name a prediction row uses for label ``index`` of the head's ``labels``."""
+        return labels[index]
+
+    def decode(
+        self,
+        examples: Sequence[Any],
+        features: Features,
+        outputs: Sequence[Any],
+        labels: tuple[str, ...],
+        cfg: DecodeConfig,
+    ) -> list[PredictionRow]:
+        return [
+            {
+                "id": e.guid,
+                "prediction": self.label_name(labels, p),
+                "label": self.label_name(labels, e.label) if e.label >= 0 else None,
+            }
+            for e, p in zip(examples, outputs, strict=True)
+        ]
 
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
         key = "label" if gold else "prediction"

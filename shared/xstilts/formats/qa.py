@@ -4,7 +4,7 @@ the context; decoding searches the n best spans across an example's windows (:mo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +23,13 @@ from xstilts.formats.base import (
     pad_rows,
 )
 from xstilts.formats.span import decode_spans, featurize_spans
-from xstilts.tasks.base import HubSource, Task
+from xstilts.tasks.base import Task
 
 
 class ExtractiveQA(TrainedFormat):
     name = "extractive_qa"
     head = "span"
     submission_suffix = ".json"
-
-    def from_records(self, task: Task, records: Iterable[Any]) -> list[QAExample]:
-        return list(records)
-
-    def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[QAExample]:
-        out = []
-        for row in rows:
-            answers = row["answers"]
-            out.append(
-                QAExample(
-                    str(row["id"]),
-                    row["question"],
-                    row["context"],
-                    tuple(answers["text"]),
-                    tuple(int(s) for s in answers["answer_start"]),
-                    is_impossible=not answers["text"],
-                )
-            )
-        return out
 
     def labels(self, task: Task, examples: Sequence[QAExample]) -> tuple[str, ...]:
         # A head trained with unanswerable questions (SQuAD v2) may answer "no answer".

@@ -9,7 +9,7 @@ scoring the validation split itself, which is all XTREME's released BUCC data al
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,14 @@ import numpy as np
 from xstilts.data.examples import RetrievalCorpus
 from xstilts.formats import retrieval_search as retrieval
 from xstilts.formats.base import Format, PredictionRow, label_rows, read_labels
-from xstilts.tasks.base import HubSource, Task
+from xstilts.tasks.base import Task
 
 
 @dataclass(frozen=True)
-class RetrievalConfig:
+class SearchConfig:
+    """How sentences are embedded and searched (the spec's ``evaluation.retrieval`` plus batch
+    limits); named apart from the spec's ``RetrievalConfig``, which it is built from."""
+
     layer: int = -1
     pooling: str = "mean"
     k: int = 4
@@ -32,30 +35,10 @@ class RetrievalConfig:
 
 
 class Retrieval(Format):
-    """Only reading, scoring and export are shared with the trained formats; predictions come
-    from :meth:`retrieve`."""
+    """Only scoring and the submission layout are shared with the trained formats; predictions
+    come from :meth:`retrieve`."""
 
     name = "retrieval"
-
-    def from_records(self, task: Task, records: Iterable[Any]) -> list[RetrievalCorpus]:
-        return list(records)
-
-    def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[RetrievalCorpus]:
-        # The hub's XTREME configs hold aligned pairs only (for BUCC: just the gold pairs), so the
-        # corpora are their two sides and line i of one side translates line i of the other.
-        source = [r[hub.text_a] for r in rows]
-        target = [r[hub.text_b] for r in rows]
-        ids = tuple(str(i) for i in range(len(source)))
-        return [
-            RetrievalCorpus(
-                f"{hub.dataset}/{hub.config_for(lang)}",
-                ids,
-                tuple(source),
-                ids,
-                tuple(target),
-                tuple((i, i) for i in ids),
-            )
-        ]
 
     def retrieve(
         self,
@@ -63,7 +46,7 @@ class Retrieval(Format):
         encoder: Any,
         tokenizer: Any,
         corpus: RetrievalCorpus,
-        cfg: RetrievalConfig,
+        cfg: SearchConfig,
         tuning: RetrievalCorpus | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[PredictionRow]:

@@ -13,7 +13,7 @@ model, zero-shot Chinese UDPOS F1 was 15.5 with it and 57.0 without it, PAN-X zh
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from xstilts.formats.base import (
     label_rows,
     pad_rows,
 )
-from xstilts.tasks.base import HubSource, Task
+from xstilts.tasks.base import Task
 
 IGNORE = -100  # not a first sub-token, or no gold tag: no loss
 
@@ -40,30 +40,6 @@ IGNORE = -100  # not a first sub-token, or no gold tag: no loss
 class TokenClassification(TrainedFormat):
     name = "token_classification"
     head = "token"
-
-    def from_records(self, task: Task, records: Iterable[Any]) -> list[TaggingExample]:
-        examples = list(records)
-        if task.labels:
-            valid = set(task.labels)
-            for e in examples:
-                bad = [t for t in e.tags if t and t not in valid]
-                if bad:
-                    raise ValueError(
-                        f"task {task.name}: tag {bad[0]!r} in {e.guid} is not one of "
-                        + ", ".join(task.labels)
-                    )
-        return examples
-
-    def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[TaggingExample]:
-        names = _class_names(rows, hub.label) or task.labels
-        return [
-            TaggingExample(
-                f"{hub.split}-{lang}-{i}",
-                tuple(row[hub.text_a]),
-                tuple(t if isinstance(t, str) else names[t] for t in row[hub.label]),
-            )
-            for i, row in enumerate(rows)
-        ]
 
     def labels(self, task: Task, examples: Sequence[TaggingExample]) -> tuple[str, ...]:
         if task.labels:
@@ -198,10 +174,3 @@ def read_tags(path: Path) -> list[list[str]]:
     if current:
         sentences.append(current)
     return sentences
-
-
-def _class_names(rows: Any, column: str) -> tuple[str, ...]:
-    """Tag names of a ``datasets`` Sequence(ClassLabel) column, if the rows carry features."""
-    feature = getattr(getattr(rows, "features", None) or {}, "get", lambda _: None)(column)
-    inner = getattr(feature, "feature", None)
-    return tuple(getattr(inner, "names", ()) or ())

@@ -29,7 +29,7 @@ from xstilts.errors import CancelledError, StageFailedError
 from xstilts.experiments.statistics import cross_language_summary
 from xstilts.formats import get_format, get_trained_format
 from xstilts.formats.base import DecodeConfig, FeatureConfig, Features
-from xstilts.formats.retrieval import Retrieval, RetrievalConfig
+from xstilts.formats.retrieval import Retrieval, SearchConfig
 from xstilts.modeling.classifier import (
     MultiHeadClassifier,
     load_encoder,
@@ -331,7 +331,7 @@ def _run_predict(ctx: StageContext, stage: Stage) -> tuple[Path, dict[str, Any]]
             encoder,
             tokenizer,
             examples[0],
-            RetrievalConfig(
+            SearchConfig(
                 **ev["retrieval"], batch_size=ev["batch_size"], max_length=ev["max_seq_length"]
             ),
             tuning,
