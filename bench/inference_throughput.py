@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from xstilts.config import Settings
 from xstilts.data import DataSource, load_split
+from xstilts.formats.pair import featurize_pairs
 from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_tokenizer
 from xstilts.modeling.offline import prepare_offline_model
 from xstilts.tasks import Split, get_task
-from xstilts.training.batching import featurize
 from xstilts.training.loop import predict
 
 
@@ -77,7 +77,7 @@ def main() -> None:
     t = time.perf_counter()
     ours = {}
     for lang, ex in per_lang.items():
-        feats = featurize(tok, ex, args.max_length)
+        feats = featurize_pairs(tok, ex, args.max_length)
         ours[lang] = predict(model, "xnli", feats, args.batch_size, tok.pad_token_id)
     t_ours = time.perf_counter() - t
 

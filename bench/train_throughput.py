@@ -63,13 +63,13 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
     folder = prepare_offline_model(Settings().cache_dir)
     examples = _examples(steps * batch)
     if name == "xstilts":
+        from xstilts.formats.pair import featurize_pairs
         from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_tokenizer
         from xstilts.spec import TrainingConfig
-        from xstilts.training.batching import featurize
         from xstilts.training.loop import train
 
         tok = load_tokenizer(str(folder))
-        feats = featurize(tok, examples, max_length)
+        feats = featurize_pairs(tok, examples, max_length)
         torch.manual_seed(0)
         model = MultiHeadClassifier(load_encoder(str(folder)))
         model.add_head("mnli", 3)

@@ -7,9 +7,15 @@ import re
 from pathlib import Path
 
 import pytest
-from xstilts.data.examples import ChoiceExample, QAExample, RetrievalCorpus, TaggingExample
-from xstilts.data.format_readers import (
-    FORMAT_READERS,
+from xstilts.data.examples import (
+    ChoiceExample,
+    PairExample,
+    QAExample,
+    RetrievalCorpus,
+    TaggingExample,
+)
+from xstilts.data.readers import (
+    READERS,
     bucc_corpus,
     read_bucc,
     read_commonsenseqa_jsonl,
@@ -496,12 +502,30 @@ def test_bucc_without_gold_and_errors(tmp_path: Path) -> None:
         bucc_corpus(src)
 
 
-def test_format_readers_registry(data_dir: Path) -> None:
-    assert set(FORMAT_READERS) == {
+def test_readers_registry_one_contract(data_dir: Path) -> None:
+    """Every reader takes (path, task) and returns the task's examples."""
+    from xstilts.tasks import get_task
+
+    assert set(READERS) == {
+        "xtreme_pair_tsv", "glue_tsv", "prompt_json",
         "conllu", "tagging_tsv", "squad_json", "commonsenseqa_jsonl", "cosmosqa_csv",
         "hellaswag_jsonl", "tatoeba", "bucc",
     }  # fmt: skip
-    first = next(iter(FORMAT_READERS["tagging_tsv"](data_dir / "panx" / "dev-de.tsv")))
-    assert first.words[0] == "Anton"
-    (corpus,) = FORMAT_READERS["bucc"](data_dir / "bucc2018" / "zh-en.dev.zh")
-    assert len(corpus.gold) == 257
+    first = READERS["tagging_tsv"](data_dir / "panx" / "dev-de.tsv", get_task("panx"))[0]
+    assert isinstance(first, TaggingExample) and first.words[0] == "Anton"
+    (corpus,) = READERS["bucc"](data_dir / "bucc2018" / "zh-en.dev.zh", get_task("bucc2018"))
+    assert isinstance(corpus, RetrievalCorpus) and len(corpus.gold) == 257
+    pair = READERS["xtreme_pair_tsv"](data_dir / "xnli" / "dev-de.tsv", get_task("xnli"))[0]
+    assert isinstance(pair, PairExample) and 0 <= pair.label < 3
+
+
+def test_tagging_reader_refuses_tags_outside_the_task_set(tmp_path: Path) -> None:
+    from xstilts.tasks import get_task
+
+    path = tmp_path / "t.tsv"
+    path.write_text("Paris\tB-CITY\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="tag 'B-CITY' in t-0 is not one of O, B-PER"):
+        READERS["tagging_tsv"](path, get_task("panx"))
+    # An open tag set (CCG) takes the tags it finds.
+    (ex,) = READERS["tagging_tsv"](path, get_task("ccg"))
+    assert isinstance(ex, TaggingExample) and ex.tags == ("B-CITY",)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from xstilts.data import DataSource, load_split
 from xstilts.data.examples import ChoiceExample, QAExample, TaggingExample
-from xstilts.formats import get_format
+from xstilts.data.hub import examples_from_hub
 from xstilts.tasks import Split, get_task
 
 
@@ -38,7 +38,7 @@ def test_tagging_rows_map_class_ids_through_the_feature_names() -> None:
         [{"tokens": ["Anton", "Wilhelm", "."], "ner_tags": [5, 4, 6]}],
         {"ner_tags": _class_label_sequence(names)},
     )
-    (ex,) = get_format(task.format.value).from_hub(task, hub, rows, "de")
+    (ex,) = examples_from_hub(task, hub, rows, "de")
     assert ex == TaggingExample(
         "validation-de-0", ("Anton", "Wilhelm", "."), ("B-PER", "I-PER", "O")
     )
@@ -56,7 +56,7 @@ def test_qa_rows() -> None:
         },
         {"id": "q2", "context": "x", "question": "y", "answers": {"text": [], "answer_start": []}},
     ]
-    a, b = get_format(task.format.value).from_hub(task, hub, rows, "de")
+    a, b = examples_from_hub(task, hub, rows, "de")
     assert a == QAExample("q1", "Where is Paris?", "Paris is in France.", ("France",), (12,))
     assert b.is_impossible and b.answers == ()
 
@@ -104,7 +104,7 @@ def test_qa_rows() -> None:
 def test_multiple_choice_rows(task_name: str, row: dict[str, Any], expected: ChoiceExample) -> None:
     task = get_task(task_name)
     hub = task.splits[Split.TRAIN].hub[0]
-    assert get_format(task.format.value).from_hub(task, hub, [row], "en") == [expected]
+    assert examples_from_hub(task, hub, [row], "en") == [expected]
 
 
 def test_load_split_from_the_hub_fills_configs_and_filters_tydiqa_by_language(

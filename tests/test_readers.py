@@ -129,7 +129,7 @@ def test_fingerprint_is_content_hash(data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_hub_rows_mapping() -> None:
-    from xstilts.formats import get_format
+    from xstilts.data.hub import examples_from_hub
     from xstilts.tasks import HubSource
 
     hub = HubSource("facebook/xnli", "{lang}", "validation", "premise", "hypothesis")
@@ -137,5 +137,5 @@ def test_hub_rows_mapping() -> None:
         {"premise": "P1", "hypothesis": "H1", "label": 2},
         {"premise": "P2", "hypothesis": "H2", "label": -1},
     ]
-    ex = get_format("pair_classification").from_hub(get_task("xnli"), hub, rows, "de")
+    ex = examples_from_hub(get_task("xnli"), hub, rows, "de")
     assert len(ex) == 1 and ex[0].label == 2 and ex[0].text_a == "P1"

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from xstilts.cli.main import main
-from xstilts.experiments.score import read_squad_answers, read_tags, score_folder
+from xstilts.experiments.score import TASKS, score_folder, score_language
+from xstilts.formats.qa import read_squad_answers
+from xstilts.formats.tagging import read_tags
 
 
 @pytest.fixture()
@@ -66,7 +68,9 @@ def test_qa_em_f1_and_task_score(data_dir: Path, folders: tuple[Path, Path]) -> 
     assert out["score"] == pytest.approx(50.0)
 
 
-def test_mlqa_uses_per_language_normalisation(data_dir: Path, folders: tuple[Path, Path]) -> None:
+def test_mlqa_uses_per_language_normalisation(
+    data_dir: Path, folders: tuple[Path, Path], tmp_path: Path
+) -> None:
     pred_dir, gold_dir = folders
     (gold_dir / "mlqa").mkdir(parents=True)
     shutil.copy(data_dir / "mlqa/dev-context-zh-question-zh.json", gold_dir / "mlqa/test-zh.json")
@@ -82,9 +86,12 @@ def test_mlqa_uses_per_language_normalisation(data_dir: Path, folders: tuple[Pat
     from xstilts.metrics import mlqa as mlqa_metric
 
     n = len(mlqa_metric.normalize_answer(answer, "zh").split())
-    assert mlqa_metric.evaluate({qid: preds[qid]}, {qid: [answer]}, "zh")["f1"] == pytest.approx(
-        100 * 2 * n / (2 * n + 1)
-    )
+    pred_one, gold_one = tmp_path / "p.json", tmp_path / "g.json"
+    _write(pred_one, json.dumps({qid: preds[qid]}, ensure_ascii=False))
+    squad_doc = {"data": [{"paragraphs": [{"qas": [{"id": qid, "answers": [{"text": answer}]}]}]}]}
+    _write(gold_one, json.dumps(squad_doc, ensure_ascii=False))
+    one = score_language(TASKS["mlqa"], "zh", pred_one, gold_one)
+    assert one["f1"] == pytest.approx(100 * 2 * n / (2 * n + 1))
     assert 50.0 < out["f1"] < 100.0
 
 

@@ -9,10 +9,11 @@ import pytest
 import torch
 from xstilts.data import DataSource, load_split
 from xstilts.errors import CancelledError
+from xstilts.formats.pair import featurize_pairs as featurize
 from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_tokenizer
 from xstilts.spec import TrainingConfig
 from xstilts.tasks import Split, get_task
-from xstilts.training.batching import featurize, length_grouped_batches
+from xstilts.training.batching import length_grouped_batches
 from xstilts.training.loop import (
     CHECKPOINT_FILE,
     sampling_probabilities,

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from xstilts.data.examples import RetrievalCorpus
+from xstilts.data.fingerprint import file_sha256
+from xstilts.data.hub import examples_from_hub, load_hub_rows
 from xstilts.data.readers import READERS
 from xstilts.errors import DataNotFoundError, UnknownNameError
-from xstilts.formats import get_format
-from xstilts.tasks.base import HubSource, LocalFile, Split, Task
+from xstilts.tasks.base import LocalFile, Split, Task
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +69,6 @@ def resolve_local_file(task: Task, split: Split, lang: str, root: Path) -> tuple
     return paths[0], candidate
 
 
-@lru_cache(maxsize=256)
-def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _combined(task: Task) -> list[Task]:
     from xstilts.tasks.registry import get_task  # the registry imports nothing from here
 
@@ -92,11 +82,7 @@ def fingerprint_split(task: Task, split: Split, lang: str, source: DataSource) -
     if source.kind == "local":
         assert source.path is not None
         paths, _ = resolve_local_files(task, split, lang, source.path)
-        hashes = []
-        for path in paths:
-            st = path.stat()
-            hashes.append(f"sha256:{_file_sha256(path, st.st_size, st.st_mtime_ns)}")
-        return ",".join(hashes)
+        return ",".join(f"sha256:{file_sha256(path)}" for path in paths)
     _check_language(task, split, lang)
     parts = [
         f"{h.dataset}/{h.config_for(lang, task.code(lang), task.language_name(lang))}/{h.split}"
@@ -157,14 +143,13 @@ def load_split(
         for part in _combined(task):
             examples.extend(load_split(part, split, lang, source))
         return _cap(examples, max_examples)
-    fmt = get_format(task.format.value)
     if source.kind == "local":
         assert source.path is not None
         paths, candidate = resolve_local_files(task, split, lang, source.path)
         examples = []
         for path in paths:
             try:
-                examples.extend(fmt.from_records(task, READERS[candidate.reader](path)))
+                examples.extend(READERS[candidate.reader](path, task))
             except ValueError as e:
                 raise DataNotFoundError(f"{path}: {e}") from e
             log.debug("read %s", path)
@@ -177,24 +162,7 @@ def load_split(
             )
         examples = []
         for hub in task.splits[split].hub:
-            examples.extend(fmt.from_hub(task, hub, _load_hub(hub, task, lang), lang))
+            examples.extend(examples_from_hub(task, hub, load_hub_rows(hub, task, lang), lang))
     if not examples:
         raise DataNotFoundError(f"{task.name} {split.value} [{lang}]: {source.describe()} is empty")
     return _cap(examples, max_examples)
-
-
-def _load_hub(hub: HubSource, task: Task, lang: str) -> Any:
-    try:
-        import datasets  # optional dependency: pip install 'xstilts[hub]'
-    except ImportError as e:
-        raise DataNotFoundError(
-            "data.source 'hub' needs the datasets package: pip install 'xstilts[hub]'"
-        ) from e
-    config = hub.config_for(lang, task.code(lang), task.language_name(lang))
-    rows = datasets.load_dataset(hub.dataset, config, split=hub.split)
-    if hub.id_prefix:  # TyDiQA's hub split mixes languages; ids start with the language's name
-        prefix = hub.id_prefix.format(
-            lang=lang, code=task.code(lang), name=task.language_name(lang)
-        )
-        rows = [r for r in rows if str(r["id"]).startswith(prefix)]
-    return rows

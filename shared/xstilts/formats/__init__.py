@@ -1,49 +1,41 @@
-"""Task formats: one implementation each (see :class:`xstilts.formats.base.Format`)."""
+"""Task formats: one implementation each (see :class:`xstilts.formats.base.Format`).
+
+Adding a format is writing its module and adding its object to :data:`FORMATS`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from xstilts.errors import UnknownNameError
+from xstilts.formats.base import Format, TrainedFormat
+from xstilts.formats.choice import MultipleChoice
+from xstilts.formats.pair import PairClassification
+from xstilts.formats.qa import ExtractiveQA
+from xstilts.formats.retrieval import Retrieval
+from xstilts.formats.tagging import TokenClassification
 
-if TYPE_CHECKING:
-    from xstilts.formats.base import Format, TrainedFormat
-
-FORMAT_NAMES = (
-    "pair_classification",
-    "token_classification",
-    "extractive_qa",
-    "multiple_choice",
-    "retrieval",
-)
-_CACHE: dict[str, Format] = {}
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        PairClassification(),
+        TokenClassification(),
+        ExtractiveQA(),
+        MultipleChoice(),
+        Retrieval(),
+    )
+}
+FORMAT_NAMES = tuple(FORMATS)
 
 
 def get_format(name: str) -> Format:
-    """The format object by name (imported lazily: formats import the data layer, and it them)."""
-    if name not in _CACHE:
-        from xstilts.formats.choice import MultipleChoice
-        from xstilts.formats.pair import PairClassification
-        from xstilts.formats.qa import ExtractiveQA
-        from xstilts.formats.retrieval import Retrieval
-        from xstilts.formats.tagging import TokenClassification
-
-        for f in (
-            PairClassification(),
-            TokenClassification(),
-            ExtractiveQA(),
-            MultipleChoice(),
-            Retrieval(),
-        ):
-            _CACHE[f.name] = f
+    """The format object by name (a task's ``format.value``)."""
     try:
-        return _CACHE[name]
+        return FORMATS[name]
     except KeyError:
-        raise ValueError(f"format {name!r}: valid: {', '.join(FORMAT_NAMES)}") from None
+        raise UnknownNameError("format", name, FORMATS) from None
 
 
 def get_trained_format(name: str) -> TrainedFormat:
     """The format of a task that trains a head and predicts with it (all but retrieval)."""
-    from xstilts.formats.base import TrainedFormat
-
     fmt = get_format(name)
     if not isinstance(fmt, TrainedFormat):
         raise ValueError(f"format {name!r} trains nothing: it has no head, features or outputs")

@@ -7,23 +7,23 @@ evaluate stages, ``xstilts export`` and ``xstilts score`` only ever talk to a :c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xstilts.metrics import bootstrap_mean_ci
+from xstilts.metrics import PredictionRow, Score, get_metric
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from xstilts.tasks.base import HubSource, Task
+    from xstilts.tasks.base import Task
 
 Batch = dict[str, Any]
-PredictionRow = dict[str, Any]  # {"id", "prediction", "label"}: what a predict stage stores
 
 
 @dataclass(frozen=True)
@@ -41,17 +41,6 @@ class DecodeConfig:
 
     n_best_size: int = 20
     max_answer_length: int = 30
-
-
-@dataclass(frozen=True)
-class Score:
-    """One metric of one language: ``value`` in [0, 1], with n and an optional bootstrap CI."""
-
-    metric: str
-    value: float
-    n: int
-    ci_low: float | None = None
-    ci_high: float | None = None
 
 
 @dataclass
@@ -92,27 +81,32 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 
 
 class Format(ABC):
-    """One task format: examples from files and hub rows, per-language scores, export."""
+    """One task format: per-language scores, and XTREME's submission layout both ways (export
+    writes it from prediction rows, ``read_submission`` turns it back into prediction rows)."""
 
     name: str
+    # The extension of this format's files in XTREME's submission layout (predictions and labels).
+    submission_suffix: str = ".tsv"
 
-    @abstractmethod
-    def from_records(self, task: Task, records: Iterable[Any]) -> list[Any]:
-        """Examples from what a local reader yields (raw labels mapped to the task's labels)."""
-
-    @abstractmethod
-    def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[Any]:
-        """Examples from the rows of a Hugging Face ``datasets`` split."""
-
-    @abstractmethod
     def score(
         self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
     ) -> list[Score]:
-        """The task's metrics for one language; the first is the task's primary metric."""
+        """The task's metrics for one language; the first is the task's primary metric.
+
+        The task's registry metric scores the rows (:mod:`xstilts.metrics`), so the evaluate
+        stage and ``xstilts score`` compute every number the same way.
+        """
+        return get_metric(task.metric).score(task, lang, rows, bootstrap_samples)
 
     @abstractmethod
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
         """(file extension, file text) in XTREME's submission layout (``gold``: the labels file)."""
+
+    @abstractmethod
+    def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
+        """Prediction rows (``{"id", "prediction", "label"}``, as the predict stage stores them)
+        from a predictions file and its labels file in XTREME's submission layout, so that
+        ``xstilts score`` scores them with :meth:`score`, as the evaluate stage does."""
 
 
 class TrainedFormat(Format):
@@ -156,7 +150,7 @@ class TrainedFormat(Format):
 
 class OneLabelPerExample(TrainedFormat):
     """Formats that predict one label per example (pair classification, multiple choice):
-    cross-entropy over ``batch["labels"]``, argmax decoding, accuracy, one label per line."""
+    cross-entropy over ``batch["labels"]``, argmax decoding, one label per line."""
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(logits.float(), batch["labels"])
@@ -164,21 +158,54 @@ class OneLabelPerExample(TrainedFormat):
     def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
         return logits.argmax(-1).cpu().tolist()
 
-    def score(
-        self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
-    ) -> list[Score]:
-        return [accuracy_score(rows, bootstrap_samples)]
+    def label_name(self, labels: tuple[str, ...], index: int) -> str:
+        """The name a prediction row uses for label ``index`` of the head's ``labels``."""
+        return labels[index]
+
+    def decode(
+        self,
+        examples: Sequence[Any],
+        features: Features,
+        outputs: Sequence[Any],
+        labels: tuple[str, ...],
+        cfg: DecodeConfig,
+    ) -> list[PredictionRow]:
+        return [
+            {
+                "id": e.guid,
+                "prediction": self.label_name(labels, p),
+                "label": self.label_name(labels, e.label) if e.label >= 0 else None,
+            }
+            for e, p in zip(examples, outputs, strict=True)
+        ]
 
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
         key = "label" if gold else "prediction"
-        return ".tsv", "".join(f"{r[key]}\n" for r in rows)
+        return self.submission_suffix, "".join(f"{r[key]}\n" for r in rows)
+
+    def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
+        return label_rows(read_labels(pred_path), read_labels(gold_path), pred_path, gold_path)
 
 
-def accuracy_score(rows: Sequence[PredictionRow], bootstrap_samples: int) -> Score:
-    """Accuracy of ``prediction`` against ``label`` over labelled rows, with a bootstrap CI."""
-    labelled = [r for r in rows if r["label"] is not None]
-    if not labelled:
-        raise ValueError("accuracy needs labelled rows; this split has no labels")
-    correct = np.array([r["prediction"] == r["label"] for r in labelled], dtype=np.float64)
-    low, high = bootstrap_mean_ci(correct, bootstrap_samples)
-    return Score("accuracy", float(correct.mean()), len(labelled), low, high)
+def read_labels(path: Path) -> list[str]:
+    """One label per non-blank line of a submission file (surrounding whitespace dropped)."""
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def check_same_length(
+    pred: Sequence[Any], gold: Sequence[Any], pred_path: Path, gold_path: Path
+) -> None:
+    """A predictions file must answer every labelled item: a shorter one is an error, not a score."""
+    if len(pred) != len(gold):
+        raise ValueError(f"{pred_path}: {len(pred)} entries, but {gold_path} has {len(gold)}")
+
+
+def label_rows(
+    pred: Sequence[Any], gold: Sequence[Any], pred_path: Path, gold_path: Path
+) -> list[PredictionRow]:
+    """Rows pairing the i-th prediction with the i-th label (line-aligned submission files)."""
+    check_same_length(pred, gold, pred_path, gold_path)
+    return [
+        {"id": str(i), "prediction": p, "label": g}
+        for i, (p, g) in enumerate(zip(pred, gold, strict=True))
+    ]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,14 +12,12 @@ import torch
 from xstilts.data.examples import ChoiceExample
 from xstilts.formats.base import (
     Batch,
-    DecodeConfig,
     FeatureConfig,
     Features,
     OneLabelPerExample,
-    PredictionRow,
     pad_rows,
 )
-from xstilts.tasks.base import HubSource, Task
+from xstilts.tasks.base import Task
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -27,38 +25,6 @@ LETTERS = "ABCDEFGHIJ"
 class MultipleChoice(OneLabelPerExample):
     name = "multiple_choice"
     head = "choice"
-
-    def from_records(self, task: Task, records: Iterable[Any]) -> list[ChoiceExample]:
-        return list(records)
-
-    def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[ChoiceExample]:
-        out = []
-        for i, row in enumerate(rows):
-            guid = str(row.get("id", row.get("ind", f"{hub.split}-{i}")))
-            if hub.layout == "hellaswag":
-                label = int(row["label"]) if str(row.get("label", "")).strip() else -1
-                out.append(
-                    ChoiceExample(guid, row["ctx_a"], row["ctx_b"], tuple(row["endings"]), label)
-                )
-            elif hub.layout == "commonsenseqa":
-                keys = list(row["choices"]["label"])
-                key = row.get("answerKey") or ""
-                out.append(
-                    ChoiceExample(
-                        guid,
-                        row["question"],
-                        "",
-                        tuple(row["choices"]["text"]),
-                        keys.index(key) if key in keys else -1,
-                    )
-                )
-            elif hub.layout == "cosmosqa":
-                choices = tuple(row[f"answer{k}"] for k in range(4))
-                label = int(row["label"]) if str(row.get("label", "")).strip() else -1
-                out.append(ChoiceExample(guid, row["context"], row["question"], choices, label))
-            else:
-                raise ValueError(f"{hub.dataset}: unknown multiple-choice layout {hub.layout!r}")
-        return out
 
     def labels(self, task: Task, examples: Sequence[ChoiceExample]) -> tuple[str, ...]:
         return tuple(LETTERS[: max(len(e.choices) for e in examples)])
@@ -102,19 +68,5 @@ class MultipleChoice(OneLabelPerExample):
             "labels": torch.as_tensor(features.targets["labels"][index]),
         }
 
-    def decode(
-        self,
-        examples: Sequence[ChoiceExample],
-        features: Features,
-        outputs: Sequence[Any],
-        labels: tuple[str, ...],
-        cfg: DecodeConfig,
-    ) -> list[PredictionRow]:
-        return [
-            {
-                "id": e.guid,
-                "prediction": LETTERS[p],
-                "label": LETTERS[e.label] if e.label >= 0 else None,
-            }
-            for e, p in zip(examples, outputs, strict=True)
-        ]
+    def label_name(self, labels: tuple[str, ...], index: int) -> str:
+        return LETTERS[index]

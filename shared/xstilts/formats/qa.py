@@ -4,7 +4,8 @@ the context; decoding searches the n best spans across an example's windows (:mo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,41 +19,21 @@ from xstilts.formats.base import (
     FeatureConfig,
     Features,
     PredictionRow,
-    Score,
     TrainedFormat,
     pad_rows,
 )
 from xstilts.formats.span import decode_spans, featurize_spans
-from xstilts.metrics import bootstrap_mean_ci, mlqa, squad
-from xstilts.tasks.base import HubSource, Task
+from xstilts.tasks.base import Task
 
 
 class ExtractiveQA(TrainedFormat):
     name = "extractive_qa"
     head = "span"
-
-    def from_records(self, task: Task, records: Iterable[Any]) -> list[QAExample]:
-        return list(records)
-
-    def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[QAExample]:
-        out = []
-        for row in rows:
-            answers = row["answers"]
-            out.append(
-                QAExample(
-                    str(row["id"]),
-                    row["question"],
-                    row["context"],
-                    tuple(answers["text"]),
-                    tuple(int(s) for s in answers["answer_start"]),
-                    is_impossible=not answers["text"],
-                )
-            )
-        return out
+    submission_suffix = ".json"
 
     def labels(self, task: Task, examples: Sequence[QAExample]) -> tuple[str, ...]:
         # A head trained with unanswerable questions (SQuAD v2) may answer "no answer".
-        return ("start", "end", "no_answer") if task.name == "squad_v2" else ("start", "end")
+        return ("start", "end", "no_answer") if task.unanswerable_questions else ("start", "end")
 
     def featurize(
         self,
@@ -118,33 +99,10 @@ class ExtractiveQA(TrainedFormat):
             for e in examples
         ]
 
-    def score(
-        self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
-    ) -> list[Score]:
-        normalize = mlqa.normalizer(lang) if task.metric == "mlqa_f1" else squad.normalize_answer
-        squad_v2 = task.name == "squad_v2"  # only there is "no answer" a gold answer
-        labelled = rows if squad_v2 else [r for r in rows if r["label"]]
-        if not labelled:
-            raise ValueError(
-                f"{task.name} [{lang}]: none of the {len(rows)} questions has a gold answer "
-                "(the data file carries blank answers), so F1/EM cannot be computed"
-            )
-        em, f1 = np.array(
-            [
-                squad.score_question(r["prediction"], r["label"], normalize, squad_v2)
-                for r in labelled
-            ],
-            dtype=np.float64,
-        ).T
-        n = len(labelled)
-        return [
-            Score("f1", float(f1.mean()), n, *bootstrap_mean_ci(f1, bootstrap_samples)),
-            Score("exact_match", float(em.mean()), n, *bootstrap_mean_ci(em, bootstrap_samples)),
-        ]
-
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
         if not gold:
-            return ".json", json.dumps({r["id"]: r["prediction"] for r in rows}, ensure_ascii=False)
+            predictions = {r["id"]: r["prediction"] for r in rows}
+            return self.submission_suffix, json.dumps(predictions, ensure_ascii=False)
         # SQuAD-format labels (contexts left out: scoring reads only ids and answer texts).
         qas = [
             {
@@ -162,4 +120,24 @@ class ExtractiveQA(TrainedFormat):
             "version": "xstilts-export",
             "data": [{"paragraphs": [{"context": "", "qas": qas}]}],
         }
-        return ".json", json.dumps(data, ensure_ascii=False)
+        return self.submission_suffix, json.dumps(data, ensure_ascii=False)
+
+    def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
+        """A row per gold question; one the predictions file does not answer has the prediction
+        None, which scores 0 (as in the official script)."""
+        predictions = json.loads(pred_path.read_text(encoding="utf-8"))
+        return [
+            {"id": qid, "prediction": predictions.get(qid), "label": answers}
+            for qid, answers in read_squad_answers(gold_path).items()
+        ]
+
+
+def read_squad_answers(path: Path) -> dict[str, list[str]]:
+    """``{question id: [gold answer texts]}`` from a SQuAD-format JSON file."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        qa["id"]: [a["text"] for a in qa["answers"]]
+        for article in data["data"]
+        for paragraph in article["paragraphs"]
+        for qa in paragraph["qas"]
+    }

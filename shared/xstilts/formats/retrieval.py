@@ -9,21 +9,24 @@ scoring the validation split itself, which is all XTREME's released BUCC data al
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xstilts.data.examples import RetrievalCorpus
 from xstilts.formats import retrieval_search as retrieval
-from xstilts.formats.base import Format, PredictionRow, Score, accuracy_score
-from xstilts.metrics.retrieval import bucc_f1
-from xstilts.tasks.base import HubSource, Task
+from xstilts.formats.base import Format, PredictionRow, label_rows, read_labels
+from xstilts.tasks.base import Task
 
 
 @dataclass(frozen=True)
-class RetrievalConfig:
+class SearchConfig:
+    """How sentences are embedded and searched (the spec's ``evaluation.retrieval`` plus batch
+    limits); named apart from the spec's ``RetrievalConfig``, which it is built from."""
+
     layer: int = -1
     pooling: str = "mean"
     k: int = 4
@@ -31,36 +34,11 @@ class RetrievalConfig:
     max_length: int = 128
 
 
-def mines_pairs(task: Task) -> bool:
-    """BUCC mines a set of pairs; Tatoeba retrieves one English sentence per source sentence."""
-    return task.metric == "bucc_f1"
-
-
 class Retrieval(Format):
-    """Only reading, scoring and export are shared with the trained formats; predictions come
-    from :meth:`retrieve`."""
+    """Only scoring and the submission layout are shared with the trained formats; predictions
+    come from :meth:`retrieve`."""
 
     name = "retrieval"
-
-    def from_records(self, task: Task, records: Iterable[Any]) -> list[RetrievalCorpus]:
-        return list(records)
-
-    def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[RetrievalCorpus]:
-        # The hub's XTREME configs hold aligned pairs only (for BUCC: just the gold pairs), so the
-        # corpora are their two sides and line i of one side translates line i of the other.
-        source = [r[hub.text_a] for r in rows]
-        target = [r[hub.text_b] for r in rows]
-        ids = tuple(str(i) for i in range(len(source)))
-        return [
-            RetrievalCorpus(
-                f"{hub.dataset}/{hub.config_for(lang)}",
-                ids,
-                tuple(source),
-                ids,
-                tuple(target),
-                tuple((i, i) for i in ids),
-            )
-        ]
 
     def retrieve(
         self,
@@ -68,7 +46,7 @@ class Retrieval(Format):
         encoder: Any,
         tokenizer: Any,
         corpus: RetrievalCorpus,
-        cfg: RetrievalConfig,
+        cfg: SearchConfig,
         tuning: RetrievalCorpus | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[PredictionRow]:
@@ -86,7 +64,7 @@ class Retrieval(Format):
                 progress,
             )
 
-        if not mines_pairs(task):
+        if not task.mines_pairs:
             # For each source sentence, the index of its nearest English sentence (the issue's and
             # the submission format's direction; XTREME's script searches the other way round).
             nearest = retrieval.tatoeba_predictions(embed(corpus.target), embed(corpus.source))
@@ -130,27 +108,29 @@ class Retrieval(Format):
             )
         return rows
 
-    def score(
-        self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
-    ) -> list[Score]:
-        if not mines_pairs(task):
-            return [accuracy_score(rows, bootstrap_samples)]
-        predicted = [tuple(r["id"].split("\t")) for r in rows if r["prediction"]]
-        gold = [tuple(r["id"].split("\t")) for r in rows if r["label"]]
-        m = bucc_f1(predicted, gold)  # type: ignore[arg-type]
-        n = len(gold)
-        scores = [
-            Score("f1", m["f1"], n),
-            Score("precision", m["precision"], n),
-            Score("recall", m["recall"], n),
-        ]
-        threshold = float(rows[0]["threshold"] or "inf") if rows else float("inf")
-        if np.isfinite(threshold):  # infinite: no candidate was a gold pair, nothing is mined
-            scores.append(Score("threshold", threshold, n))
-        return scores
-
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
         key = "label" if gold else "prediction"
         if rows and isinstance(rows[0]["prediction"], bool):  # BUCC: the mined (or gold) pairs
-            return ".tsv", "".join(f"{r['id']}\n" for r in rows if r[key])
-        return ".tsv", "".join(f"{r[key]}\n" for r in rows)
+            return self.submission_suffix, "".join(f"{r['id']}\n" for r in rows if r[key])
+        return self.submission_suffix, "".join(f"{r[key]}\n" for r in rows)
+
+    def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
+        """BUCC: a row per pair that is mined or gold (``source-id<TAB>target-id`` lines);
+        Tatoeba: line i holds the index of the English sentence retrieved for sentence i."""
+        if not task.mines_pairs:
+            pred = [int(x) for x in read_labels(pred_path)]
+            return label_rows(pred, [int(x) for x in read_labels(gold_path)], pred_path, gold_path)
+        mined, gold = set(_read_pairs(pred_path)), set(_read_pairs(gold_path))
+        return [
+            {"id": f"{s}\t{t}", "prediction": (s, t) in mined, "label": (s, t) in gold}
+            for s, t in sorted(mined | gold)
+        ]
+
+
+def _read_pairs(path: Path) -> list[tuple[str, str]]:
+    pairs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if "\t" in line:
+            source, target = line.split("\t")[:2]
+            pairs.append((source, target))
+    return pairs

@@ -13,7 +13,8 @@ model, zero-shot Chinese UDPOS F1 was 15.5 with it and 57.0 without it, PAN-X zh
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,13 +28,11 @@ from xstilts.formats.base import (
     FeatureConfig,
     Features,
     PredictionRow,
-    Score,
     TrainedFormat,
+    label_rows,
     pad_rows,
 )
-from xstilts.metrics import bootstrap_ratio_ci
-from xstilts.metrics.seqeval import get_entities
-from xstilts.tasks.base import HubSource, Task
+from xstilts.tasks.base import Task
 
 IGNORE = -100  # not a first sub-token, or no gold tag: no loss
 
@@ -41,30 +40,6 @@ IGNORE = -100  # not a first sub-token, or no gold tag: no loss
 class TokenClassification(TrainedFormat):
     name = "token_classification"
     head = "token"
-
-    def from_records(self, task: Task, records: Iterable[Any]) -> list[TaggingExample]:
-        examples = list(records)
-        if task.labels:
-            valid = set(task.labels)
-            for e in examples:
-                bad = [t for t in e.tags if t and t not in valid]
-                if bad:
-                    raise ValueError(
-                        f"task {task.name}: tag {bad[0]!r} in {e.guid} is not one of "
-                        + ", ".join(task.labels)
-                    )
-        return examples
-
-    def from_hub(self, task: Task, hub: HubSource, rows: Any, lang: str) -> list[TaggingExample]:
-        names = _class_names(rows, hub.label) or task.labels
-        return [
-            TaggingExample(
-                f"{hub.split}-{lang}-{i}",
-                tuple(row[hub.text_a]),
-                tuple(t if isinstance(t, str) else names[t] for t in row[hub.label]),
-            )
-            for i, row in enumerate(rows)
-        ]
 
     def labels(self, task: Task, examples: Sequence[TaggingExample]) -> tuple[str, ...]:
         if task.labels:
@@ -177,31 +152,25 @@ class TokenClassification(TrainedFormat):
             for e, p in zip(examples, predicted, strict=True)
         ]
 
-    def score(
-        self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
-    ) -> list[Score]:
-        labelled = [r for r in rows if r["label"] is not None]
-        if not labelled:
-            raise ValueError(f"{task.name} [{lang}]: F1 needs labelled sentences")
-        # Micro entity F1 is 2 tp / (n_pred + n_gold) (seqeval's f1_score); entities never cross
-        # sentences, so per-sentence counts give it and a cheap bootstrap over sentences.
-        tp, den = [], []
-        for r in labelled:
-            gold, pred = set(get_entities([r["label"]])), set(get_entities([r["prediction"]]))
-            tp.append(2 * len(gold & pred))
-            den.append(len(gold) + len(pred))
-        value = sum(tp) / sum(den) if sum(den) else 0.0
-        low, high = bootstrap_ratio_ci(np.array(tp), np.array(den), bootstrap_samples)
-        return [Score("f1", value, len(labelled), low, high)]
-
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
         key = "label" if gold else "prediction"
         # XTREME's evaluator reads each non-blank line whole as a tag: tags only, no tokens.
-        return ".tsv", "\n".join("".join(f"{t}\n" for t in r[key]) for r in rows)
+        return self.submission_suffix, "\n".join("".join(f"{t}\n" for t in r[key]) for r in rows)
+
+    def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
+        return label_rows(read_tags(pred_path), read_tags(gold_path), pred_path, gold_path)
 
 
-def _class_names(rows: Any, column: str) -> tuple[str, ...]:
-    """Tag names of a ``datasets`` Sequence(ClassLabel) column, if the rows carry features."""
-    feature = getattr(getattr(rows, "features", None) or {}, "get", lambda _: None)(column)
-    inner = getattr(feature, "feature", None)
-    return tuple(getattr(inner, "names", ()) or ())
+def read_tags(path: Path) -> list[list[str]]:
+    """Sentences of tags; a line may be ``tag`` or ``token<TAB>tag`` (the tag is the last field)."""
+    sentences: list[list[str]] = []
+    current: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            current.append(line.rstrip().split("\t")[-1])
+        elif current:
+            sentences.append(current)
+            current = []
+    if current:
+        sentences.append(current)
+    return sentences

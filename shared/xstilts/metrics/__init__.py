@@ -1,110 +1,26 @@
-"""Task metrics per language, with a bootstrap confidence interval."""
+"""Task metrics: one registry entry per metric (:mod:`xstilts.metrics.registry`).
 
-from __future__ import annotations
+A task's ``metric`` names an entry; the entry scores one language's prediction rows (with bootstrap
+intervals), names the primary metric and computes XTREME's task score. The evaluate stage and
+``xstilts score`` both score through it. This package imports neither torch nor the formats.
+"""
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from xstilts.metrics.base import PredictionRow, Score, Scorer
+from xstilts.metrics.registry import (
+    METRICS,
+    MetricSpec,
+    get_metric,
+    primary_metric,
+    task_score,
+)
 
-import numpy as np
-
-
-@dataclass(frozen=True)
-class MetricValue:
-    value: float
-    n: int
-    ci_low: float | None = None
-    ci_high: float | None = None
-
-
-def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of predictions equal to the label (in [0, 1])."""
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
-    if predictions.shape != labels.shape:
-        raise ValueError(
-            f"predictions {predictions.shape} and labels {labels.shape} differ in shape"
-        )
-    if labels.size == 0:
-        raise ValueError("accuracy of an empty set is undefined")
-    return float(np.mean(predictions == labels))
-
-
-def _bootstrap_interval(
-    n: int,
-    statistic: Callable[[np.ndarray], np.ndarray],
-    samples: int,
-    confidence: float,
-    seed: int,
-) -> tuple[float, float]:
-    """Percentile interval of ``statistic`` over ``samples`` resamplings of ``n`` items.
-
-    ``statistic`` maps a (k, n) matrix of resampled item indices to k values; the resamplings are
-    drawn in chunks so memory stays bounded for large test sets. A fixed seed makes it reproducible.
-    """
-    rng = np.random.default_rng(seed)
-    stats = np.empty(samples)
-    for start in range(0, samples, 256):
-        k = min(256, samples - start)
-        stats[start : start + k] = statistic(rng.integers(0, n, size=(k, n)))
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(stats, [alpha, 1 - alpha])
-    return float(low), float(high)
-
-
-def bootstrap_mean_ci(
-    values: np.ndarray, samples: int, confidence: float = 0.95, seed: int = 0
-) -> tuple[float | None, float | None]:
-    """Interval of the mean of per-item scores (correct or not, a question's F1); no samples or
-    no items: no interval."""
-    values = np.asarray(values, dtype=np.float64)
-    if samples <= 0 or values.size == 0:
-        return None, None
-    return _bootstrap_interval(
-        values.size, lambda idx: values[idx].mean(1), samples, confidence, seed
-    )
-
-
-def bootstrap_ratio_ci(
-    numerator: np.ndarray,
-    denominator: np.ndarray,
-    samples: int,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float | None, float | None]:
-    """Interval of sum(numerator) / sum(denominator) over resampled items.
-
-    Micro F1 is 2*tp / (n_pred + n_gold); entities never cross sentences, so resampling sentences
-    with their counts resamples the metric exactly.
-    """
-    num, den = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
-    if samples <= 0 or num.size == 0:
-        return None, None
-
-    def ratio(idx: np.ndarray) -> np.ndarray:
-        d = den[idx].sum(1)
-        return np.where(d > 0, num[idx].sum(1) / np.maximum(d, 1e-12), 0.0)
-
-    return _bootstrap_interval(num.size, ratio, samples, confidence, seed)
-
-
-def bootstrap_accuracy_ci(
-    predictions: np.ndarray,
-    labels: np.ndarray,
-    samples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of accuracy over resampled examples (fixed seed: reproducible)."""
-    correct = (np.asarray(predictions) == np.asarray(labels)).astype(np.float64)
-    return _bootstrap_interval(
-        correct.size, lambda idx: correct[idx].mean(1), samples, confidence, seed
-    )
-
-
-def score_accuracy(
-    predictions: np.ndarray, labels: np.ndarray, bootstrap_samples: int = 1000
-) -> MetricValue:
-    value = accuracy(predictions, labels)
-    if bootstrap_samples <= 0:
-        return MetricValue(value, int(np.asarray(labels).size))
-    low, high = bootstrap_accuracy_ci(predictions, labels, bootstrap_samples)
-    return MetricValue(value, int(np.asarray(labels).size), low, high)
+__all__ = [
+    "METRICS",
+    "MetricSpec",
+    "PredictionRow",
+    "Score",
+    "Scorer",
+    "get_metric",
+    "primary_metric",
+    "task_score",
+]

@@ -11,11 +11,16 @@ import re
 import string
 import sys
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from xstilts.errors import UnknownNameError
 from xstilts.metrics import squad
+from xstilts.metrics.base import PredictionRow, Score
+
+if TYPE_CHECKING:
+    from xstilts.tasks.base import Task
 
 _ARTICLES: dict[str, re.Pattern[str] | None] = {
     "en": re.compile(r"\b(a|an|the)\b"),
@@ -74,8 +79,8 @@ def normalizer(lang: str) -> Callable[[str], str]:
     return lambda text: normalize_answer(text, lang)
 
 
-def evaluate(
-    predictions: Mapping[str, str], golds: Mapping[str, Iterable[str]], lang: str
-) -> dict[str, float]:
-    """``{"exact_match", "f1"}`` in percent, as MLQA's evaluation script computes them."""
-    return squad.evaluate(predictions, golds, normalizer(lang))
+def score_mlqa(
+    task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
+) -> list[Score]:
+    """SQuAD's F1 and exact match over rows, with ``lang``'s MLQA normalisation."""
+    return squad.score_rows(task, lang, rows, bootstrap_samples, normalizer(lang))

@@ -1,8 +1,18 @@
-"""Retrieval metrics: BUCC F1 over mined (source id, target id) pairs, Tatoeba top-1 accuracy."""
+"""BUCC 2018: precision, recall and F1 of mined (source id, target id) sentence pairs.
+
+Tatoeba is scored by :mod:`xstilts.metrics.accuracy` (the nearest English sentence is right or not).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from xstilts.metrics.base import PredictionRow, Score
+
+if TYPE_CHECKING:
+    from xstilts.tasks.base import Task
 
 
 def bucc_f1(
@@ -19,14 +29,27 @@ def bucc_f1(
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def tatoeba_accuracy(
-    predicted_index: Sequence[int], gold_index: Sequence[int] | None = None
-) -> float:
-    """Share of sentences whose nearest English neighbour is their translation.
+def score_bucc(
+    task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
+) -> list[Score]:
+    """F1, precision, recall and the tuned threshold, from rows with ``id`` = ``"src<TAB>tgt"``,
+    ``prediction`` (mined or not) and ``label`` (gold or not). No interval: pairs are not
+    independent items (one sentence's pair competes with another's in mining)."""
+    predicted = [_pair(r["id"]) for r in rows if r["prediction"]]
+    gold = [_pair(r["id"]) for r in rows if r["label"]]
+    m = bucc_f1(predicted, gold)
+    n = len(gold)
+    scores = [
+        Score("f1", m["f1"], n),
+        Score("precision", m["precision"], n),
+        Score("recall", m["recall"], n),
+    ]
+    threshold = float(rows[0].get("threshold") or "inf") if rows else float("inf")
+    if math.isfinite(threshold):  # infinite: no candidate was a gold pair, nothing is mined
+        scores.append(Score("threshold", threshold, n))
+    return scores
 
-    Tatoeba files are line-aligned, so by default sentence i's translation is English line i.
-    """
-    gold = list(range(len(predicted_index))) if gold_index is None else list(gold_index)
-    if len(gold) != len(predicted_index) or not gold:
-        raise ValueError("predictions and gold indices must be non-empty and of equal length")
-    return sum(int(p == g) for p, g in zip(predicted_index, gold, strict=True)) / len(gold)
+
+def _pair(row_id: str) -> tuple[str, str]:
+    source, target = row_id.split("\t")
+    return source, target

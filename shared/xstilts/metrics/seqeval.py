@@ -6,11 +6,25 @@ letter is its first character (B, I, E, S, O) and its type what follows, after a
 one (seqeval 1.x). For POS tags such as ``NOUN`` this makes a run of identical tags one chunk;
 ``SCONJ`` and ``SYM`` begin with S, so each of their tokens is a chunk of its own; and ``CCONJ``
 and ``SCONJ`` share the type "CONJ", so adjacent ones merge.
+
+One difference, kept because stored metrics depend on it: seqeval scores all sentences as one
+sequence joined by "O" tags, and "O" has the type "_" of a one-letter tag such as ``X``, so an ``X``
+that opens a later sentence starts no chunk there. :func:`score_seqeval` scores sentence by
+sentence (its bootstrap resamples sentences), where such an ``X`` is a chunk of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from xstilts.metrics.base import PredictionRow, Score
+from xstilts.metrics.bootstrap import bootstrap_ratio_ci
+
+if TYPE_CHECKING:
+    from xstilts.tasks.base import Task
 
 Chunk = tuple[str, int, int]  # type, first token, last token (inclusive)
 
@@ -47,14 +61,28 @@ def get_entities(sentences: Sequence[Sequence[str]]) -> list[Chunk]:
     return chunks
 
 
-def f1_score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
-    """Micro-averaged entity F1 in [0, 1]; sentences must align token for token."""
-    if len(gold) != len(predicted) or any(
-        len(g) != len(p) for g, p in zip(gold, predicted, strict=True)
-    ):
-        raise ValueError("gold and predicted tag sequences differ in length")
-    true, pred = set(get_entities(gold)), set(get_entities(predicted))
-    correct = len(true & pred)
-    precision = correct / len(pred) if pred else 0.0
-    recall = correct / len(true) if true else 0.0
-    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+def score_seqeval(
+    task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
+) -> list[Score]:
+    """Entity F1 of one language's rows (``prediction`` and ``label``: a sentence's tags).
+
+    Micro entity F1 is 2 tp / (n_pred + n_gold), which is seqeval's 2 P R / (P + R); entities
+    never cross sentences, so per-sentence counts give it and a cheap bootstrap over sentences.
+    """
+    labelled = [r for r in rows if r["label"] is not None]
+    if not labelled:
+        raise ValueError(f"{task.name} [{lang}]: F1 needs labelled sentences")
+    for r in labelled:
+        if len(r["prediction"]) != len(r["label"]):
+            raise ValueError(
+                f"{task.name} [{lang}] sentence {r['id']}: {len(r['prediction'])} predicted tags "
+                f"for {len(r['label'])} gold tags"
+            )
+    tp, den = [], []
+    for r in labelled:
+        gold, pred = set(get_entities([r["label"]])), set(get_entities([r["prediction"]]))
+        tp.append(2 * len(gold & pred))
+        den.append(len(gold) + len(pred))
+    value = sum(tp) / sum(den) if sum(den) else 0.0
+    low, high = bootstrap_ratio_ci(np.array(tp), np.array(den), bootstrap_samples)
+    return [Score("f1", value, len(labelled), low, high)]

@@ -1,7 +1,7 @@
 """SQuAD F1 and exact match, as the official SQuAD v1.1 / v2.0 evaluation scripts define them.
 
 XQuAD and TyDiQA-GoldP are scored with these (v1.1 normalisation); MLQA has its own per-language
-normalisation (:mod:`xstilts.metrics.mlqa`). Scores are percentages, as the scripts print them.
+normalisation (:mod:`xstilts.metrics.mlqa`). Scores are in [0, 1]; the scripts print percentages.
 """
 
 from __future__ import annotations
@@ -9,7 +9,16 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from xstilts.metrics.base import PredictionRow, Score
+from xstilts.metrics.bootstrap import bootstrap_mean_ci
+
+if TYPE_CHECKING:
+    from xstilts.tasks.base import Task
 
 _PUNCT = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -64,21 +73,45 @@ def score_question(
     return em, f1
 
 
-def evaluate(
-    predictions: Mapping[str, str],
-    golds: Mapping[str, Iterable[str]],
+def score_rows(
+    task: Task,
+    lang: str,
+    rows: Sequence[PredictionRow],
+    bootstrap_samples: int,
     normalize: Callable[[str], str] = normalize_answer,
-    squad_v2: bool = False,
-) -> dict[str, float]:
-    """``{"exact_match", "f1"}`` in percent over every gold question (a missing prediction scores 0)."""
-    if not golds:
-        raise ValueError("no gold questions to score")
-    em_total = f1_total = 0.0
-    for qid, answers in golds.items():
-        if qid not in predictions:
-            continue  # counted as 0, as the official script does
-        em, f1 = score_question(predictions[qid], list(answers), normalize, squad_v2)
-        em_total += em
-        f1_total += f1
-    n = len(golds)
-    return {"exact_match": 100.0 * em_total / n, "f1": 100.0 * f1_total / n}
+) -> list[Score]:
+    """F1 and exact match (in [0, 1]) of one language's rows, each with a bootstrap interval.
+
+    A row's ``label`` is its list of gold answers; a question without one is not scorable and left
+    out, except where the task has unanswerable questions (SQuAD v2), where "no answer" is the gold.
+    A ``prediction`` of None (no answer submitted for the question) scores 0, as in the official
+    script.
+    """
+    squad_v2 = task.unanswerable_questions
+    labelled = rows if squad_v2 else [r for r in rows if r["label"]]
+    if not labelled:
+        raise ValueError(
+            f"{task.name} [{lang}]: none of the {len(rows)} questions has a gold answer "
+            "(the data file carries blank answers), so F1/EM cannot be computed"
+        )
+    em, f1 = np.array(
+        [
+            (0.0, 0.0)
+            if r["prediction"] is None
+            else score_question(r["prediction"], r["label"], normalize, squad_v2)
+            for r in labelled
+        ],
+        dtype=np.float64,
+    ).T
+    n = len(labelled)
+    return [
+        Score("f1", float(f1.mean()), n, *bootstrap_mean_ci(f1, bootstrap_samples)),
+        Score("exact_match", float(em.mean()), n, *bootstrap_mean_ci(em, bootstrap_samples)),
+    ]
+
+
+def score_squad(
+    task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
+) -> list[Score]:
+    """SQuAD v1.1/v2.0 normalisation (XQuAD, TyDiQA-GoldP, SQuAD)."""
+    return score_rows(task, lang, rows, bootstrap_samples)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from xstilts.metrics import get_metric
+
 
 class TaskFormat(str, Enum):
     PAIR_CLASSIFICATION = "pair_classification"
@@ -74,7 +76,7 @@ class Task:
     format: TaskFormat
     labels: tuple[str, ...]
     languages: tuple[str, ...]
-    metric: str
+    metric: str  # a name in xstilts.metrics.METRICS
     splits: dict[Split, SplitSource]
     description: str
     version: int = 1
@@ -88,13 +90,24 @@ class Task:
     language_names: dict[str, str] = field(default_factory=dict)
     combines: tuple[str, ...] = ()  # a union of other tasks' data with one head (ANLI+)
     xtreme_name: str | None = None  # the task's folder in XTREME's submission layout
-    # Retrieval with a tuned score threshold (BUCC): evaluating on test tunes it on this split.
+    # Extractive QA: some questions have no answer (SQuAD v2.0). The head may then answer "no
+    # answer", and an empty prediction is right where the gold has none.
+    unanswerable_questions: bool = False
+    # Retrieval: mine a set of translation pairs above a tuned score threshold (BUCC) instead of
+    # retrieving one English sentence per source sentence (Tatoeba).
+    mines_pairs: bool = False
+    # Retrieval that mines pairs: the split whose gold pairs tune the threshold when predicting
+    # another split (BUCC's test split is tuned on the validation split).
     threshold_tuning_split: Split | None = None
+
+    def __post_init__(self) -> None:
+        # A misspelt metric fails when the registry is imported, not on a worker at evaluate time.
+        get_metric(self.metric, f"task {self.name}: metric")
 
     @property
     def primary_metric(self) -> str:
         """The per-language metric summaries and comparisons use (QA also stores exact match)."""
-        return "accuracy" if self.metric == "accuracy" else "f1"
+        return get_metric(self.metric).primary
 
     def code(self, lang: str) -> str:
         return self.language_codes.get(lang, lang)

@@ -240,6 +240,7 @@ def _squad(name: str, version: str, description: str, hub_dataset: str) -> Task:
         languages=EN,
         metric="squad_f1",
         description=description,
+        unanswerable_questions=version == "2.0",
         splits={
             split: _squad_like(
                 f"squad/{prefix}-v{version}.json", HubSource(hub_dataset, None, hub_split)
@@ -474,8 +475,9 @@ _TASKS = _TASKS + (
             "mined pairs, threshold tuned on the validation (sample) gold."
         ),
         is_target=True,
-        xtreme_name="bucc2018",
+        mines_pairs=True,
         threshold_tuning_split=Split.VALIDATION,
+        xtreme_name="bucc2018",
         splits={
             Split.VALIDATION: SplitSource(
                 local=(LocalFile("bucc2018/{lang}-en.dev.{lang}", "bucc"),),

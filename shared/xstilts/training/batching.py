@@ -1,4 +1,4 @@
-"""Tokenised features, length-grouped batches and dynamic padding.
+"""Length-grouped training batches and length-sorted inference batches.
 
 Padding is the main waste in encoder training on short, varied sentence pairs; grouping examples of
 similar length into a batch and padding only to the batch's longest row removes most of it.
@@ -6,38 +6,13 @@ similar length into a batch and padding only to the batch's longest row removes 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
-from transformers import PreTrainedTokenizerBase
-
-from xstilts.data.examples import PairExample
-from xstilts.formats.base import Features
 
 # A training batch is drawn from a window of this many batches sorted by length: large enough that
 # neighbours have similar lengths, small enough that batches still mix the whole data over an epoch.
 MEGABATCH_FACTOR = 64
-
-
-def featurize(
-    tokenizer: PreTrainedTokenizerBase, examples: Sequence[PairExample], max_length: int
-) -> Features:
-    """Sentence pairs as ``<s> a </s></s> b </s>`` ids, truncated longest-first."""
-    enc = tokenizer(
-        [e.text_a for e in examples],
-        [e.text_b for e in examples],
-        truncation=True,
-        max_length=max_length,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )
-    labels = np.fromiter((e.label for e in examples), dtype=np.int64, count=len(examples))
-    return Features(
-        "pair_classification",
-        list(enc["input_ids"]),
-        {"labels": labels},
-        np.arange(len(examples), dtype=np.int64),
-    )
 
 
 def length_grouped_batches(

@@ -11,7 +11,7 @@ from xstilts.data import load_split
 from xstilts.experiments.plan import PredictStageSpec
 from xstilts.formats import get_format, get_trained_format
 from xstilts.formats.base import DecodeConfig, FeatureConfig, PredictionRow
-from xstilts.formats.retrieval import Retrieval, RetrievalConfig
+from xstilts.formats.retrieval import Retrieval, SearchConfig
 from xstilts.modeling.classifier import load_encoder, load_tokenizer
 from xstilts.runtime.artifacts import PREDICTIONS_FILE
 from xstilts.runtime.lifecycle import ProgressRecorder, StageContext, StageOutcome, StageRef
@@ -99,7 +99,7 @@ def _retrieve(
         encoder,
         tokenizer,
         examples[0],
-        RetrievalConfig(
+        SearchConfig(
             **ev.retrieval.model_dump(), batch_size=ev.batch_size, max_length=ev.max_seq_length
         ),
         tuning,

@@ -1,0 +1,33 @@
+"""Layering: the data layer and the metrics import nothing from the formats (nor torch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import xstilts
+
+
+def _modules_after_import(module: str) -> list[str]:
+    code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": str(Path(xstilts.__file__).parents[1])}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    return json.loads(out.stdout)
+
+
+def test_data_loading_imports_no_format() -> None:
+    loaded = _modules_after_import("xstilts.data.loading")
+    assert "xstilts.data.readers" in loaded and "xstilts.data.hub" in loaded
+    assert [m for m in loaded if m.startswith("xstilts.formats")] == []
+    assert "torch" not in loaded
+
+
+def test_metrics_import_neither_formats_nor_torch() -> None:
+    loaded = _modules_after_import("xstilts.metrics")
+    assert [m for m in loaded if m.startswith("xstilts.formats")] == []
+    assert "torch" not in loaded
