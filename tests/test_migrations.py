@@ -89,3 +89,28 @@ def test_0002_keeps_links_and_allows_one_stage_per_seed(
     with pytest.raises(IntegrityError), engine.begin() as conn:
         _insert_link(conn, 2)
     engine.dispose()
+
+
+def test_services_never_migrate_only_embedded_sqlite_does(
+    pg_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from xstilts.config import Settings
+    from xstilts.db.session import SchemaOutOfDateError
+    from xstilts.runtime.workspace import Workspace
+
+    service = Settings(home=tmp_path, database_url=pg_url)
+    # A service process (API with Celery, worker) refuses an un-migrated database, naming the fix.
+    with pytest.raises(SchemaOutOfDateError, match=r"XSTILTS_DATABASE_URL: .*xstilts db upgrade"):
+        Workspace(service, upgrade_embedded=False)
+    # Even when allowed to upgrade embedded files, a Postgres database is not touched.
+    with pytest.raises(SchemaOutOfDateError, match="none: empty database"):
+        Workspace(service, upgrade_embedded=True)
+    assert current(pg_url) is None
+    upgrade(pg_url)  # what `xstilts db upgrade` / the migrate job does
+    Workspace(service, upgrade_embedded=False).close()
+
+    # The embedded SQLite file is created and brought to the latest revision by its owner.
+    embedded = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'e' / 'x.db'}")
+    Workspace(embedded).close()
+    assert current(embedded.database_url) == current(pg_url) is not None
