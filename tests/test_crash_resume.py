@@ -67,3 +67,57 @@ def test_sigkill_mid_training_then_resume(settings, tiny_model_dir: Path, tmp_pa
     # Exactly one set of metrics, and the checkpoint folder is gone once the stage finished.
     assert [m["language"] for m in result["metrics"]] == ["en"]
     assert not list(work.glob("*/checkpoint.pt"))
+
+
+def test_ctrl_c_cancels_then_the_same_command_resumes(
+    settings, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C in `xstilts run` cancels the experiment through the same orchestration as the
+    service: training stops at its next step, keeps its checkpoint, and a re-run resumes it."""
+    data = tiny_spec(
+        tiny_model_dir,
+        intermediate={"tasks": []},
+        evaluation={"languages": ["en"], "max_examples_per_language": 20},
+    )
+    data["target"]["training"].update(
+        {"max_train_examples": 1200, "batch_size": 8, "checkpoint_every_steps": 20}
+    )
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(data))
+    env = {
+        **os.environ,
+        "XSTILTS_HOME": str(settings.home),
+        "XSTILTS_DATA_DIR": str(settings.data_dir),
+        "XSTILTS_MODEL_ROOTS": str(tiny_model_dir.parent),
+    }
+    cmd = [sys.executable, "-m", "xstilts.cli", "run", str(spec), "-q", "--json", "r.json"]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    work = settings.home / "artifacts" / "work"
+    deadline = time.monotonic() + 120
+    while not list(work.glob("*/checkpoint.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+
+    from sqlalchemy import select
+    from xstilts.db.models import Experiment, Stage
+    from xstilts.runtime.workspace import Workspace
+
+    ws = Workspace(settings)
+    with ws.sessions() as s:
+        assert s.scalars(select(Experiment.status)).one() == "cancelled"
+        target = s.scalars(select(Stage).where(Stage.kind == "target_train")).one()
+        assert target.status == "cancelled" and target.attempts == 1
+    assert list(work.glob("*/checkpoint.pt"))  # kept for the re-run
+
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (out,) = (settings.home / "artifacts" / "stages").glob("target_train-*")
+    train_result = json.loads((out / "train_result.json").read_text())
+    assert train_result["resumed_from_step"] > 0 and train_result["resumed_from_step"] % 20 == 0
+    assert (
+        train_result["steps_run"] == train_result["total_steps"] - train_result["resumed_from_step"]
+    )
