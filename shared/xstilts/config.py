@@ -34,6 +34,19 @@ BROKER_SCHEMES = ("redis",)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
+def _split_url(
+    value: str, schemes: tuple[str, ...], example: str, listed_with: str = ""
+) -> tuple[str, str]:
+    """(scheme, the rest) of a URL whose scheme is one of ``schemes``; else a ValueError listing
+    them. Only the scheme is shown: the rest of the URL may hold a password."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in schemes:
+        got = f"unknown scheme {scheme!r}" if sep else "not a URL (no '<scheme>://')"
+        valid = ", ".join(s + listed_with for s in schemes)
+        raise ValueError(f"{got}; valid schemes: {valid} ({example})")
+    return scheme, rest
+
+
 def env_var(field: str) -> str:
     """The environment variable that sets a :class:`Settings` field (``lease_seconds`` -> ``XSTILTS_LEASE_SECONDS``)."""
     return ENV_PREFIX + field.upper()
@@ -179,14 +192,11 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme not in DATABASE_SCHEMES:
-            # Only the scheme is shown: the rest of the URL may hold a password.
-            got = f"unknown scheme {scheme!r}" if sep else "not a URL (no '<scheme>://')"
-            raise ValueError(
-                f"{got}; valid schemes: {', '.join(DATABASE_SCHEMES)} "
-                "(e.g. sqlite:///path/xstilts.db or postgresql+psycopg://user:password@host/db)"
-            )
+        scheme, rest = _split_url(
+            value,
+            DATABASE_SCHEMES,
+            "e.g. sqlite:///path/xstilts.db or postgresql+psycopg://user:password@host/db",
+        )
         if scheme == "postgresql":
             return f"postgresql+psycopg://{rest}"
         return value
@@ -194,13 +204,7 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _check_broker_url(cls, value: str) -> str:
-        scheme, sep, _ = value.partition("://")
-        if not sep or scheme not in BROKER_SCHEMES:
-            got = f"unsupported scheme {scheme!r}" if sep else "not a URL (no '<scheme>://')"
-            raise ValueError(
-                f"{got}; valid schemes: "
-                f"{', '.join(s + '://' for s in BROKER_SCHEMES)} (e.g. redis://redis:6379/0)"
-            )
+        _split_url(value, BROKER_SCHEMES, "e.g. redis://redis:6379/0", listed_with="://")
         return value
 
     @field_validator("lease_seconds")

@@ -63,12 +63,6 @@ def resolve_local_files(
     )
 
 
-def resolve_local_file(task: Task, split: Split, lang: str, root: Path) -> tuple[Path, LocalFile]:
-    """The first file of :func:`resolve_local_files` (single-file splits)."""
-    paths, candidate = resolve_local_files(task, split, lang, root)
-    return paths[0], candidate
-
-
 def _combined(task: Task) -> list[Task]:
     from xstilts.tasks.registry import get_task  # the registry imports nothing from here
 

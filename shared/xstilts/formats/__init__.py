@@ -23,7 +23,6 @@ FORMATS: dict[str, Format] = {
         Retrieval(),
     )
 }
-FORMAT_NAMES = tuple(FORMATS)
 
 
 def get_format(name: str) -> Format:

@@ -1,19 +1,70 @@
-"""Registry entries. Adding a task of an existing format is adding an entry here, nothing else."""
+"""Registry entries. Adding a task of an existing format is adding an entry here, nothing else.
+
+Entries of one family (English GLUE-style pairs, XTREME's tagging tasks, ...) share where their
+files and hub columns live, so each family has a small builder below and an entry names only
+what is its own."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from xstilts.errors import UnknownNameError
 from xstilts.tasks.base import HubSource, LocalFile, Split, SplitSource, Task, TaskFormat
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")  # hub label ids 0, 1, 2 in this order
+EN = ("en",)
 
+# --- XTREME's language lists (two-letter codes everywhere; datasets' own names mapped below) -----
 XNLI_LANGUAGES = (
     "en", "fr", "es", "de", "el", "bg", "ru", "tr", "ar", "vi", "th", "zh", "hi", "sw", "ur",
 )  # fmt: skip
 PAWSX_LANGUAGES = ("en", "de", "es", "fr", "ja", "ko", "zh")
-EN = ("en",)
+UDPOS_LANGUAGES = (
+    "af", "ar", "bg", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu", "id",
+    "it", "ja", "kk", "ko", "mr", "nl", "pt", "ru", "ta", "te", "th", "tl", "tr", "ur", "vi", "yo",
+    "zh",
+)  # fmt: skip
+PANX_LANGUAGES = (
+    "af", "ar", "bg", "bn", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu",
+    "id", "it", "ja", "jv", "ka", "kk", "ko", "ml", "mr", "ms", "my", "nl", "pt", "ru", "sw", "ta",
+    "te", "th", "tl", "tr", "ur", "vi", "yo", "zh",
+)  # fmt: skip
+XQUAD_LANGUAGES = ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi")
+MLQA_LANGUAGES = ("en", "es", "de", "ar", "hi", "vi", "zh")
+TYDIQA_LANGUAGES = ("en", "ar", "bn", "fi", "id", "ko", "ru", "sw", "te")
+BUCC_LANGUAGES = ("de", "fr", "ru", "zh")
+TATOEBA_CODES = {
+    "af": "afr", "ar": "ara", "bg": "bul", "bn": "ben", "de": "deu", "el": "ell", "es": "spa",
+    "et": "est", "eu": "eus", "fa": "pes", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin",
+    "hu": "hun", "id": "ind", "it": "ita", "ja": "jpn", "jv": "jav", "ka": "kat", "kk": "kaz",
+    "ko": "kor", "ml": "mal", "mr": "mar", "nl": "nld", "pt": "por", "ru": "rus", "sw": "swh",
+    "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl", "tr": "tur", "ur": "urd", "vi": "vie",
+    "zh": "cmn",
+}  # fmt: skip
+LANGUAGE_NAMES = {
+    "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "bn": "Bengali", "de": "German",
+    "el": "Greek", "en": "English", "es": "Spanish", "et": "Estonian", "eu": "Basque",
+    "fa": "Persian", "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi",
+    "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese", "kk": "Kazakh",
+    "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
+    "sw": "Swahili", "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish",
+    "ur": "Urdu", "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
+}  # fmt: skip
+TYDIQA_LANGUAGE_NAMES = {
+    "en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish", "id": "indonesian",
+    "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu",
+}  # fmt: skip
+UPOS_TAGS = (
+    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
+    "PUNCT", "SCONJ", "SYM", "VERB", "X",
+)  # fmt: skip
+PANX_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+XTREME = "google/xtreme"
+# A split's name in XTREME's (and GLUE's) file names; on the hub a split is named by its value.
+FILE_PREFIX = {Split.TRAIN: "train", Split.VALIDATION: "dev", Split.TEST: "test"}
 
 
+# --- English intermediate tasks ----------------------------------------------------------------
 def _glue_hub(config: str, split: str, a: str, b: str) -> HubSource:
     return HubSource("nyu-mll/glue", config, split, a, b)
 
@@ -49,6 +100,139 @@ def _english_pair_task(
                 hub=(hub[1],),
             ),
         },
+    )
+
+
+def _anli_splits() -> dict[Split, SplitSource]:
+    """ANLI's three rounds concatenated per split (hub only: no local copy exists)."""
+    return {
+        split: SplitSource(
+            hub=tuple(
+                HubSource("facebook/anli", None, f"{prefix}_r{r}", "premise", "hypothesis")
+                for r in (1, 2, 3)
+            )
+        )
+        for split, prefix in ((Split.TRAIN, "train"), (Split.VALIDATION, "dev"))
+    }
+
+
+def _squad_like(path: str, hub: HubSource, languages: tuple[str, ...] | None = None) -> SplitSource:
+    return SplitSource(local=(LocalFile(path, "squad_json"),), hub=(hub,), languages=languages)
+
+
+def _squad(name: str, version: str, description: str, hub_dataset: str) -> Task:
+    """SQuAD v1.1 / v2.0: the original ``{train,dev}-v<version>.json`` files or the hub."""
+    return Task(
+        name=name,
+        format=TaskFormat.EXTRACTIVE_QA,
+        labels=(),
+        languages=EN,
+        metric="squad_f1",
+        description=description,
+        unanswerable_questions=version == "2.0",
+        splits={
+            split: _squad_like(
+                f"squad/{FILE_PREFIX[split]}-v{version}.json",
+                HubSource(hub_dataset, None, split.value),
+            )
+            for split in (Split.TRAIN, Split.VALIDATION)
+        },
+    )
+
+
+def _english_choice_task(
+    name: str, description: str, local: tuple[str, str, str], hub_dataset: str
+) -> Task:
+    """A multiple-choice task: local (train file, dev file, reader); hub splits in its layout."""
+    train, dev, reader = local
+    return Task(
+        name=name,
+        format=TaskFormat.MULTIPLE_CHOICE,
+        labels=(),
+        languages=EN,
+        metric="accuracy",
+        description=description,
+        splits={
+            split: SplitSource(
+                local=(LocalFile(path, reader),),
+                hub=(HubSource(hub_dataset, None, split.value, layout=name),),
+            )
+            for split, path in ((Split.TRAIN, train), (Split.VALIDATION, dev))
+        },
+    )
+
+
+# --- XTREME's target tasks: English trains (where a task has a train split), all languages test --
+def _xtreme_task(name: str, **fields: Any) -> Task:
+    """A target task, evaluated zero-shot across its languages; its folder in XTREME's submission
+    layout is its name."""
+    return Task(name=name, is_target=True, xtreme_name=name, **fields)
+
+
+def _xtreme_pair_splits(
+    name: str, hub: tuple[str, str, str], splits: tuple[Split, ...]
+) -> dict[Split, SplitSource]:
+    """XTREME's ``<name>/<prefix>-<lang>.tsv`` files, or the hub's (dataset, text_a, text_b)."""
+    dataset, text_a, text_b = hub
+    return {
+        split: SplitSource(
+            local=(LocalFile(f"{name}/{FILE_PREFIX[split]}-{{lang}}.tsv", "xtreme_pair_tsv"),),
+            hub=(HubSource(dataset, "{lang}", split.value, text_a, text_b),),
+            languages=EN if split is Split.TRAIN else None,
+        )
+        for split in splits
+    }
+
+
+def _xtreme_tagging_splits(
+    name: str, hub_config: str, hub_tags: str, ud_treebanks: bool = False
+) -> dict[Split, SplitSource]:
+    """XTREME's ``<name>/<prefix>-<lang>.tsv`` files (``ud_treebanks``: else UD's CoNLL-U
+    folders, every treebank of the language), or google/xtreme's ``hub_config``."""
+    splits: dict[Split, SplitSource] = {}
+    for split, prefix in FILE_PREFIX.items():
+        local: tuple[LocalFile, ...] = (LocalFile(f"{name}/{prefix}-{{lang}}.tsv", "tagging_tsv"),)
+        if ud_treebanks:
+            local += (LocalFile(f"ud/UD_*/{{lang}}_*-ud-{prefix}.conllu", "conllu", glob=True),)
+        splits[split] = SplitSource(
+            local=local,
+            hub=(HubSource(XTREME, hub_config, split.value, "tokens", label=hub_tags),),
+            languages=EN if split is Split.TRAIN else None,
+        )
+    return splits
+
+
+def _xtreme_retrieval(path: str, reader: str, hub_config: str, hub_split: str) -> SplitSource:
+    """A retrieval split: source sentences and their English side, a local file or google/xtreme."""
+    return SplitSource(
+        local=(LocalFile(path, reader),),
+        hub=(HubSource(XTREME, hub_config, hub_split, "source_sentence", "target_sentence"),),
+    )
+
+
+def _dev_is_test(source: SplitSource) -> dict[Split, SplitSource]:
+    """A target with one released evaluation split: it is both validation and test."""
+    return {Split.VALIDATION: source, Split.TEST: source}
+
+
+def _xtreme_qa_task(
+    name: str,
+    languages: tuple[str, ...],
+    description: str,
+    splits: dict[Split, SplitSource],
+    metric: str = "squad_f1",
+    **fields: Any,
+) -> Task:
+    """XQuAD, MLQA, TyDiQA-GoldP: SQuAD-format files or google/xtreme's configs."""
+    return _xtreme_task(
+        name,
+        format=TaskFormat.EXTRACTIVE_QA,
+        labels=(),
+        languages=languages,
+        metric=metric,
+        description=description,
+        splits=splits,
+        **fields,
     )
 
 
@@ -88,201 +272,34 @@ _TASKS: tuple[Task, ...] = (
         languages=EN,
         metric="accuracy",
         description="Adversarial NLI, rounds 1-3 together (hub only: no local copy exists).",
-        splits={
-            Split.TRAIN: SplitSource(
-                hub=tuple(
-                    HubSource("facebook/anli", None, f"train_r{r}", "premise", "hypothesis")
-                    for r in (1, 2, 3)
-                )
-            ),
-            Split.VALIDATION: SplitSource(
-                hub=tuple(
-                    HubSource("facebook/anli", None, f"dev_r{r}", "premise", "hypothesis")
-                    for r in (1, 2, 3)
-                )
-            ),
-        },
+        splits=_anli_splits(),
     ),
-    Task(
-        name="xnli",
+    _xtreme_task(
+        "xnli",
         format=TaskFormat.PAIR_CLASSIFICATION,
         labels=NLI_LABELS,
         languages=XNLI_LANGUAGES,
         metric="accuracy",
         description="XNLI: MNLI-style inference in 15 languages; trained on English MNLI.",
         label_aliases={"contradictory": "contradiction"},
-        is_target=True,
         train_task="mnli",
-        xtreme_name="xnli",
-        splits={
-            Split.VALIDATION: SplitSource(
-                local=(LocalFile("xnli/dev-{lang}.tsv", "xtreme_pair_tsv"),),
-                hub=(HubSource("facebook/xnli", "{lang}", "validation", "premise", "hypothesis"),),
-            ),
-            Split.TEST: SplitSource(
-                local=(LocalFile("xnli/test-{lang}.tsv", "xtreme_pair_tsv"),),
-                hub=(HubSource("facebook/xnli", "{lang}", "test", "premise", "hypothesis"),),
-            ),
-        },
+        splits=_xtreme_pair_splits(
+            "xnli", ("facebook/xnli", "premise", "hypothesis"), (Split.VALIDATION, Split.TEST)
+        ),
     ),
-    Task(
-        name="pawsx",
+    _xtreme_task(
+        "pawsx",
         format=TaskFormat.PAIR_CLASSIFICATION,
         labels=("0", "1"),  # different meaning, paraphrase
         languages=PAWSX_LANGUAGES,
         metric="accuracy",
         description="PAWS-X: adversarial paraphrase identification in 7 languages.",
-        is_target=True,
-        xtreme_name="pawsx",
-        splits={
-            Split.TRAIN: SplitSource(
-                local=(LocalFile("pawsx/train-{lang}.tsv", "xtreme_pair_tsv"),),
-                hub=(
-                    HubSource(
-                        "google-research-datasets/paws-x",
-                        "{lang}",
-                        "train",
-                        "sentence1",
-                        "sentence2",
-                    ),
-                ),
-                languages=EN,
-            ),
-            Split.VALIDATION: SplitSource(
-                local=(LocalFile("pawsx/dev-{lang}.tsv", "xtreme_pair_tsv"),),
-                hub=(
-                    HubSource(
-                        "google-research-datasets/paws-x",
-                        "{lang}",
-                        "validation",
-                        "sentence1",
-                        "sentence2",
-                    ),
-                ),
-            ),
-            Split.TEST: SplitSource(
-                local=(LocalFile("pawsx/test-{lang}.tsv", "xtreme_pair_tsv"),),
-                hub=(
-                    HubSource(
-                        "google-research-datasets/paws-x",
-                        "{lang}",
-                        "test",
-                        "sentence1",
-                        "sentence2",
-                    ),
-                ),
-            ),
-        },
+        splits=_xtreme_pair_splits(
+            "pawsx",
+            ("google-research-datasets/paws-x", "sentence1", "sentence2"),
+            (Split.TRAIN, Split.VALIDATION, Split.TEST),
+        ),
     ),
-)
-
-
-# --- XTREME's language lists (two-letter codes everywhere; datasets' own names mapped below) -----
-UDPOS_LANGUAGES = (
-    "af", "ar", "bg", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu", "id",
-    "it", "ja", "kk", "ko", "mr", "nl", "pt", "ru", "ta", "te", "th", "tl", "tr", "ur", "vi", "yo",
-    "zh",
-)  # fmt: skip
-PANX_LANGUAGES = (
-    "af", "ar", "bg", "bn", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu",
-    "id", "it", "ja", "jv", "ka", "kk", "ko", "ml", "mr", "ms", "my", "nl", "pt", "ru", "sw", "ta",
-    "te", "th", "tl", "tr", "ur", "vi", "yo", "zh",
-)  # fmt: skip
-XQUAD_LANGUAGES = ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi")
-MLQA_LANGUAGES = ("en", "es", "de", "ar", "hi", "vi", "zh")
-TYDIQA_LANGUAGES = ("en", "ar", "bn", "fi", "id", "ko", "ru", "sw", "te")
-BUCC_LANGUAGES = ("de", "fr", "ru", "zh")
-TATOEBA_CODES = {
-    "af": "afr", "ar": "ara", "bg": "bul", "bn": "ben", "de": "deu", "el": "ell", "es": "spa",
-    "et": "est", "eu": "eus", "fa": "pes", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin",
-    "hu": "hun", "id": "ind", "it": "ita", "ja": "jpn", "jv": "jav", "ka": "kat", "kk": "kaz",
-    "ko": "kor", "ml": "mal", "mr": "mar", "nl": "nld", "pt": "por", "ru": "rus", "sw": "swh",
-    "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl", "tr": "tur", "ur": "urd", "vi": "vie",
-    "zh": "cmn",
-}  # fmt: skip
-LANGUAGE_NAMES = {
-    "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "bn": "Bengali", "de": "German",
-    "el": "Greek", "en": "English", "es": "Spanish", "et": "Estonian", "eu": "Basque",
-    "fa": "Persian", "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi",
-    "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese", "kk": "Kazakh",
-    "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
-    "sw": "Swahili", "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish",
-    "ur": "Urdu", "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
-}  # fmt: skip
-UPOS_TAGS = (
-    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
-    "PUNCT", "SCONJ", "SYM", "VERB", "X",
-)  # fmt: skip
-PANX_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
-XTREME = "google/xtreme"
-
-
-def _xtreme_tagging(
-    hub_config: str, hub_tags: str, local: dict[Split, tuple[LocalFile, ...]]
-) -> dict[Split, SplitSource]:
-    hub_split = {Split.TRAIN: "train", Split.VALIDATION: "validation", Split.TEST: "test"}
-    return {
-        split: SplitSource(
-            local=files,
-            hub=(HubSource(XTREME, hub_config, hub_split[split], "tokens", label=hub_tags),),
-            languages=EN if split is Split.TRAIN else None,
-        )
-        for split, files in local.items()
-    }
-
-
-def _squad(name: str, version: str, description: str, hub_dataset: str) -> Task:
-    """SQuAD v1.1 / v2.0: the original ``{train,dev}-v<version>.json`` files or the hub."""
-    return Task(
-        name=name,
-        format=TaskFormat.EXTRACTIVE_QA,
-        labels=(),
-        languages=EN,
-        metric="squad_f1",
-        description=description,
-        unanswerable_questions=version == "2.0",
-        splits={
-            split: _squad_like(
-                f"squad/{prefix}-v{version}.json", HubSource(hub_dataset, None, hub_split)
-            )
-            for split, prefix, hub_split in (
-                (Split.TRAIN, "train", "train"),
-                (Split.VALIDATION, "dev", "validation"),
-            )
-        },
-    )
-
-
-def _english_choice_task(
-    name: str, description: str, local: tuple[str, str, str], hub_dataset: str
-) -> Task:
-    """A multiple-choice task: local (train file, dev file, reader); hub splits in its layout."""
-    train, dev, reader = local
-    return Task(
-        name=name,
-        format=TaskFormat.MULTIPLE_CHOICE,
-        labels=(),
-        languages=EN,
-        metric="accuracy",
-        description=description,
-        splits={
-            split: SplitSource(
-                local=(LocalFile(path, reader),),
-                hub=(HubSource(hub_dataset, None, hub_split, layout=name),),
-            )
-            for split, path, hub_split in (
-                (Split.TRAIN, train, "train"),
-                (Split.VALIDATION, dev, "validation"),
-            )
-        },
-    )
-
-
-def _squad_like(path: str, hub: HubSource, languages: tuple[str, ...] | None = None) -> SplitSource:
-    return SplitSource(local=(LocalFile(path, "squad_json"),), hub=(hub,), languages=languages)
-
-
-_TASKS = _TASKS + (
     Task(
         name="anli_plus",
         format=TaskFormat.PAIR_CLASSIFICATION,
@@ -293,8 +310,8 @@ _TASKS = _TASKS + (
         combines=("anli", "mnli", "snli"),
         splits={},
     ),
-    Task(
-        name="udpos",
+    _xtreme_task(
+        "udpos",
         format=TaskFormat.TOKEN_CLASSIFICATION,
         labels=UPOS_TAGS,
         languages=UDPOS_LANGUAGES,
@@ -303,43 +320,17 @@ _TASKS = _TASKS + (
             "Universal Dependencies POS tagging (17 UPOS tags), XTREME's 33 languages; a language's "
             "split is all its treebanks. Local data: XTREME's udpos/ TSVs or UD's CoNLL-U folders."
         ),
-        is_target=True,
         language_names=LANGUAGE_NAMES,
-        xtreme_name="udpos",
-        splits=_xtreme_tagging(
-            "udpos.{name}",
-            "pos_tags",
-            {
-                split: (
-                    LocalFile(f"udpos/{prefix}-{{lang}}.tsv", "tagging_tsv"),
-                    LocalFile(f"ud/UD_*/{{lang}}_*-ud-{prefix}.conllu", "conllu", glob=True),
-                )
-                for split, prefix in (
-                    (Split.TRAIN, "train"),
-                    (Split.VALIDATION, "dev"),
-                    (Split.TEST, "test"),
-                )
-            },
-        ),
+        splits=_xtreme_tagging_splits("udpos", "udpos.{name}", "pos_tags", ud_treebanks=True),
     ),
-    Task(
-        name="panx",
+    _xtreme_task(
+        "panx",
         format=TaskFormat.TOKEN_CLASSIFICATION,
         labels=PANX_TAGS,
         languages=PANX_LANGUAGES,
         metric="seqeval_f1",
         description="PAN-X / WikiANN named entities (PER, ORG, LOC; BIO tags), 40 languages.",
-        is_target=True,
-        xtreme_name="panx",
-        splits=_xtreme_tagging(
-            "PAN-X.{lang}",
-            "ner_tags",
-            {
-                Split.TRAIN: (LocalFile("panx/train-{lang}.tsv", "tagging_tsv"),),
-                Split.VALIDATION: (LocalFile("panx/dev-{lang}.tsv", "tagging_tsv"),),
-                Split.TEST: (LocalFile("panx/test-{lang}.tsv", "tagging_tsv"),),
-            },
-        ),
+        splits=_xtreme_tagging_splits("panx", "PAN-X.{lang}", "ner_tags"),
     ),
     Task(
         name="ccg",
@@ -368,79 +359,48 @@ _TASKS = _TASKS + (
         "SQuAD v2.0: SQuAD v1.1 plus unanswerable questions (no-answer predictions).",
         "rajpurkar/squad_v2",
     ),
-    Task(
-        name="xquad",
-        format=TaskFormat.EXTRACTIVE_QA,
-        labels=(),
-        languages=XQUAD_LANGUAGES,
-        metric="squad_f1",
-        description="XQuAD: SQuAD v1.1 dev translated into 10 languages (one split: dev = test).",
-        is_target=True,
+    _xtreme_qa_task(
+        "xquad",
+        XQUAD_LANGUAGES,
+        "XQuAD: SQuAD v1.1 dev translated into 10 languages (one split: dev = test).",
+        _dev_is_test(
+            _squad_like("xquad/xquad.{lang}.json", HubSource(XTREME, "XQuAD.{lang}", "validation"))
+        ),
         train_task="squad",
-        xtreme_name="xquad",
-        splits={
+    ),
+    _xtreme_qa_task(
+        "mlqa",
+        MLQA_LANGUAGES,
+        "MLQA: extractive QA in 7 languages (same-language context and question).",
+        {
             split: _squad_like(
-                "xquad/xquad.{lang}.json", HubSource(XTREME, "XQuAD.{lang}", "validation")
+                f"mlqa/{FILE_PREFIX[split]}-context-{{lang}}-question-{{lang}}.json",
+                HubSource(XTREME, "MLQA.{lang}.{lang}", split.value),
             )
             for split in (Split.VALIDATION, Split.TEST)
         },
-    ),
-    Task(
-        name="mlqa",
-        format=TaskFormat.EXTRACTIVE_QA,
-        labels=(),
-        languages=MLQA_LANGUAGES,
         metric="mlqa_f1",
-        description="MLQA: extractive QA in 7 languages (same-language context and question).",
-        is_target=True,
         train_task="squad",
-        xtreme_name="mlqa",
-        splits={
-            Split.VALIDATION: _squad_like(
-                "mlqa/dev-context-{lang}-question-{lang}.json",
-                HubSource(XTREME, "MLQA.{lang}.{lang}", "validation"),
-            ),
-            Split.TEST: _squad_like(
-                "mlqa/test-context-{lang}-question-{lang}.json",
-                HubSource(XTREME, "MLQA.{lang}.{lang}", "test"),
-            ),
-        },
     ),
-    Task(
-        name="tydiqa",
-        format=TaskFormat.EXTRACTIVE_QA,
-        labels=(),
-        languages=TYDIQA_LANGUAGES,
-        metric="squad_f1",
-        description="TyDiQA-GoldP: typologically diverse QA, 9 languages; trained on its English train.",
-        is_target=True,
-        language_names={
-            "en": "english",
-            "ar": "arabic",
-            "bn": "bengali",
-            "fi": "finnish",
-            "id": "indonesian",
-            "ko": "korean",
-            "ru": "russian",
-            "sw": "swahili",
-            "te": "telugu",
-        },  # fmt: skip
-        xtreme_name="tydiqa",
-        splits={
+    _xtreme_qa_task(
+        "tydiqa",
+        TYDIQA_LANGUAGES,
+        "TyDiQA-GoldP: typologically diverse QA, 9 languages; trained on its English train.",
+        {
             Split.TRAIN: _squad_like(
                 "tydiqa/tydiqa.goldp.{lang}.train.json",
                 HubSource(XTREME, "tydiqa", "train", id_prefix="{name}"),
                 EN,
             ),
             # XTREME's TyDiQA-GoldP test is the released dev set.
-            **{
-                split: _squad_like(
+            **_dev_is_test(
+                _squad_like(
                     "tydiqa/tydiqa.goldp.{lang}.dev.json",
                     HubSource(XTREME, "tydiqa", "validation", id_prefix="{name}"),
                 )
-                for split in (Split.VALIDATION, Split.TEST)
-            },
+            ),
         },
+        language_names=TYDIQA_LANGUAGE_NAMES,
     ),
     _english_choice_task(
         "hellaswag",
@@ -464,8 +424,8 @@ _TASKS = _TASKS + (
         ("cosmosqa/train.csv", "cosmosqa/valid.csv", "cosmosqa_csv"),
         "allenai/cosmos_qa",
     ),
-    Task(
-        name="bucc2018",
+    _xtreme_task(
+        "bucc2018",
         format=TaskFormat.RETRIEVAL,
         labels=(),
         languages=BUCC_LANGUAGES,
@@ -474,31 +434,20 @@ _TASKS = _TASKS + (
             "BUCC 2018 bitext mining against English (no training: pooled encoder states); F1 of "
             "mined pairs, threshold tuned on the validation (sample) gold."
         ),
-        is_target=True,
         mines_pairs=True,
         threshold_tuning_split=Split.VALIDATION,
-        xtreme_name="bucc2018",
         splits={
-            Split.VALIDATION: SplitSource(
-                local=(LocalFile("bucc2018/{lang}-en.dev.{lang}", "bucc"),),
-                hub=(
-                    HubSource(
-                        XTREME, "bucc18.{lang}", "validation", "source_sentence", "target_sentence"
-                    ),
-                ),
-            ),
-            Split.TEST: SplitSource(
-                local=(LocalFile("bucc2018/{lang}-en.test.{lang}", "bucc"),),
-                hub=(
-                    HubSource(
-                        XTREME, "bucc18.{lang}", "test", "source_sentence", "target_sentence"
-                    ),
-                ),
-            ),
+            split: _xtreme_retrieval(
+                f"bucc2018/{{lang}}-en.{FILE_PREFIX[split]}.{{lang}}",
+                "bucc",
+                "bucc18.{lang}",
+                split.value,
+            )
+            for split in (Split.VALIDATION, Split.TEST)
         },
     ),
-    Task(
-        name="tatoeba",
+    _xtreme_task(
+        "tatoeba",
         format=TaskFormat.RETRIEVAL,
         labels=(),
         languages=tuple(TATOEBA_CODES),
@@ -507,20 +456,12 @@ _TASKS = _TASKS + (
             "Tatoeba: nearest English sentence (cosine) for 36 languages, top-1 accuracy; no training. "
             "One split (validation = test)."
         ),
-        is_target=True,
         language_codes=TATOEBA_CODES,
-        xtreme_name="tatoeba",
-        splits={
-            split: SplitSource(
-                local=(LocalFile("tatoeba/tatoeba.{code}-eng.{code}", "tatoeba"),),
-                hub=(
-                    HubSource(
-                        XTREME, "tatoeba.{code}", "validation", "source_sentence", "target_sentence"
-                    ),
-                ),
+        splits=_dev_is_test(
+            _xtreme_retrieval(
+                "tatoeba/tatoeba.{code}-eng.{code}", "tatoeba", "tatoeba.{code}", "validation"
             )
-            for split in (Split.VALIDATION, Split.TEST)
-        },
+        ),
     ),
 )
 
