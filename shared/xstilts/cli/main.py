@@ -102,7 +102,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     reporter = _BarReporter(enabled=not args.quiet)
     ws = Workspace(Settings())
     try:
-        result = ws.run(spec, reporter=reporter, on_poll=lambda exp_id: reporter.watch(ws, exp_id))
+        exp_id = ws.submit(spec)
+        ws.follow(exp_id, reporter, on_poll=lambda _: reporter.watch(ws, exp_id))
+        result = ws.results(exp_id)
     finally:
         reporter.close()
         ws.close()

@@ -53,12 +53,7 @@ class ModelRef(_Frozen):
     pooling: Literal["first", "mean"]
 
     def identity(self) -> dict[str, Any]:
-        return {
-            "pooling": self.pooling,
-            "source": self.source,
-            "revision": self.revision,
-            "fingerprint": self.fingerprint,
-        }
+        return self.model_dump(exclude={"name_or_path"})
 
 
 class DataRef(_Frozen):
@@ -189,13 +184,8 @@ class EvaluateStageSpec(_Frozen):
     bootstrap_samples: int
 
     def identity(self) -> dict[str, Any]:
-        return {
-            "predictions": list(self.deps),
-            "task": self.task,
-            "metric": self.metric,
-            "bootstrap_samples": self.bootstrap_samples,
-            "seed": self.seed,
-        }
+        kept = self.model_dump(include={"task", "metric", "bootstrap_samples", "seed"})
+        return {"predictions": list(self.deps), **kept}
 
 
 StageSpec = Annotated[

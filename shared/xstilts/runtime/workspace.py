@@ -90,21 +90,11 @@ class Workspace:
                 raise KeyError(exp_id)
             return exp.status, exp.error
 
-    def run(
-        self,
-        spec: ExperimentSpec,
-        reporter: StageReporter | None = None,
-        on_poll: Callable[[str], None] | None = None,
-        poll_s: float = 0.2,
-    ) -> ExperimentResults:
-        """Submit ``spec`` and run it to the end in this process; finished stages are reused.
-
-        Raises :class:`StageFailedError` when a stage failed after its retries. Ctrl-C cancels the
-        experiment (a running training stage stops at its next step, keeping its checkpoint) and
-        re-raises; running the same spec again resumes.
-        """
+    def run(self, spec: ExperimentSpec, reporter: StageReporter | None = None) -> ExperimentResults:
+        """Submit ``spec``, run it to the end in this process (:meth:`follow`), return its results.
+        Finished stages are reused."""
         exp_id = self.submit(spec)
-        self.follow(exp_id, reporter, on_poll, poll_s)
+        self.follow(exp_id, reporter)
         return self.results(exp_id)
 
     def follow(
@@ -114,7 +104,13 @@ class Workspace:
         on_poll: Callable[[str], None] | None = None,
         poll_s: float = 0.2,
     ) -> None:
-        """Run a submitted experiment's stages in a background thread until it ends."""
+        """Run a submitted experiment's stages in a background thread until it ends, calling
+        ``on_poll(exp_id)`` every ``poll_s`` seconds meanwhile.
+
+        Raises :class:`StageFailedError` when a stage failed after its retries. Ctrl-C cancels the
+        experiment (a running training stage stops at its next step, keeping its checkpoint) and
+        re-raises; running the same spec again resumes.
+        """
         from xstilts.runtime.executors import ThreadExecutor
         from xstilts.runtime.orchestration import cancel, start
 
