@@ -95,6 +95,10 @@ def test_auth_and_ownership(client: TestClient, tiny_model_dir: Path) -> None:
     r = client.get("/experiments", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
     assert client.get("/tasks").status_code == 401
+    # The key is checked before the body: no key and an invalid spec is still 401, not 422.
+    r = client.post("/experiments", json={"target": {"task": ""}})
+    assert r.status_code == 401
+    assert r.json() == {"detail": "missing API key (Authorization: Bearer <key>)"}
 
     created = client.post("/experiments", json=small_spec(tiny_model_dir), headers=A)
     assert created.status_code == 201
@@ -298,6 +302,9 @@ def test_list_pagination_and_cancel(client: TestClient, tiny_model_dir: Path) ->
     assert [e["id"] for e in rest["items"]] == ids[:1]
 
     assert client.get("/experiments?limit=101", headers=A).status_code == 422
+    r = client.get(f"/experiments?offset={2**63}", headers=A)  # found by schemathesis: was a 500
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["query", "offset"]
     r = client.get("/experiments?status=bogus", headers=A)
     assert r.status_code == 422 and "cancelled" in json.dumps(r.json())
 

@@ -37,6 +37,7 @@ router = APIRouter(
     },
 )
 
+MAX_OFFSET = 2**31 - 1  # larger values overflow the database's integer (SQLite: 500 before)
 _SPEC_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -62,9 +63,9 @@ _SPEC_BODY: dict[str, Any] = {
     openapi_extra=_SPEC_BODY,
 )
 def create_experiment(
+    owner: CurrentOwner,  # first: a request without a valid key gets 401 whatever its body
     spec: SpecBody,
     response: Response,
-    owner: CurrentOwner,
     sessions: SessionsDep,
     settings: SettingsDep,
     executor: ExecutorDep,
@@ -86,7 +87,7 @@ def list_owned(
     session: SessionDep,
     status: ExperimentStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> ExperimentPage:
     return list_experiments(session, owner, status.value if status else None, limit, offset)
 
