@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.config import Settings
+from xstilts.experiments.queries import owned_experiment
 from xstilts.runtime.orchestration import Executor
 from xstilts.spec import ExperimentSpec, SpecError, parse_spec
 
@@ -97,6 +98,16 @@ def spec_body(body: Annotated[bytes, Depends(read_body)]) -> ExperimentSpec:
     return parse_spec(data)
 
 
+def owned_experiment_id(
+    exp_id: str,
+    owner: Annotated[str, Depends(current_owner)],
+    sessions: Annotated[sessionmaker[Session], Depends(get_sessions)],
+) -> str:
+    """The path's experiment id once it is the caller's (404 otherwise, as for no experiment)."""
+    with sessions() as s:
+        return owned_experiment(s, exp_id, owner).id
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
@@ -105,3 +116,4 @@ ExecutorDep = Annotated[Executor, Depends(get_executor)]
 CurrentOwner = Annotated[str, Depends(current_owner)]
 RawBody = Annotated[bytes, Depends(read_body)]
 SpecBody = Annotated[ExperimentSpec, Depends(spec_body)]
+OwnedExperimentId = Annotated[str, Depends(owned_experiment_id)]

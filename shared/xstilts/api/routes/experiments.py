@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.api.deps import (
     CurrentOwner,
     ExecutorDep,
+    OwnedExperimentId,
     SessionDep,
     SessionsDep,
     SettingsDep,
@@ -23,7 +25,7 @@ from xstilts.api.schemas import (
     ValidationErrors,
 )
 from xstilts.experiments.idempotency import submit_once
-from xstilts.experiments.queries import list_experiments, owned_experiment
+from xstilts.experiments.queries import list_experiments
 from xstilts.experiments.results import experiment_results
 from xstilts.experiments.status import experiment_state
 from xstilts.runtime.orchestration import cancel, refresh_experiment, start
@@ -77,8 +79,7 @@ def create_experiment(
         response.headers["Location"] = f"/experiments/{submitted.experiment_id}"
     else:
         response.status_code = 200
-    with sessions() as s:
-        return experiment_state(s, submitted.experiment_id)
+    return _state(sessions, submitted.experiment_id)
 
 
 @router.get("")
@@ -93,27 +94,24 @@ def list_owned(
 
 
 @router.get("/{exp_id}")
-def get_experiment(exp_id: str, owner: CurrentOwner, sessions: SessionsDep) -> ExperimentState:
-    with sessions() as s:
-        owned_experiment(s, exp_id, owner)
+def get_experiment(exp_id: OwnedExperimentId, sessions: SessionsDep) -> ExperimentState:
     refresh_experiment(sessions, exp_id)
-    with sessions() as s:
-        return experiment_state(s, exp_id)
+    return _state(sessions, exp_id)
 
 
 @router.get("/{exp_id}/metrics")
-def get_metrics(exp_id: str, owner: CurrentOwner, sessions: SessionsDep) -> ExperimentResults:
+def get_metrics(exp_id: OwnedExperimentId, sessions: SessionsDep) -> ExperimentResults:
     """Metrics so far (complete once ``experiment.status`` is ``succeeded``), summary, stages."""
-    with sessions() as s:
-        owned_experiment(s, exp_id, owner)
     refresh_experiment(sessions, exp_id)
     return experiment_results(sessions, exp_id)
 
 
 @router.post("/{exp_id}/cancel", status_code=202)
-def cancel_experiment(exp_id: str, owner: CurrentOwner, sessions: SessionsDep) -> ExperimentState:
-    with sessions() as s:
-        owned_experiment(s, exp_id, owner)
+def cancel_experiment(exp_id: OwnedExperimentId, sessions: SessionsDep) -> ExperimentState:
     cancel(sessions, exp_id)
+    return _state(sessions, exp_id)
+
+
+def _state(sessions: sessionmaker[Session], exp_id: str) -> ExperimentState:
     with sessions() as s:
         return experiment_state(s, exp_id)
