@@ -127,9 +127,7 @@ def test_celery_workers_end_to_end_match_library_and_reuse(
     # Duplicate deliveries of finished stages run nothing.
     target_id = next(
         s.id
-        for s in service.sessions().scalars(
-            select(Stage).where(Stage.key == stages2["target"]["key"])
-        )
+        for s in service.sessions().scalars(select(Stage).where(Stage.key == stages2["target"].key))
     )
     service.executor.send(target_id, "gpu")
     service.executor.send(target_id, "gpu")
