@@ -148,7 +148,7 @@ def main() -> int:
             spec = spec_for(name, TARGETS[name])
             if TARGETS[name].get("data") == "pawsx_split":
                 spec["data"] = {"source": "local", "path": str(split_data)}
-            res = ws.run(parse_spec(spec))
+            res = ws.run(parse_spec(spec)).model_dump(mode="json")
         except XstiltsError as e:
             rows.append(
                 (name, "-", f"not scored: {str(e).splitlines()[0][:150]}", time.perf_counter() - t0)

@@ -95,7 +95,7 @@ def main() -> None:
         settings = Settings(database_url=url, artifacts_dir=Path(f"/tmp/{db}"))
         ws = Workspace(settings)
         seeded = ws.run(parse_spec(_spec("seed")))
-        exp_id = seeded["experiment"]["id"]
+        exp_id = seeded.experiment.id
         with ws.sessions.begin() as s:
             s.execute(update(Experiment).where(Experiment.id == exp_id).values(owner="bench"))
         server = subprocess.Popen(

@@ -69,28 +69,29 @@ def test_target_runs_and_export_scores_back(
     target, languages, evaluation = CASES[name]
     ws = Workspace(settings)
     result = ws.run(parse_spec(_spec(tiny_model_dir, overlay, target, languages, **evaluation)))
-    kinds = [s["kind"] for s in result["stages"]]
+    kinds = [s.kind for s in result.stages]
     # Retrieval trains nothing: it reads the bare model's encoder.
     assert ("target_train" in kinds) == (name not in ("tatoeba", "bucc2018"))
-    summary = result["summary"]
-    assert summary["languages"] == languages and summary["metric"] == FOLDER_METRIC[name]
-    primary = {m["language"]: m for m in result["metrics"] if m["metric"] == summary["metric"]}
+    summary = result.summary
+    assert summary is not None
+    assert summary.languages == languages and summary.metric == FOLDER_METRIC[name]
+    primary = {m.language: m for m in result.metrics if m.metric == summary.metric}
     assert set(primary) == set(languages)
-    assert all(0.0 <= m["value"] <= 1.0 and m["n"] > 0 for m in primary.values())
+    assert all(0.0 <= m.value <= 1.0 and m.n > 0 for m in primary.values())
 
     prefix = "test" if evaluation.get("split") == "test" else "dev"
     written = export_predictions(
-        ws.sessions, result["experiment"]["id"], tmp_path / "pred", labels_dir=tmp_path / "gold"
+        ws.sessions, result.experiment.id, tmp_path / "pred", labels_dir=tmp_path / "gold"
     )
     assert len(written) == 2 * len(languages)
     scored = score_folder(tmp_path / "pred", tmp_path / "gold", split=prefix)[name]["languages"]
     for lang, m in primary.items():
-        assert scored[lang][FOLDER_METRIC[name]] == pytest.approx(100 * m["value"], abs=1e-9)
+        assert scored[lang][FOLDER_METRIC[name]] == pytest.approx(100 * m.value, abs=1e-9)
     if name == "mlqa":  # exact match is stored too, and the XTREME score is the mean of both
-        em = {m["language"]: m["value"] for m in result["metrics"] if m["metric"] == "exact_match"}
+        em = {m.language: m.value for m in result.metrics if m.metric == "exact_match"}
         assert scored["zh"]["exact_match"] == pytest.approx(100 * em["zh"])
-        means = summary["metric_means"]
-        assert summary["xtreme_score"] == pytest.approx((means["f1"] + means["exact_match"]) / 2)
+        means = summary.metric_means
+        assert summary.xtreme_score == pytest.approx((means["f1"] + means["exact_match"]) / 2)
 
 
 def test_multi_task_intermediate_across_formats(
@@ -119,7 +120,7 @@ def test_multi_task_intermediate_across_formats(
         "qqp": "sequence",
     }
     assert heads["cosmosqa"]["labels"] == ["A", "B", "C", "D"]
-    assert {m["language"] for m in result["metrics"]} == {"en", "de"}
+    assert {m.language for m in result.metrics} == {"en", "de"}
 
 
 def test_targets_trained_on_the_same_task_share_the_target_stage(
@@ -141,17 +142,17 @@ def test_retrieval_reads_the_intermediate_encoder_and_shares_predictions_across_
     ws = Workspace(settings)
     result = ws.run(parse_spec(base))
     # No training and nothing seed-dependent before scoring: one predict stage serves both seeds.
-    predicts = [s for s in result["stages"] if s["kind"] == "predict"]
-    assert len(predicts) == 2 and len({s["key"] for s in predicts}) == 1
-    assert sorted(result["summary"]["seeds"]) == [1, 2]
+    predicts = [s for s in result.stages if s.kind == "predict"]
+    assert len(predicts) == 2 and len({s.key for s in predicts}) == 1
+    assert sorted(result.summary.seeds) == [1, 2]
 
     inter = dict(base, seeds=[1])
     inter["intermediate"] = {"tasks": ["qqp"], "training": base["target"]["training"]}
     with_qqp = ws.run(parse_spec(inter))
-    kinds = [s["kind"] for s in with_qqp["stages"]]
+    kinds = [s.kind for s in with_qqp.stages]
     assert kinds == ["intermediate_train", "predict", "evaluate"]
-    (pred,) = [s for s in with_qqp["stages"] if s["kind"] == "predict"]
-    assert pred["key"] != predicts[0]["key"]  # a different encoder, so different predictions
+    (pred,) = [s for s in with_qqp.stages if s.kind == "predict"]
+    assert pred.key != predicts[0].key  # a different encoder, so different predictions
 
 
 def test_ccg_from_a_user_folder_with_its_open_tag_set(

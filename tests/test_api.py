@@ -1,5 +1,7 @@
 """The REST API over the library: auth and ownership, submission (idempotent), validation errors,
-listing, cancellation, and one real experiment run by the embedded ThreadExecutor."""
+listing, cancellation, and one real experiment run by the embedded ThreadExecutor.
+
+Every test runs twice: on SQLite (embedded mode) and on a fresh Postgres database (the service)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from xstilts.api.app import create_app
+from xstilts.db.migrate import upgrade
+from xstilts.experiments.results import ExperimentResults
 from xstilts.runtime.executors import ThreadExecutor
 from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
 
 from tests.conftest import tiny_spec
+from tests.service_fixtures import pg_url  # noqa: F401 (fixture)
 
 ALICE, BOB = "alice-key-123", "bob-key-456"
 A = {"Authorization": f"Bearer {ALICE}"}
@@ -38,9 +43,13 @@ class RecordingExecutor:
         self.sent.append((stage_id, queue))
 
 
-@pytest.fixture()
-def api_settings(settings):
-    return settings.model_copy(update={"api_keys": {"alice": _sha(ALICE), "bob": _sha(BOB)}})
+@pytest.fixture(params=["sqlite", "postgres"])
+def api_settings(request: pytest.FixtureRequest, settings):
+    url = settings.database_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    upgrade(url)  # the migrate job: a service with its own executor never migrates on start
+    return settings.model_copy(
+        update={"database_url": url, "api_keys": {"alice": _sha(ALICE), "bob": _sha(BOB)}}
+    )
 
 
 @pytest.fixture()
@@ -87,6 +96,10 @@ def test_auth_and_ownership(client: TestClient, tiny_model_dir: Path) -> None:
     r = client.get("/experiments", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
     assert client.get("/tasks").status_code == 401
+    # The key is checked before the body: no key and an invalid spec is still 401, not 422.
+    r = client.post("/experiments", json={"target": {"task": ""}})
+    assert r.status_code == 401
+    assert r.json() == {"detail": "missing API key (Authorization: Bearer <key>)"}
 
     created = client.post("/experiments", json=small_spec(tiny_model_dir), headers=A)
     assert created.status_code == 201
@@ -127,9 +140,28 @@ def test_submit_runs_for_real_and_matches_the_library(
             assert st["progress"]["step"] == st["progress"]["total"]
             assert st["progress"]["eta_s"] == 0.0
 
-        res = client.get(f"/experiments/{exp_id}/metrics", headers=A).json()
-        assert res["experiment"]["status"] == "succeeded"
+        r = client.get(f"/experiments/{exp_id}/metrics", headers=A)
+        assert r.status_code == 200
+        res = r.json()
+        assert res["experiment"] == {
+            "id": exp_id,
+            "name": "api",
+            "status": "succeeded",
+            "error": None,
+        }
         assert [m["language"] for m in res["metrics"]] == ["en", "de"]
+        assert {m["metric"] for m in res["metrics"]} == {"accuracy"}
+        assert res["summary"]["task"] == "xnli" and res["summary"]["metric"] == "accuracy"
+        assert res["summary"]["languages"] == ["en", "de"] and res["summary"]["seeds"] == [1]
+        assert res["summary"]["worst_language"] == "de"
+        assert list(res["summary"]["per_seed"]) == ["1"] and res["summary"]["across_seeds"] == {}
+        assert [(s["role"], s["status"], s["reused"]) for s in res["stages"]] == [
+            ("target", "succeeded", False),
+            ("predict:en", "succeeded", False),
+            ("predict:de", "succeeded", False),
+            ("evaluate", "succeeded", False),
+        ]
+        assert res["stages"][0]["steps_run"] > 0
 
     other = api_settings.model_copy(
         update={
@@ -139,8 +171,10 @@ def test_submit_runs_for_real_and_matches_the_library(
         }
     )
     direct = Workspace(other).run(parse_spec(spec))
-    assert res["metrics"] == direct["metrics"]  # exact: same seed, same data, same stages
-    assert res["summary"] == json.loads(json.dumps(direct["summary"]))
+    served = ExperimentResults.model_validate(res)
+    assert served.metrics == direct.metrics  # exact: same seed, same data, same stages
+    assert served.summary == direct.summary
+    assert res["summary"] == direct.model_dump(mode="json")["summary"]
 
 
 def test_idempotency_key(client: TestClient, tiny_model_dir: Path) -> None:
@@ -186,12 +220,60 @@ def test_validation_errors_name_fields(client: TestClient, tiny_model_dir: Path)
 
     r = client.post("/experiments", content=b"{not json", headers=A)
     assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["(spec)"] and "not valid JSON" in err["msg"]
+
+    r = client.post("/experiments", json=[spec], headers=A)
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{"loc": ["(spec)"], "msg": "spec must be an object, got list"}]
+
+    # The loc is pydantic's own: list positions stay integers, cross-field checks name their field.
+    r = client.post("/experiments", json={**spec, "seeds": [1, -1]}, headers=A)
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["seeds", 1] and "greater than or equal to 0" in err["msg"]
+
+    r = client.post("/experiments", json={**spec, "seeds": [3, 3]}, headers=A)
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{"loc": ["seeds"], "msg": "a seed is listed twice"}]
+
+    hub = {"source": "hf:FacebookAI/xlm-roberta-large"}
+    r = client.post("/experiments", json={**spec, "model": hub}, headers=A)
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["model", "revision"] and err["msg"].startswith("a hub model needs")
+
+    bad_train = copy.deepcopy(spec)
+    bad_train["target"]["train_task"] = "qqp"
+    r = client.post("/experiments", json=bad_train, headers=A)
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["target", "train_task"] and "mnli" in err["msg"]
+
+    stride = copy.deepcopy(spec)
+    stride["target"]["training"] = {**stride["target"]["training"], "doc_stride": 60}
+    r = client.post("/experiments", json=stride, headers=A)
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["target", "training", "doc_stride"]
+    assert err["msg"] == "60 must be below max_seq_length - max_query_length - 4 = -4"
 
     # Planning errors (a model outside the allowed roots) also name their field.
     r = client.post(
         "/experiments", json={**spec, "model": {"source": "local:/definitely/elsewhere"}}, headers=A
     )
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["model", "source"]
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["model", "source"]
+    assert err["msg"].startswith("/definitely/elsewhere is not under an allowed model root")
+
+    r = client.post(
+        "/experiments", json={**spec, "data": {"path": "/definitely/absent"}}, headers=A
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"] == [
+        {"loc": ["data", "path"], "msg": "/definitely/absent is not a folder"}
+    ]
     assert client.get("/experiments", headers=A).json()["total"] == 0
 
 
@@ -222,6 +304,9 @@ def test_list_pagination_and_cancel(client: TestClient, tiny_model_dir: Path) ->
     assert [e["id"] for e in rest["items"]] == ids[:1]
 
     assert client.get("/experiments?limit=101", headers=A).status_code == 422
+    r = client.get(f"/experiments?offset={2**63}", headers=A)  # found by schemathesis: was a 500
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["query", "offset"]
     r = client.get("/experiments?status=bogus", headers=A)
     assert r.status_code == 422 and "cancelled" in json.dumps(r.json())
 
@@ -262,3 +347,84 @@ def test_openapi_documents_the_spec_body(client: TestClient) -> None:
     assert "target" in spec["required"] and "evaluation" in spec["properties"]
     training = schema["components"]["schemas"]["TrainingConfig"]["properties"]
     assert training["batch_size"]["minimum"] == 1
+
+
+def test_status_and_metrics_before_any_stage_ran(client: TestClient, tiny_model_dir: Path) -> None:
+    r = client.post("/experiments", json=small_spec(tiny_model_dir), headers=A)
+    assert r.status_code == 201
+    exp = r.json()
+    assert exp["name"] == "api" and exp["status"] == "queued" and exp["error"] is None
+    target = exp["stages"][0]
+    assert target["role"] == "target" and target["seed"] == 1 and target["kind"] == "target_train"
+    assert target["status"] == "queued" and target["reused"] is False and target["attempts"] == 0
+    assert target["progress"] == {"step": 0, "total": 0, "examples_per_s": None, "eta_s": None}
+
+    r = client.get(f"/experiments/{exp['id']}", headers=A)
+    assert r.status_code == 200
+    assert r.json() == exp
+
+    r = client.get(f"/experiments/{exp['id']}/metrics", headers=A)
+    assert r.status_code == 200
+    res = r.json()
+    assert res["experiment"] == {"id": exp["id"], "name": "api", "status": "queued", "error": None}
+    assert res["metrics"] == []
+    assert res["summary"] is None  # no metric yet (was {} before results were typed)
+    assert [s["key"] for s in res["stages"]] == [s["key"] for s in exp["stages"]]
+    assert res["stages"][0] == {
+        "role": "target",
+        "seed": 1,
+        "kind": "target_train",
+        "key": target["key"],
+        "status": "queued",
+        "reused": False,
+        "steps_run": 0,
+        "attempts": 0,
+    }
+
+    r = client.get("/experiments/doesnotexist/metrics", headers=A)
+    assert r.status_code == 404
+    assert r.json() == {"detail": "experiment doesnotexist not found"}
+
+
+def test_openapi_documents_the_result_fields(client: TestClient) -> None:
+    r = client.get("/openapi.json")
+    assert r.status_code == 200
+    schema = r.json()
+    components = schema["components"]["schemas"]
+    ok = schema["paths"]["/experiments/{exp_id}/metrics"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ExperimentResults"
+    }
+    results = components["ExperimentResults"]["properties"]
+    assert set(results) == {"experiment", "metrics", "summary", "stages"}
+    summary = components["Summary"]["properties"]
+    for field in ("mean", "transfer_gap", "non_english_cv", "worst_language", "per_seed"):
+        assert field in summary
+    assert summary["xtreme_score"]["type"] == "number"
+    assert set(components["MetricRow"]["properties"]) == {
+        "task", "language", "metric", "value", "n", "seed", "ci_low", "ci_high"
+    }  # fmt: skip
+    assert "steps_run" in components["StageRow"]["properties"]
+    assert "eta_s" in components["Progress"]["properties"]
+
+    def free_form(node: object) -> bool:  # a dict[str, Any]: an object of anything
+        if isinstance(node, dict):
+            if node.get("type") == "object" and node.get("additionalProperties") is True:
+                return True
+            if (
+                node.get("type") == "object"
+                and "properties" not in node
+                and not any(k in node for k in ("additionalProperties", "$ref"))
+            ):
+                return True
+            return any(free_form(v) for v in node.values())
+        if isinstance(node, list):
+            return any(free_form(v) for v in node)
+        return False
+
+    responses = [
+        name
+        for name in ("ExperimentResults", "Summary", "ExperimentState", "ExperimentPage", "TaskOut")
+        if free_form(components[name])
+    ]
+    assert responses == []

@@ -106,3 +106,18 @@ def test_run_writes_json_and_validate_lists_stages(
     assert main(["compare", str(result_file), str(result_file)]) == 0
     table = capsys.readouterr().out
     assert "non-English mean" in table and "delta" in table
+    # The keys of the file are the results' keys, in the model that `compare` parses them with.
+    assert set(result) == {"experiment", "metrics", "summary", "stages"}
+    assert set(result["summary"]) >= {"mean", "transfer_gap", "per_seed", "xtreme_score"}
+    assert set(result["stages"][0]) == {
+        "role", "seed", "kind", "key", "status", "reused", "steps_run", "attempts"
+    }  # fmt: skip
+
+    # A file of an experiment without metrics yet, as written before results were typed.
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({**result, "metrics": [], "summary": {}}))
+    assert main(["compare", str(result_file), str(empty)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    sw = next(line for line in table if line.startswith("sw "))
+    assert sw.split()[1:] == [f"{100 * result['metrics'][1]['value']:.1f}", "-"]
+    assert next(line for line in table if line.startswith("mean (all)")).split()[-1] == "-"

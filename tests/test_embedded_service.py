@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from xstilts.cli.main import main
+from xstilts.experiments.results import ExperimentResults
 from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
 
@@ -80,7 +81,10 @@ def test_serve_and_submit_over_http(
 
     direct = Workspace(settings).run(parse_spec(data))
     assert [(m["language"], m["value"], m["n"]) for m in served["metrics"]] == [
-        (m["language"], m["value"], m["n"]) for m in direct["metrics"]
+        (m.language, m.value, m.n) for m in direct.metrics
     ]
-    assert served["summary"]["mean"] == direct["summary"]["mean"]
+    assert direct.summary is not None
+    assert served["summary"]["mean"] == direct.summary.mean
     assert served["experiment"]["status"] == "succeeded"
+    # The file `submit --json` wrote is the model's JSON: it parses back to the same numbers.
+    assert ExperimentResults.model_validate(served).metrics == direct.metrics

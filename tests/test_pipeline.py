@@ -27,27 +27,27 @@ def test_end_to_end_then_rerun_trains_nothing(
 
     # 256 capped examples, batch 16, one epoch: 16 steps each for intermediate and target.
     assert optimizer_steps[0] == 2 * _steps(256, 16)
-    roles = [s["role"] for s in result["stages"]]
+    roles = [s.role for s in result.stages]
     assert roles == ["intermediate", "target", "predict:en", "predict:de", "predict:ar", "evaluate"]
-    assert all(s["status"] == "succeeded" and not s["reused"] for s in result["stages"])
+    assert all(s.status == "succeeded" and not s.reused for s in result.stages)
 
-    metrics = result["metrics"]
-    assert [(m["task"], m["language"], m["metric"], m["n"], m["seed"]) for m in metrics] == [
+    metrics = result.metrics
+    assert [(m.task, m.language, m.metric, m.n, m.seed) for m in metrics] == [
         ("xnli", lang, "accuracy", 60, 1) for lang in ("en", "de", "ar")
     ]
     for m in metrics:
-        assert 0 <= m["value"] <= 1 and m["ci_low"] <= m["value"] <= m["ci_high"]
-        assert round(m["value"] * 60) == pytest.approx(m["value"] * 60)  # a count out of 60
-    expected = cross_language_summary({m["language"]: m["value"] for m in metrics})
+        assert 0 <= m.value <= 1 and m.ci_low <= m.value <= m.ci_high
+        assert round(m.value * 60) == pytest.approx(m.value * 60)  # a count out of 60
+    expected = cross_language_summary({m.language: m.value for m in metrics})
     for key, value in expected.items():
-        assert result["summary"][key] == value
+        assert getattr(result.summary, key) == value
 
     optimizer_steps[0] = 0
     again = Workspace(settings).run(spec)
     assert optimizer_steps[0] == 0
-    assert all(s["reused"] for s in again["stages"])
-    assert again["metrics"] == metrics
-    assert again["experiment"]["id"] != result["experiment"]["id"]
+    assert all(s.reused for s in again.stages)
+    assert again.metrics == metrics
+    assert again.experiment.id != result.experiment.id
 
 
 def test_shared_intermediate_is_trained_once(
@@ -74,9 +74,9 @@ def test_shared_intermediate_is_trained_once(
     paws["evaluation"] = dict(xnli["evaluation"], languages=["en", "de", "es"])
     result = ws.run(parse_spec(paws))
     assert optimizer_steps[0] == _steps(256, 16)  # the target stage only
-    stages = {s["role"]: s for s in result["stages"]}
-    assert stages["intermediate"]["reused"] and not stages["target"]["reused"]
-    assert [m["language"] for m in result["metrics"]] == ["en", "de", "es"]
+    stages = {s.role: s for s in result.stages}
+    assert stages["intermediate"].reused and not stages["target"].reused
+    assert [m.language for m in result.metrics] == ["en", "de", "es"]
 
 
 def test_failed_stage_is_retried_then_recorded(
@@ -152,4 +152,4 @@ def test_multi_task_intermediate_feeds_the_target(
     assert set(train_result["task_losses"]) == {"qqp", "snli"}
     heads = _torch.load(out / "heads.pt", weights_only=True)
     assert {k for k in heads if not k.startswith("__")} == {"qqp", "snli"}
-    assert [m["language"] for m in result["metrics"]] == ["en"]
+    assert [m.language for m in result.metrics] == ["en"]

@@ -153,21 +153,21 @@ def test_export_then_score_reproduces_the_stored_metrics(
     ws = Workspace(settings)
     result = ws.run(parse_spec(data))
     out = tmp_path / "submission"
-    written = export_predictions(ws.sessions, result["experiment"]["id"], out)
+    written = export_predictions(ws.sessions, result.experiment.id, out)
     assert sorted(p.relative_to(out).as_posix() for p in written) == [
         "xnli/dev-en.tsv",
         "xnli/dev-sw.tsv",
     ]
     # Labels for the same (capped) examples, in the same order, from the stored predictions.
     labels = tmp_path / "labels"
-    for st in result["stages"]:
-        if st["kind"] == "predict":
-            (stage_dir,) = (settings.artifacts_dir / "stages").glob(f"predict-{st['key'][:20]}")
+    for st in result.stages:
+        if st.kind == "predict":
+            (stage_dir,) = (settings.artifacts_dir / "stages").glob(f"predict-{st.key[:20]}")
             rows = json.loads((stage_dir / "predictions.json").read_text())
             _write(
                 labels / "xnli" / f"dev-{rows['language']}.tsv",
                 "".join(f"{r['label']}\n" for r in rows["rows"]),
             )
     scored = score_folder(out, labels, split="dev")["xnli"]["languages"]
-    for m in result["metrics"]:
-        assert scored[m["language"]]["accuracy"] == pytest.approx(100 * m["value"])
+    for m in result.metrics:
+        assert scored[m.language]["accuracy"] == pytest.approx(100 * m.value)

@@ -73,7 +73,7 @@ def _wait(svc, exp_id: str, want: str = "succeeded", timeout: float = 240) -> fl
         if status in ("failed", "cancelled") and status != want:
             logs = "\n".join(svc.workers.log(n)[-3000:] for n in svc.workers.procs)
             pytest.fail(
-                f"experiment {status}: {experiment_results(svc.sessions, exp_id)['experiment']}\n{logs}"
+                f"experiment {status}: {experiment_results(svc.sessions, exp_id).experiment}\n{logs}"
             )
         if time.monotonic() - t0 > timeout:
             logs = "\n".join(svc.workers.log(n)[-3000:] for n in svc.workers.procs)
@@ -112,11 +112,11 @@ def test_celery_workers_end_to_end_match_library_and_reuse(
 
     direct = Workspace(settings).run(spec)  # the same spec, in-process on SQLite
     assert [(m["language"], m["value"], m["n"]) for m in got["metrics"]] == [
-        (m["language"], m["value"], m["n"]) for m in direct["metrics"]
+        (m.language, m.value, m.n) for m in direct.metrics
     ]
+    assert direct.summary is not None
     assert (
-        got["summary"]["non_english_variance_sample"]
-        == direct["summary"]["non_english_variance_sample"]
+        got["summary"]["non_english_variance_sample"] == direct.summary.non_english_variance_sample
     )
 
     # A second experiment with the same intermediate stage and another target training.
@@ -124,17 +124,15 @@ def test_celery_workers_end_to_end_match_library_and_reuse(
     other["target"]["training"] = dict(other["target"]["training"], learning_rate=5e-4)
     exp2 = _submit(service, parse_spec(other))
     _wait(service, exp2)
-    stages2 = {s["role"]: s for s in experiment_results(service.sessions, exp2)["stages"]}
-    assert stages2["intermediate"]["reused"] and stages2["intermediate"]["attempts"] == 1
-    assert stages2["intermediate"]["steps_run"] == 16  # trained once, by the first experiment
-    assert not stages2["target"]["reused"] and stages2["target"]["steps_run"] == 16
+    stages2 = {s.role: s for s in experiment_results(service.sessions, exp2).stages}
+    assert stages2["intermediate"].reused and stages2["intermediate"].attempts == 1
+    assert stages2["intermediate"].steps_run == 16  # trained once, by the first experiment
+    assert not stages2["target"].reused and stages2["target"].steps_run == 16
 
     # Duplicate deliveries of finished stages run nothing.
     target_id = next(
         s.id
-        for s in service.sessions().scalars(
-            select(Stage).where(Stage.key == stages2["target"]["key"])
-        )
+        for s in service.sessions().scalars(select(Stage).where(Stage.key == stages2["target"].key))
     )
     service.executor.send(target_id, "gpu")
     service.executor.send(target_id, "gpu")
@@ -177,8 +175,8 @@ def test_sigkill_worker_mid_training_new_worker_resumes(service, tiny_model_dir:
         time.sleep(1)
     recovery_s = time.monotonic() - killed_at
     result = experiment_results(service.sessions, exp_id)
-    target = next(s for s in result["stages"] if s["role"] == "target")
-    assert target["attempts"] == 2 and target["status"] == "succeeded"
+    target = next(s for s in result.stages if s.role == "target")
+    assert target.attempts == 2 and target.status == "succeeded"
     (out,) = (service.settings.artifacts_dir / "stages").glob("target_train-*")
     import json
 
@@ -252,9 +250,9 @@ def test_failing_stage_is_retried_then_failed_with_error(
     exp_id = _submit(service, spec)
     _wait(service, exp_id, want="failed", timeout=120)
     result = experiment_results(service.sessions, exp_id)
-    target = next(s for s in result["stages"] if s["role"] == "target")
-    assert target["status"] == "failed" and target["attempts"] == 3  # MAX_ATTEMPTS, then it stops
-    assert "maybe" in result["experiment"]["error"]
+    target = next(s for s in result.stages if s.role == "target")
+    assert target.status == "failed" and target.attempts == 3  # MAX_ATTEMPTS, then it stops
+    assert "maybe" in (result.experiment.error or "")
     with service.sessions() as s:
         stage = s.scalars(select(Stage).where(Stage.kind == "target_train")).one()
         assert "label 'maybe' is not one of" in (stage.error or "")
@@ -316,8 +314,6 @@ def test_celery_runs_other_formats_and_seed_shared_stages(
         _wait(service, exp_id)
         got = experiment_results(service.sessions, exp_id)
         direct = Workspace(settings).run(spec)
-        assert [(m["language"], m["metric"], m["seed"], m["value"]) for m in got["metrics"]] == [
-            (m["language"], m["metric"], m["seed"], m["value"]) for m in direct["metrics"]
-        ]
-    predicts = [s for s in got["stages"] if s["kind"] == "predict"]
-    assert [s["seed"] for s in predicts] == [1, 2] and len({s["key"] for s in predicts}) == 1
+        assert got.metrics == direct.metrics
+    predicts = [s for s in got.stages if s.kind == "predict"]
+    assert [s.seed for s in predicts] == [1, 2] and len({s.key for s in predicts}) == 1

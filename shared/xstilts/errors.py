@@ -6,17 +6,28 @@ from collections.abc import Iterable
 
 
 class XstiltsError(Exception):
-    """Base class for errors that should reach the user as a clear message (CLI exit 2, HTTP 4xx)."""
+    """Base class for errors that should reach the user as a clear message (CLI exit 2, HTTP 4xx).
+
+    ``field`` names what the error is about (a spec field path such as ``data.path`` where there is
+    one); the message then reads ``"<field>: <reason>"`` and ``reason`` keeps the bare reason, so an
+    API can report the field without parsing the message.
+    """
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)
 
 
 class UnknownNameError(XstiltsError, ValueError):
     """A name (task, language, model, ...) that is not one of the valid values."""
 
     def __init__(self, field: str, value: object, valid: Iterable[str]) -> None:
-        self.field = field
         self.value = value
         self.valid = sorted(valid)
-        super().__init__(f"{field}: unknown value {value!r}; valid values: {', '.join(self.valid)}")
+        super().__init__(
+            f"unknown value {value!r}; valid values: {', '.join(self.valid)}", field=field
+        )
 
 
 class DataNotFoundError(XstiltsError, FileNotFoundError):
@@ -29,3 +40,11 @@ class StageFailedError(XstiltsError, RuntimeError):
 
 class CancelledError(XstiltsError):
     """The experiment was cancelled while a stage was running."""
+
+
+class NotFoundError(XstiltsError, LookupError):
+    """A record (an experiment) that does not exist, or that the caller may not see."""
+
+
+class IdempotencyConflictError(XstiltsError):
+    """An idempotency key reused with a different request body."""

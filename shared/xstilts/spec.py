@@ -7,12 +7,13 @@ Task and language errors list the valid values.
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from xstilts.errors import XstiltsError
 from xstilts.tasks import Split, get_task, intermediate_task_names, target_task_names
@@ -29,6 +30,17 @@ class _Strict(BaseModel):
 
 
 QA_SPECIAL_TOKENS = 4  # <s> question </s></s> context </s>
+Loc = tuple[int | str, ...]
+
+
+def invalid(loc: Loc, message: str, value: Any) -> ValidationError:
+    """A validation error at ``loc`` (relative to the model being validated), for a check that spans
+    fields: raised from a model validator, pydantic prefixes the parents' path, so the error's own
+    ``loc`` names the field and nobody has to read it back out of the message."""
+    error = PydanticCustomError("value_error", message)  # no context: braces stay as they are
+    return ValidationError.from_exception_data(
+        "ExperimentSpec", [InitErrorDetails(type=error, loc=loc, input=value)]
+    )
 
 
 def doc_stride(max_seq_length: int, stride: int | None) -> int:
@@ -36,14 +48,16 @@ def doc_stride(max_seq_length: int, stride: int | None) -> int:
 
 
 def check_windows(
-    max_seq_length: int, stride: int | None, max_query_length: int, where: str
+    max_seq_length: int, stride: int | None, max_query_length: int, where: Loc
 ) -> None:
     """A QA window must hold the question, the special tokens and more context than the overlap."""
     room = max_seq_length - max_query_length - QA_SPECIAL_TOKENS
     if stride is not None and stride >= room:
-        raise ValueError(
-            f"{where}: {stride} must be below max_seq_length - max_query_length - "
-            f"{QA_SPECIAL_TOKENS} = {room}"
+        raise invalid(
+            where,
+            f"{stride} must be below max_seq_length - max_query_length - "
+            f"{QA_SPECIAL_TOKENS} = {room}",
+            stride,
         )
 
 
@@ -64,7 +78,7 @@ class TrainingConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_windows(self) -> TrainingConfig:
-        check_windows(self.max_seq_length, self.doc_stride, self.max_query_length, "doc_stride")
+        check_windows(self.max_seq_length, self.doc_stride, self.max_query_length, ("doc_stride",))
         return self
 
     gradient_accumulation_steps: Annotated[int, Field(ge=1, le=1024)] = 1
@@ -89,27 +103,32 @@ class ModelConfig(_Strict):
         if s.startswith(OFFLINE_PREFIX):
             name = s[len(OFFLINE_PREFIX) :]
             if name not in BUILTIN_MODELS:
-                raise ValueError(
-                    f"model.source: unknown built-in model {name!r}; valid: "
-                    + ", ".join(OFFLINE_PREFIX + m for m in BUILTIN_MODELS)
+                raise invalid(
+                    ("source",),
+                    f"unknown built-in model {name!r}; valid: "
+                    + ", ".join(OFFLINE_PREFIX + m for m in BUILTIN_MODELS),
+                    s,
                 )
         elif s.startswith(HF_PREFIX):
             if not s[len(HF_PREFIX) :]:
-                raise ValueError(
-                    "model.source: 'hf:' needs a hub id, e.g. hf:FacebookAI/xlm-roberta-large"
+                raise invalid(
+                    ("source",), "'hf:' needs a hub id, e.g. hf:FacebookAI/xlm-roberta-large", s
                 )
             if not self.revision:
-                raise ValueError(
-                    "model.revision: a hub model needs a pinned revision (a commit hash or tag), "
-                    "so that results stay reproducible"
+                raise invalid(
+                    ("revision",),
+                    "a hub model needs a pinned revision (a commit hash or tag), "
+                    "so that results stay reproducible",
+                    self.revision,
                 )
         elif s.startswith(LOCAL_PREFIX):
             if not s[len(LOCAL_PREFIX) :]:
-                raise ValueError("model.source: 'local:' needs a folder path")
+                raise invalid(("source",), "'local:' needs a folder path", s)
         else:
-            raise ValueError(
-                f"model.source: {s!r} must start with one of {OFFLINE_PREFIX!r}, {HF_PREFIX!r}, "
-                f"{LOCAL_PREFIX!r}"
+            raise invalid(
+                ("source",),
+                f"{s!r} must start with one of {OFFLINE_PREFIX!r}, {HF_PREFIX!r}, {LOCAL_PREFIX!r}",
+                s,
             )
         return self
 
@@ -165,11 +184,14 @@ class TargetConfig(_Strict):
         target = get_task(self.task)
         valid = compatible_train_tasks(target)
         if not valid:
-            raise ValueError(f"target.train_task: {target.name} trains nothing (retrieval)")
+            raise invalid(
+                ("train_task",), f"{target.name} trains nothing (retrieval)", self.train_task
+            )
         if self.train_task.lower() not in valid:
-            raise ValueError(
-                f"target.train_task: {self.train_task!r} cannot train {target.name}; "
-                f"valid: {', '.join(valid)}"
+            raise invalid(
+                ("train_task",),
+                f"{self.train_task!r} cannot train {target.name}; valid: {', '.join(valid)}",
+                self.train_task,
             )
         return self.model_copy(update={"train_task": self.train_task.lower()})
 
@@ -200,7 +222,7 @@ class EvaluationConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_windows(self) -> EvaluationConfig:
-        check_windows(self.max_seq_length, self.doc_stride, 64, "evaluation.doc_stride")
+        check_windows(self.max_seq_length, self.doc_stride, 64, ("doc_stride",))
         return self
 
 
@@ -225,14 +247,18 @@ class ExperimentSpec(_Strict):
         valid = task.split_languages(split)
         for lang in self.evaluation.languages or ():
             if lang not in valid:
-                raise ValueError(
-                    f"evaluation.languages: unknown language {lang!r} for {task.name} "
-                    f"{split.value}; valid: {', '.join(valid)}"
+                raise invalid(
+                    ("evaluation", "languages"),
+                    f"unknown language {lang!r} for {task.name} {split.value}; "
+                    f"valid: {', '.join(valid)}",
+                    lang,
                 )
         if self.evaluation.languages is not None and not self.evaluation.languages:
-            raise ValueError("evaluation.languages: give at least one language, or leave it out")
+            raise invalid(
+                ("evaluation", "languages"), "give at least one language, or leave it out", []
+            )
         if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError("seeds: a seed is listed twice")
+            raise invalid(("seeds",), "a seed is listed twice", self.seeds)
         return self
 
     @property
@@ -241,39 +267,31 @@ class ExperimentSpec(_Strict):
         return list(self.evaluation.languages or task.split_languages(Split(self.evaluation.split)))
 
 
-class SpecError(XstiltsError):
-    """A spec that does not validate; ``errors`` are ``(field path, message)`` pairs."""
-
-    def __init__(self, errors: list[tuple[str, str]]) -> None:
-        self.errors = errors
-        super().__init__("invalid experiment spec:\n" + "\n".join(f"  {f}: {m}" for f, m in errors))
-
-
-_NAMED_FIELD = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", re.S)
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: Loc) -> str:
+    """``("target", "task")`` -> ``"target.task"``; the empty path (the whole spec) -> ``"(spec)"``."""
     return ".".join(str(p) for p in loc) or "(spec)"
 
 
+class SpecError(XstiltsError):
+    """A spec that does not validate. ``locs`` are ``(field path as pydantic's loc, message)``
+    pairs; ``errors`` the same with the path as a dotted string."""
+
+    def __init__(self, locs: Sequence[tuple[Loc, str]]) -> None:
+        self.locs = list(locs)
+        self.errors = [(field_path(loc), msg) for loc, msg in self.locs]
+        super().__init__(
+            "invalid experiment spec:\n" + "\n".join(f"  {f}: {m}" for f, m in self.errors)
+        )
+
+
 def parse_spec(data: Any) -> ExperimentSpec:
-    """Validate a decoded spec; raise :class:`SpecError` naming each bad field."""
+    """Validate a decoded spec; raise :class:`SpecError` naming each bad field (pydantic's loc)."""
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as e:
-        errors = []
-        for err in e.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            # Cross-field checks run on the parent model; they name their field in the message.
-            named = _NAMED_FIELD.match(msg)
-            loc = _field_path(err["loc"])
-            if named and named[1].startswith(loc.replace("(spec)", "")):
-                errors.append((named[1], named[2]))
-            elif named:  # a nested model's own cross-field check names its field relative to it
-                errors.append((f"{loc}.{named[1].split('.')[-1]}", named[2]))
-            else:
-                errors.append((_field_path(err["loc"]), msg))
-        raise SpecError(errors) from None
+        raise SpecError(
+            [(err["loc"], err["msg"].removeprefix("Value error, ")) for err in e.errors()]
+        ) from None
 
 
 def load_spec(path: Path) -> ExperimentSpec:
@@ -289,5 +307,5 @@ def load_spec(path: Path) -> ExperimentSpec:
             f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}"
         ) from None
     if not isinstance(data, dict):
-        raise SpecError([("(spec)", f"{path} must hold a mapping, got {type(data).__name__}")])
+        raise SpecError([((), f"{path} must hold a mapping, got {type(data).__name__}")])
     return parse_spec(data)

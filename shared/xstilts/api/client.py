@@ -1,4 +1,8 @@
-"""A small HTTP client of the xstilts API: submit a spec, follow its progress, fetch its metrics."""
+"""A small HTTP client of the xstilts API: submit a spec, follow its progress, fetch its metrics.
+
+Responses are parsed into the same models the API declares (:class:`ExperimentState`,
+:class:`ExperimentResults`), so a field the server renamed fails here, loudly, not in a caller.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 import httpx
 
 from xstilts.errors import StageFailedError, XstiltsError
+from xstilts.experiments.results import ExperimentResults
+from xstilts.experiments.status import ExperimentState
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -21,7 +27,7 @@ class Client:
             timeout=timeout,
         )
 
-    def _check(self, response: httpx.Response) -> Any:
+    def _check(self, response: httpx.Response) -> bytes:
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")
@@ -30,56 +36,57 @@ class Client:
             if isinstance(detail, list):  # validation errors: one line per field
                 detail = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
             raise XstiltsError(f"HTTP {response.status_code}: {detail}")
-        return response.json()
+        return response.content
 
-    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> ExperimentState:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._check(self.http.post("/experiments", json=spec, headers=headers))  # type: ignore[no-any-return]
+        response = self.http.post("/experiments", json=spec, headers=headers)
+        return ExperimentState.model_validate_json(self._check(response))
 
-    def experiment(self, exp_id: str) -> dict[str, Any]:
-        return self._check(self.http.get(f"/experiments/{exp_id}"))  # type: ignore[no-any-return]
+    def experiment(self, exp_id: str) -> ExperimentState:
+        return ExperimentState.model_validate_json(
+            self._check(self.http.get(f"/experiments/{exp_id}"))
+        )
 
-    def metrics(self, exp_id: str) -> dict[str, Any]:
-        return self._check(self.http.get(f"/experiments/{exp_id}/metrics"))  # type: ignore[no-any-return]
+    def metrics(self, exp_id: str) -> ExperimentResults:
+        response = self.http.get(f"/experiments/{exp_id}/metrics")
+        return ExperimentResults.model_validate_json(self._check(response))
 
     def wait(
         self,
         exp_id: str,
-        on_update: Callable[[dict[str, Any]], None] | None = None,
+        on_update: Callable[[ExperimentState], None] | None = None,
         poll_s: float = 2.0,
         timeout_s: float | None = None,
-    ) -> dict[str, Any]:
-        """Poll until the experiment ends; returns its metrics JSON (raises if it failed)."""
+    ) -> ExperimentResults:
+        """Poll until the experiment ends; returns its results (raises if it failed)."""
         t0 = time.monotonic()
         while True:
             exp = self.experiment(exp_id)
             if on_update is not None:
                 on_update(exp)
-            if exp["status"] in FINAL:
+            if exp.status in FINAL:
                 break
             if timeout_s is not None and time.monotonic() - t0 > timeout_s:
                 raise XstiltsError(
-                    f"experiment {exp_id} still {exp['status']} after {timeout_s:.0f} s"
+                    f"experiment {exp_id} still {exp.status} after {timeout_s:.0f} s"
                 )
             time.sleep(poll_s)
-        if exp["status"] != "succeeded":
-            raise StageFailedError(f"experiment {exp_id} {exp['status']}: {exp.get('error')}")
+        if exp.status != "succeeded":
+            raise StageFailedError(f"experiment {exp_id} {exp.status}: {exp.error}")
         return self.metrics(exp_id)
 
 
-def progress_line(exp: dict[str, Any]) -> str | None:
+def progress_line(exp: ExperimentState) -> str | None:
     """One line about the stage that is running now (None when none is)."""
-    for st in exp["stages"]:
-        if st["status"] == "running":
-            p = st.get("progress") or {}
-            step, total = p.get("step") or 0, p.get("total") or 0
-            rate = p.get("examples_per_s")
-            eta = p.get("eta_s")
-            done = f"{step}/{total}" if total else "starting"
-            parts = [f"[seed {st['seed']}] {st['role']:<14} {done}"]
-            if rate:
-                parts.append(f"{rate:.1f} ex/s")
-            if eta is not None:
-                parts.append(f"ETA {eta:.0f} s")
+    for st in exp.stages:
+        if st.status == "running":
+            p = st.progress
+            done = f"{p.step}/{p.total}" if p.total else "starting"
+            parts = [f"[seed {st.seed}] {st.role:<14} {done}"]
+            if p.examples_per_s:
+                parts.append(f"{p.examples_per_s:.1f} ex/s")
+            if p.eta_s is not None:
+                parts.append(f"ETA {p.eta_s:.0f} s")
             return "  ".join(parts)
     return None

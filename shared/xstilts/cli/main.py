@@ -108,17 +108,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         reporter.close()
         ws.close()
-    print(f"experiment {result['experiment']['id']} ({spec.name})")
+    print(f"experiment {result.experiment.id} ({spec.name})")
     print(results_table(result))
-    trained = sum(st["steps_run"] for st in result["stages"] if not st["reused"])
-    reused = sum(1 for st in result["stages"] if st["reused"])
+    trained = sum(st.steps_run for st in result.stages if not st.reused)
+    reused = sum(1 for st in result.stages if st.reused)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
     print(
-        f"\nstages: {len(result['stages'])} ({reused} reused); "
+        f"\nstages: {len(result.stages)} ({reused} reused); "
         f"optimiser steps this run: {trained}; peak memory {peak_gb:.1f} GB"
     )
     if args.json:
-        _write_json(Path(args.json), result)
+        _write_json(Path(args.json), result.model_dump(mode="json"))
         print(f"results written to {args.json}")
     return EXIT_OK
 
@@ -200,6 +200,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from xstilts.api.client import Client, progress_line
     from xstilts.cli.tables import results_table
+    from xstilts.experiments.status import ExperimentState
     from xstilts.spec import load_spec
 
     spec = load_spec(Path(args.spec))  # validate locally first: errors name the field at once
@@ -217,14 +218,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
         key = key_file.read_text().strip()
     client = Client(args.url, key)
     exp = client.submit(spec.model_dump(mode="json"), idempotency_key=args.idempotency_key)
-    print(f"experiment {exp['id']} ({spec.name}): {exp['status']}", file=sys.stderr, flush=True)
+    print(f"experiment {exp.id} ({spec.name}): {exp.status}", file=sys.stderr, flush=True)
     if not args.wait:
-        print(exp["id"])
+        print(exp.id)
         return EXIT_OK
     tty = sys.stderr.isatty()
     last_role, last_at = [""], [0.0]
 
-    def show(e: dict[str, Any]) -> None:
+    def show(e: ExperimentState) -> None:
         line = progress_line(e)
         if not line or args.quiet:
             return
@@ -238,12 +239,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
             last_at[0] = now
         last_role[0] = role
 
-    result = client.wait(exp["id"], on_update=show, poll_s=args.poll)
+    result = client.wait(exp.id, on_update=show, poll_s=args.poll)
     if tty and not args.quiet:
         print(file=sys.stderr)
     print(results_table(result))
     if args.json:
-        _write_json(Path(args.json), result)
+        _write_json(Path(args.json), result.model_dump(mode="json"))
         print(f"results written to {args.json}")
     return EXIT_OK
 
@@ -291,13 +292,16 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from xstilts.cli.tables import comparison_table
+    from xstilts.experiments.results import ExperimentResults
 
     results = []
     for p in args.results:
         try:
-            results.append(json.loads(Path(p).read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as e:
+            results.append(ExperimentResults.model_validate_json(Path(p).read_bytes()))
+        except (OSError, ValidationError) as e:
             raise XstiltsError(f"results: cannot read {p}: {e}") from None
     print(comparison_table(results))
     return EXIT_OK

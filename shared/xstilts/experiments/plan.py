@@ -246,11 +246,12 @@ def resolve_data_source(spec: ExperimentSpec, default_dir: Path | None) -> DataS
     folder = Path(spec.data.path).expanduser() if spec.data.path else default_dir
     if folder is None:
         raise XstiltsError(
-            "data.path: a local data source needs a folder: set data.path in the spec "
-            "or the XSTILTS_DATA_DIR environment variable"
+            "a local data source needs a folder: set data.path in the spec "
+            "or the XSTILTS_DATA_DIR environment variable",
+            field="data.path",
         )
     if not folder.is_dir():
-        raise XstiltsError(f"data.path: {folder} is not a folder")
+        raise XstiltsError(f"{folder} is not a folder", field="data.path")
     return DataSource("local", folder.resolve())
 
 

@@ -1,24 +1,119 @@
-"""An experiment's results: per-language metrics, the cross-language summary, the stages."""
+"""An experiment's results: per-language metrics, the cross-language summary, the stages.
+
+:class:`ExperimentResults` is the one contract for them: the CLI prints it, ``xstilts run --json``
+writes ``model_dump(mode="json")`` of it, ``xstilts compare`` reads those files back with
+``model_validate``, and the API returns it from ``/experiments/{id}/metrics``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.db.models import Experiment, ExperimentStage, Metric, Stage, StageKind
+from xstilts.errors import NotFoundError
 from xstilts.experiments.statistics import across_seeds, cross_language_summary
+from xstilts.metrics import task_score
 from xstilts.spec import ExperimentSpec
 from xstilts.tasks import get_task
 
 
-def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> dict[str, Any]:
+class MetricRow(BaseModel):
+    """One metric of one language and seed (a row of the ``metrics`` table)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    task: str
+    language: str
+    metric: str
+    value: float
+    n: int
+    seed: int
+    ci_low: float | None
+    ci_high: float | None
+
+
+class ExperimentRef(BaseModel):
+    id: str
+    name: str
+    status: str
+    error: str | None
+
+
+class StageRow(BaseModel):
+    """A stage as one experiment sees it: its role and seed there, and whether it was reused."""
+
+    role: str
+    seed: int
+    kind: str
+    key: str
+    status: str
+    reused: bool
+    steps_run: int
+    attempts: int
+
+
+class CrossLanguageStats(BaseModel):
+    """:func:`~xstilts.experiments.statistics.cross_language_summary` of one metric over languages
+    (the spread statistics are over the non-English languages)."""
+
+    num_languages: int
+    mean: float
+    english: float | None
+    non_english_mean: float | None
+    transfer_gap: float | None
+    non_english_variance_population: float | None
+    non_english_variance_sample: float | None
+    non_english_std: float | None
+    non_english_range: float | None
+    non_english_cv: float | None
+    worst_language: str | None
+    worst_value: float | None
+
+
+class SeedSpread(BaseModel):
+    """A statistic's mean and sample standard deviation over seeds (``std`` needs two seeds)."""
+
+    mean: float
+    std: float | None
+
+
+class Summary(CrossLanguageStats):
+    """The cross-language statistics of the per-language values averaged over seeds, plus the same
+    per seed, their spread over seeds, each metric's mean and XTREME's task score."""
+
+    task: str
+    metric: str  # the task's primary metric, which the statistics are of
+    languages: list[str]
+    seeds: list[int]
+    intermediate_tasks: list[str]
+    per_seed: dict[str, CrossLanguageStats]  # keyed by the seed as a string (JSON object keys)
+    across_seeds: dict[str, SeedSpread]  # keyed by statistic; empty for one seed
+    metric_means: dict[str, float]
+    xtreme_score: float
+
+
+class ExperimentResults(BaseModel):
+    experiment: ExperimentRef
+    metrics: list[MetricRow]
+    summary: Summary | None  # None until the first metric exists (older files hold {})
+    stages: list[StageRow]
+
+    @field_validator("summary", mode="before")
+    @classmethod
+    def _empty_summary(cls, value: Any) -> Any:
+        return None if value == {} else value  # files written before the model had {}
+
+
+def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> ExperimentResults:
     """Per-language metrics, the cross-language summary (per seed and over seeds), and the stages."""
     with sessions() as s:
         exp = s.get(Experiment, exp_id)
         if exp is None:
-            raise KeyError(exp_id)
+            raise NotFoundError(f"experiment {exp_id} not found")
         links = s.scalars(
             select(ExperimentStage)
             .where(ExperimentStage.experiment_id == exp_id)
@@ -31,78 +126,60 @@ def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> dict[str
             select(Metric).where(Metric.stage_id.in_(eval_ids)).order_by(Metric.seed, Metric.id)
         ).all()
         spec = ExperimentSpec.model_validate(exp.spec)
-        metrics = [
-            {
-                "task": r.task,
-                "language": r.language,
-                "metric": r.metric,
-                "value": r.value,
-                "n": r.n,
-                "seed": r.seed,
-                "ci_low": r.ci_low,
-                "ci_high": r.ci_high,
-            }
-            for r in rows
-        ]
+        metrics = [MetricRow.model_validate(r) for r in rows]
         stage_rows = [
-            {
-                "role": link.role,
-                "seed": link.seed,
-                "kind": stages[link.stage_id].kind,
-                "key": stages[link.stage_id].key,
-                "status": stages[link.stage_id].status,
-                "reused": link.reused,
-                "steps_run": stages[link.stage_id].steps_run,
-                "attempts": stages[link.stage_id].attempts,
-            }
+            StageRow(
+                role=link.role,
+                seed=link.seed,
+                kind=stages[link.stage_id].kind,
+                key=stages[link.stage_id].key,
+                status=stages[link.stage_id].status,
+                reused=link.reused,
+                steps_run=stages[link.stage_id].steps_run,
+                attempts=stages[link.stage_id].attempts,
+            )
             for link in links
         ]
-        status, error = exp.status, exp.error
-    return {
-        "experiment": {"id": exp_id, "name": spec.name, "status": status, "error": error},
-        "metrics": metrics,
-        "summary": summarize(metrics, spec),
-        "stages": stage_rows,
-    }
-
-
-def summarize(all_metrics: list[dict[str, Any]], spec: ExperimentSpec) -> dict[str, Any]:
-    """The cross-language summary of the task's primary metric (QA: F1), plus each metric's mean
-    over languages and XTREME's task score (QA: the mean of F1 and exact match)."""
-    primary = get_task(spec.target.task).primary_metric
-    metrics = [m for m in all_metrics if m["metric"] == primary]
-    if not metrics:
-        return {}
-    averages: dict[str, float] = {}
-    for name in dict.fromkeys(m["metric"] for m in all_metrics):
-        vals = [m["value"] for m in all_metrics if m["metric"] == name]
-        averages[name] = sum(vals) / len(vals)
-    xtreme_score = (
-        (averages["f1"] + averages["exact_match"]) / 2
-        if "exact_match" in averages
-        else averages[primary]
+        ref = ExperimentRef(id=exp_id, name=spec.name, status=exp.status, error=exp.error)
+    return ExperimentResults(
+        experiment=ref, metrics=metrics, summary=summarize(metrics, spec), stages=stage_rows
     )
-    seeds = sorted({m["seed"] for m in metrics})
+
+
+def summarize(all_metrics: list[MetricRow], spec: ExperimentSpec) -> Summary | None:
+    """The cross-language summary of the task's primary metric (QA: F1), plus each metric's mean
+    over languages and XTREME's task score (QA: the mean of F1 and exact match); None before the
+    primary metric has any value."""
+    task = get_task(spec.target.task)
+    primary = task.primary_metric
+    metrics = [m for m in all_metrics if m.metric == primary]
+    if not metrics:
+        return None
+    averages: dict[str, float] = {}
+    for name in dict.fromkeys(m.metric for m in all_metrics):
+        vals = [m.value for m in all_metrics if m.metric == name]
+        averages[name] = sum(vals) / len(vals)
+    xtreme_score = task_score(task.metric, averages)
+    seeds = sorted({m.seed for m in metrics})
     per_seed = {
-        seed: cross_language_summary(
-            {m["language"]: m["value"] for m in metrics if m["seed"] == seed}
-        )
+        seed: cross_language_summary({m.language: m.value for m in metrics if m.seed == seed})
         for seed in seeds
     }
-    languages = list(dict.fromkeys(m["language"] for m in metrics))
+    languages = list(dict.fromkeys(m.language for m in metrics))
     mean_values = {
-        lang: sum(m["value"] for m in metrics if m["language"] == lang) / len(seeds)
-        for lang in languages
+        lang: sum(m.value for m in metrics if m.language == lang) / len(seeds) for lang in languages
     }
-    return {
-        "task": metrics[0]["task"],
-        "metric": metrics[0]["metric"],
-        "languages": languages,
-        "seeds": seeds,
-        "intermediate_tasks": spec.intermediate.tasks,
-        **cross_language_summary(mean_values),
-        "per_seed": {str(k): v for k, v in per_seed.items()},
-        "across_seeds": across_seeds(list(per_seed.values())) if len(seeds) > 1 else {},
-        "metric_means": averages,
-        "xtreme_score": xtreme_score,
-    }
+    return Summary.model_validate(
+        {
+            "task": metrics[0].task,
+            "metric": metrics[0].metric,
+            "languages": languages,
+            "seeds": seeds,
+            "intermediate_tasks": spec.intermediate.tasks,
+            **cross_language_summary(mean_values),
+            "per_seed": {str(k): v for k, v in per_seed.items()},
+            "across_seeds": across_seeds(list(per_seed.values())) if len(seeds) > 1 else {},
+            "metric_means": averages,
+            "xtreme_score": xtreme_score,
+        }
+    )

@@ -56,9 +56,11 @@ def resolve_model(
     folder = Path(source[len(LOCAL_PREFIX) :]).expanduser().resolve()
     if not any(folder == root or root in folder.parents for root in model_roots):
         roots = ", ".join(str(r) for r in model_roots) or "(none: set XSTILTS_MODEL_ROOTS)"
-        raise XstiltsError(f"model.source: {folder} is not under an allowed model root: {roots}")
+        raise XstiltsError(
+            f"{folder} is not under an allowed model root: {roots}", field="model.source"
+        )
     if not (folder / "config.json").is_file():
         raise XstiltsError(
-            f"model.source: {folder} is not a Hugging Face model folder (no config.json)"
+            f"{folder} is not a Hugging Face model folder (no config.json)", field="model.source"
         )
     return ResolvedModel(str(folder), None, folder_fingerprint(folder))

@@ -9,13 +9,12 @@ from sqlalchemy import delete
 
 from xstilts.db.models import Metric
 from xstilts.experiments.plan import EvaluateStageSpec
+from xstilts.experiments.results import MetricRow
 from xstilts.experiments.statistics import cross_language_summary
 from xstilts.formats import get_format
 from xstilts.runtime.artifacts import METRICS_FILE, PREDICTIONS_FILE
 from xstilts.runtime.lifecycle import StageContext, StageOutcome, StageRef
 from xstilts.tasks import get_task
-
-_METRIC_FIELDS = ("task", "language", "metric", "value", "n", "seed", "ci_low", "ci_high")
 
 
 def run(ctx: StageContext, stage: StageRef, spec: EvaluateStageSpec) -> StageOutcome:
@@ -49,7 +48,7 @@ def run(ctx: StageContext, stage: StageRef, spec: EvaluateStageSpec) -> StageOut
         s.add_all(rows)
     out = ctx.store.stage_dir(stage.kind, stage.key)
     with ctx.store.writing(out) as tmp:
-        metrics = [{c: getattr(r, c) for c in _METRIC_FIELDS} for r in rows]
+        metrics = [MetricRow.model_validate(r).model_dump() for r in rows]
         (tmp / METRICS_FILE).write_text(
             json.dumps({"metrics": metrics, "summary": summary}, indent=2)
         )

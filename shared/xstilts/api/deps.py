@@ -1,0 +1,119 @@
+"""Dependencies of the route handlers, as ``Annotated`` aliases: a handler takes ``session:
+SessionDep``, ``owner: CurrentOwner``, ``spec: SpecBody`` and stays a few lines long."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from xstilts.config import Settings
+from xstilts.experiments.queries import owned_experiment
+from xstilts.runtime.orchestration import Executor
+from xstilts.spec import ExperimentSpec, SpecError, parse_spec
+
+MAX_BODY_BYTES = 1 << 20
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_sessions(request: Request) -> sessionmaker[Session]:
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    return sessions
+
+
+def get_session(
+    sessions: Annotated[sessionmaker[Session], Depends(get_sessions)],
+) -> Iterator[Session]:
+    with sessions() as session:
+        yield session
+
+
+def get_executor(request: Request) -> Executor:
+    executor: Executor = request.app.state.executor
+    return executor
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def current_owner(
+    settings: Annotated[Settings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The name of the API key in ``Authorization: Bearer <key>``; 401 when missing or unknown."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized("missing API key (Authorization: Bearer <key>)")
+    digest = hashlib.sha256(credentials.credentials.encode()).hexdigest()
+    owner = None
+    for name, expected in settings.api_keys.items():  # compare every key: timing says nothing
+        if hmac.compare_digest(digest, expected.strip().lower()):
+            owner = name
+    if owner is None:
+        raise _unauthorized("invalid API key")
+    return owner
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw request body, refused with 413 past :data:`MAX_BODY_BYTES` (header or actual)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HTTPException(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def spec_body(body: Annotated[bytes, Depends(read_body)]) -> ExperimentSpec:
+    """The body as a validated spec; :class:`SpecError` (422, one entry per field) otherwise."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SpecError([((), f"request body is not valid JSON: {e}")]) from None
+    if not isinstance(data, dict):
+        raise SpecError([((), f"spec must be an object, got {type(data).__name__}")])
+    return parse_spec(data)
+
+
+def owned_experiment_id(
+    exp_id: str,
+    owner: Annotated[str, Depends(current_owner)],
+    sessions: Annotated[sessionmaker[Session], Depends(get_sessions)],
+) -> str:
+    """The path's experiment id once it is the caller's (404 otherwise, as for no experiment)."""
+    with sessions() as s:
+        return owned_experiment(s, exp_id, owner).id
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
+SessionDep = Annotated[Session, Depends(get_session)]
+ExecutorDep = Annotated[Executor, Depends(get_executor)]
+CurrentOwner = Annotated[str, Depends(current_owner)]
+RawBody = Annotated[bytes, Depends(read_body)]
+SpecBody = Annotated[ExperimentSpec, Depends(spec_body)]
+OwnedExperimentId = Annotated[str, Depends(owned_experiment_id)]

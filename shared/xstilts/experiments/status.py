@@ -1,0 +1,106 @@
+"""Where an experiment stands: its stages in order, each with progress and an estimated time left.
+
+What ``GET /experiments/{id}`` returns and ``xstilts submit --wait`` prints; callable without the API.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status
+from xstilts.errors import NotFoundError
+
+TRAINING_KINDS = (StageKind.INTERMEDIATE.value, StageKind.TARGET.value)
+
+
+class Progress(BaseModel):
+    """Training stages count optimiser steps; prediction stages count examples."""
+
+    step: int
+    total: int
+    examples_per_s: float | None
+    eta_s: float | None
+
+
+class StageState(BaseModel):
+    role: str
+    seed: int
+    kind: str
+    key: str
+    status: str
+    reused: bool
+    attempts: int
+    error: str | None
+    progress: Progress
+
+
+class ExperimentBrief(BaseModel):
+    id: str
+    name: str
+    status: str
+    error: str | None
+    created_at: datetime
+
+
+class ExperimentState(ExperimentBrief):
+    stages: list[StageState]
+
+
+def eta_seconds(stage: Stage) -> float | None:
+    """Seconds left for a stage at its current rate: 0 once done, None when it is not running or
+    has no rate yet. Training progress is in optimiser steps, the rate in examples per second."""
+    if stage.status == Status.SUCCEEDED.value:
+        return 0.0
+    if stage.status != Status.RUNNING.value or not stage.examples_per_s or not stage.progress_total:
+        return None
+    remaining = max(stage.progress_total - stage.progress_step, 0)
+    if stage.kind in TRAINING_KINDS:
+        cfg = stage.params.get("training", {})
+        per_step = cfg.get("batch_size", 1) * cfg.get("gradient_accumulation_steps", 1)
+        return remaining * per_step / stage.examples_per_s
+    return remaining / stage.examples_per_s  # prediction counts examples
+
+
+def stage_state(link: ExperimentStage, stage: Stage) -> StageState:
+    return StageState(
+        role=link.role,
+        seed=link.seed,
+        kind=stage.kind,
+        key=stage.key,
+        status=stage.status,
+        reused=link.reused,
+        attempts=stage.attempts,
+        error=stage.error,
+        progress=Progress(
+            step=stage.progress_step,
+            total=stage.progress_total,
+            examples_per_s=stage.examples_per_s,
+            eta_s=eta_seconds(stage),
+        ),
+    )
+
+
+def brief(exp: Experiment) -> ExperimentBrief:
+    return ExperimentBrief(
+        id=exp.id, name=exp.name, status=exp.status, error=exp.error, created_at=exp.created_at
+    )
+
+
+def experiment_state(session: Session, exp_id: str) -> ExperimentState:
+    """The experiment and its stages in planned order; :class:`NotFoundError` when absent."""
+    exp = session.get(Experiment, exp_id)
+    if exp is None:
+        raise NotFoundError(f"experiment {exp_id} not found")
+    rows = session.execute(
+        select(ExperimentStage, Stage)
+        .join(Stage, Stage.id == ExperimentStage.stage_id)
+        .where(ExperimentStage.experiment_id == exp.id)
+        .order_by(ExperimentStage.position)
+    ).all()
+    return ExperimentState(
+        **brief(exp).model_dump(), stages=[stage_state(link, st) for link, st in rows]
+    )
