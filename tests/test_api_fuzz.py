@@ -9,7 +9,6 @@ planned and stored but never trained. Longer runs: `schemathesis run` against `x
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 import pytest
@@ -25,6 +24,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from xstilts.api.app import create_app
+from xstilts.db.migrate import upgrade
 
 KEY = "fuzz-key-789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -58,11 +58,13 @@ OPERATIONS = [
 
 @pytest.fixture()
 def api_schema(settings):  # type: ignore[no-untyped-def]
-    cfg = dataclasses.replace(
-        settings,
-        api_keys={"fuzz": hashlib.sha256(KEY.encode()).hexdigest()},
-        broker_url="memory://",  # /readyz: no broker to be down
+    cfg = settings.model_copy(
+        update={
+            "api_keys": {"fuzz": hashlib.sha256(KEY.encode()).hexdigest()},
+            "broker_url": "memory://",  # /readyz: no broker to be down
+        }
     )
+    upgrade(cfg.database_url)  # the migrate job: a service never migrates on start
     app = create_app(cfg, executor_factory=RecordingExecutor)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
