@@ -290,15 +290,14 @@ def plan_experiment(
 
     plan: list[PlannedStage] = []
     for seed in spec.seeds:
+        base: dict[str, Any] = {"seed": seed, "model": model_ref, "data": data_ref}
         upstream: str | None = None
         if spec.intermediate.tasks:
             tasks = [get_task(name) for name in spec.intermediate.tasks]
             inter = PlannedStage(
                 "intermediate",
                 IntermediateStageSpec(
-                    seed=seed,
-                    model=model_ref,
-                    data=data_ref,
+                    **base,
                     tasks=tuple(t.name for t in tasks),
                     task_versions=tuple(t.version for t in tasks),
                     training=spec.intermediate.training,
@@ -316,10 +315,8 @@ def plan_experiment(
             tgt = PlannedStage(
                 "target",
                 TargetStageSpec(
-                    seed=seed,
+                    **base,
                     deps=(upstream,) if upstream else (),
-                    model=model_ref,
-                    data=data_ref,
                     upstream=upstream,
                     format=target.format.value,
                     train_task=train_task.name,
@@ -334,10 +331,8 @@ def plan_experiment(
             PlannedStage(
                 f"predict:{lang}",
                 PredictStageSpec(
-                    seed=seed,
+                    **base,
                     deps=(model_stage_key,) if model_stage_key else (),
-                    model=model_ref,
-                    data=data_ref,
                     upstream=model_stage_key,
                     head=train_task.name if train_task else None,
                     task=target.name,
