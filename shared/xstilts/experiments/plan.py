@@ -67,12 +67,17 @@ class DataRef(_Frozen):
         return DataSource(self.kind, Path(self.path) if self.path else None)
 
 
-class IntermediateStageSpec(_Frozen):
+class _StageSpecBase(_Frozen):
+    """What every stage spec has: its seed, and the keys of the stages that must succeed first."""
+
+    seed: int
+    deps: tuple[str, ...] = ()
+
+
+class IntermediateStageSpec(_StageSpecBase):
     """Train one encoder on English task(s), a fresh head per task (several: multi-task)."""
 
     kind: Literal["intermediate_train"] = "intermediate_train"
-    seed: int
-    deps: tuple[str, ...] = ()
     model: ModelRef
     data: DataRef
     tasks: tuple[str, ...]
@@ -95,14 +100,12 @@ class IntermediateStageSpec(_Frozen):
         return out
 
 
-class TargetStageSpec(_Frozen):
+class TargetStageSpec(_StageSpecBase):
     """Train the target's head on its English training task, on the intermediate encoder (or the
     pretrained one for the baseline). The head is named after the training task, so targets
     trained on the same task (XQuAD and MLQA: SQuAD) share the stage."""
 
     kind: Literal["target_train"] = "target_train"
-    seed: int
-    deps: tuple[str, ...] = ()
     model: ModelRef
     data: DataRef
     upstream: str | None  # the intermediate stage's key
@@ -129,13 +132,11 @@ class TargetStageSpec(_Frozen):
         }
 
 
-class PredictStageSpec(_Frozen):
+class PredictStageSpec(_StageSpecBase):
     """Predict one language of the target's evaluation split with the target model (``head`` set)
     or, for retrieval, embed it with the intermediate encoder or the bare model (``head`` None)."""
 
     kind: Literal["predict"] = "predict"
-    seed: int
-    deps: tuple[str, ...] = ()
     model: ModelRef
     data: DataRef
     upstream: str | None  # the stage whose model predicts; None: the pretrained model
@@ -171,13 +172,11 @@ class PredictStageSpec(_Frozen):
         return out
 
 
-class EvaluateStageSpec(_Frozen):
+class EvaluateStageSpec(_StageSpecBase):
     """Turn every language's predictions into the task's metrics (the ``deps`` are the predict
     stages, in language order)."""
 
     kind: Literal["evaluate"] = "evaluate"
-    seed: int
-    deps: tuple[str, ...] = ()
     task: str
     metric: str
     languages: tuple[str, ...]
@@ -291,15 +290,14 @@ def plan_experiment(
 
     plan: list[PlannedStage] = []
     for seed in spec.seeds:
+        base: dict[str, Any] = {"seed": seed, "model": model_ref, "data": data_ref}
         upstream: str | None = None
         if spec.intermediate.tasks:
             tasks = [get_task(name) for name in spec.intermediate.tasks]
             inter = PlannedStage(
                 "intermediate",
                 IntermediateStageSpec(
-                    seed=seed,
-                    model=model_ref,
-                    data=data_ref,
+                    **base,
                     tasks=tuple(t.name for t in tasks),
                     task_versions=tuple(t.version for t in tasks),
                     training=spec.intermediate.training,
@@ -317,10 +315,8 @@ def plan_experiment(
             tgt = PlannedStage(
                 "target",
                 TargetStageSpec(
-                    seed=seed,
+                    **base,
                     deps=(upstream,) if upstream else (),
-                    model=model_ref,
-                    data=data_ref,
                     upstream=upstream,
                     format=target.format.value,
                     train_task=train_task.name,
@@ -335,10 +331,8 @@ def plan_experiment(
             PlannedStage(
                 f"predict:{lang}",
                 PredictStageSpec(
-                    seed=seed,
+                    **base,
                     deps=(model_stage_key,) if model_stage_key else (),
-                    model=model_ref,
-                    data=data_ref,
                     upstream=model_stage_key,
                     head=train_task.name if train_task else None,
                     task=target.name,

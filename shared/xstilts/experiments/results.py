@@ -43,7 +43,7 @@ class ExperimentRef(BaseModel):
     error: str | None
 
 
-class StageRow(BaseModel):
+class StageView(BaseModel):
     """A stage as one experiment sees it: its role and seed there, and whether it was reused."""
 
     role: str
@@ -52,8 +52,11 @@ class StageRow(BaseModel):
     key: str
     status: str
     reused: bool
-    steps_run: int
     attempts: int
+
+
+class StageRow(StageView):
+    steps_run: int  # optimiser steps over all attempts
 
 
 class CrossLanguageStats(BaseModel):

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status
 from xstilts.errors import NotFoundError
+from xstilts.experiments.results import StageView
 
 TRAINING_KINDS = (StageKind.INTERMEDIATE.value, StageKind.TARGET.value)
 
@@ -26,14 +27,7 @@ class Progress(BaseModel):
     eta_s: float | None
 
 
-class StageState(BaseModel):
-    role: str
-    seed: int
-    kind: str
-    key: str
-    status: str
-    reused: bool
-    attempts: int
+class StageState(StageView):
     error: str | None
     progress: Progress
 

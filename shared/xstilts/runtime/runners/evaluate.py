@@ -4,6 +4,7 @@ and the cross-language summary (stored with the stage and in ``metrics.json``)."
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 from sqlalchemy import delete
 
@@ -28,17 +29,7 @@ def run(ctx: StageContext, stage: StageRef, spec: EvaluateStageSpec) -> StageOut
         scores = fmt.score(task, lang, data["rows"], spec.bootstrap_samples)
         values[lang] = scores[0].value  # the task's primary metric
         rows.extend(
-            Metric(
-                stage_id=stage.id,
-                task=task.name,
-                language=lang,
-                metric=sc.metric,
-                value=sc.value,
-                n=sc.n,
-                seed=spec.seed,
-                ci_low=sc.ci_low,
-                ci_high=sc.ci_high,
-            )
+            Metric(stage_id=stage.id, task=task.name, language=lang, seed=spec.seed, **asdict(sc))
             for sc in scores
         )
     summary = cross_language_summary(values)

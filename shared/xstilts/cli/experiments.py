@@ -1,0 +1,181 @@
+"""Experiments in this process: ``run``, ``validate``, ``export``, ``compare``."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from xstilts.cli.common import EXIT_OK, quiet_transformers, write_json
+from xstilts.config import Settings
+from xstilts.errors import XstiltsError
+
+
+class _BarReporter:
+    """A line per stage as it starts (or is found already done) and a progress bar while a
+    training stage runs (step/total, examples/s, ETA), on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._stage: int | None = None
+        self._shown: set[tuple[int, int]] = set()
+
+    def watch(self, ws: Any, exp_id: str) -> None:
+        """Called while the experiment runs: announce stages that started or were reused."""
+        if not self.enabled:
+            return
+        from sqlalchemy import select
+
+        from xstilts.db.models import ExperimentStage, Stage
+
+        with ws.sessions() as s:
+            rows = s.execute(
+                select(ExperimentStage.role, ExperimentStage.seed, ExperimentStage.reused, Stage)
+                .join(Stage, Stage.id == ExperimentStage.stage_id)
+                .where(ExperimentStage.experiment_id == exp_id)
+                .order_by(ExperimentStage.position)
+            ).all()
+        for role, seed, reused, stage in rows:
+            if (stage.id, seed) in self._shown or stage.status in ("pending", "queued"):
+                continue
+            if stage.status != "running" and not reused:
+                continue
+            self._shown.add((stage.id, seed))
+            self.close()
+            state = "reused (already computed)" if reused else "running"
+            print(f"[seed {seed}] {role:<14} {stage.kind:<18} {state}", file=sys.stderr, flush=True)
+
+    def progress(self, stage: Any, step: int, total: int, examples_per_s: float) -> None:
+        if not self.enabled or stage.kind not in ("intermediate_train", "target_train"):
+            return
+        from tqdm import tqdm
+
+        if self._stage != stage.id:
+            self.close()
+            self._bar = tqdm(total=total, desc="  train", unit="step", file=sys.stderr, leave=False)
+            self._stage = stage.id
+        self._bar.n = step
+        self._bar.set_postfix_str(f"{examples_per_s:.1f} ex/s", refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar, self._stage = None, None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from xstilts.runtime.workspace import Workspace
+
+    quiet_transformers()
+    from xstilts.cli.tables import results_table
+    from xstilts.spec import load_spec
+
+    spec = load_spec(Path(args.spec))
+    reporter = _BarReporter(enabled=not args.quiet)
+    ws = Workspace(Settings())
+    try:
+        exp_id = ws.submit(spec)
+        ws.follow(exp_id, reporter, on_poll=lambda _: reporter.watch(ws, exp_id))
+        result = ws.results(exp_id)
+    finally:
+        reporter.close()
+        ws.close()
+    print(f"experiment {result.experiment.id} ({spec.name})")
+    print(results_table(result))
+    trained = sum(st.steps_run for st in result.stages if not st.reused)
+    reused = sum(1 for st in result.stages if st.reused)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+    print(
+        f"\nstages: {len(result.stages)} ({reused} reused); "
+        f"optimiser steps this run: {trained}; peak memory {peak_gb:.1f} GB"
+    )
+    if args.json:
+        write_json(Path(args.json), result.model_dump(mode="json"))
+        print(f"results written to {args.json}")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from xstilts.experiments.submit import plan
+    from xstilts.spec import load_spec
+
+    spec = load_spec(Path(args.spec))
+    stages = plan(spec, Settings())
+    print(f"{args.spec}: valid; {len(stages)} stages")
+    for st in stages:
+        print(f"  seed {st.seed}  {st.role:<14} {st.kind.value:<18} {st.key[:12]}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from xstilts.experiments.export import export_predictions
+    from xstilts.runtime.workspace import Workspace
+
+    ws = Workspace(Settings())
+    labels = Path(args.labels) if args.labels else None
+    for path in export_predictions(ws.sessions, args.experiment, Path(args.out), args.seed, labels):
+        print(path)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+
+    from xstilts.cli.tables import comparison_table
+    from xstilts.experiments.results import ExperimentResults
+
+    results = []
+    for p in args.results:
+        try:
+            results.append(ExperimentResults.model_validate_json(Path(p).read_bytes()))
+        except (OSError, ValidationError) as e:
+            raise XstiltsError(f"results: cannot read {p}: {e}") from None
+    print(comparison_table(results))
+    return EXIT_OK
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run an experiment spec (YAML or JSON) to the end in this process, as the service "
+        "would: finished stages are reused, a failed stage is retried, Ctrl-C cancels and the "
+        "same command resumes",
+    )
+    p.add_argument("spec", help="path to the spec file")
+    p.add_argument(
+        "--json", metavar="OUT", help="also write metrics, summary and stages as JSON to OUT"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "validate", help="check a spec and show the stages it plans, without running"
+    )
+    p.add_argument("spec")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "export", help="write an experiment's predictions in XTREME's submission layout"
+    )
+    p.add_argument("experiment", help="experiment id (printed by run/submit)")
+    p.add_argument(
+        "out", help="folder to write <task>/<dev|test>-<lang>.tsv (QA: .json) files into"
+    )
+    p.add_argument("--seed", type=int, help="which seed's predictions (default: the first)")
+    p.add_argument(
+        "--labels",
+        metavar="DIR",
+        help="also write the gold labels in the same layout here (for xstilts score --labels)",
+    )
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "compare", help="side-by-side table of results files written by 'run --json'"
+    )
+    p.add_argument("results", nargs="+", help="results JSON files")
+    p.set_defaults(func=cmd_compare)

@@ -1,0 +1,120 @@
+"""The service from the command line: ``serve`` (embedded API) and ``submit`` (a client)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from xstilts.cli.common import EXIT_OK, quiet_transformers, write_json
+from xstilts.config import Settings
+from xstilts.errors import XstiltsError
+
+
+def _api_key_file(settings: Settings) -> Path:
+    return settings.home / "api-key"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import hashlib
+    import secrets
+
+    import uvicorn
+
+    from xstilts.api.app import create_app
+
+    quiet_transformers()
+    settings = Settings()
+    if not settings.api_keys:
+        # Embedded mode without configured keys: one local key, kept in XSTILTS_HOME for clients.
+        key_file = _api_key_file(settings)
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(24))
+            key_file.chmod(0o600)
+        digest = hashlib.sha256(key_file.read_text().strip().encode()).hexdigest()
+        settings = settings.model_copy(update={"api_keys": {"local": digest}})
+        print(f"API key for this installation: {key_file}", file=sys.stderr)
+    print(
+        f"xstilts serving on http://{args.host}:{args.port} (docs at /docs); "
+        f"database {settings.database_url}",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from xstilts.api.client import Client, progress_line
+    from xstilts.cli.tables import results_table
+    from xstilts.experiments.status import ExperimentState
+    from xstilts.spec import load_spec
+
+    spec = load_spec(Path(args.spec))  # validate locally first: errors name the field at once
+    from xstilts.config import ClientSettings
+
+    configured = ClientSettings().api_key
+    key = args.api_key or (configured.get_secret_value() if configured else None)
+    if not key:
+        key_file = _api_key_file(Settings())
+        if not key_file.exists():
+            raise XstiltsError(
+                "api key: pass --api-key, set XSTILTS_API_KEY, or run 'xstilts serve' once "
+                f"(it writes {key_file})"
+            )
+        key = key_file.read_text().strip()
+    client = Client(args.url, key)
+    exp = client.submit(spec.model_dump(mode="json"), idempotency_key=args.idempotency_key)
+    print(f"experiment {exp.id} ({spec.name}): {exp.status}", file=sys.stderr, flush=True)
+    if not args.wait:
+        print(exp.id)
+        return EXIT_OK
+    tty = sys.stderr.isatty()
+    last_role, last_at = [""], [0.0]
+
+    def show(e: ExperimentState) -> None:
+        line = progress_line(e)
+        if not line or args.quiet:
+            return
+        # On a terminal one line updates in place; in a log, a line per stage and every 10 s.
+        role = line.split("]", 1)[1].split()[0]
+        now = time.monotonic()
+        if tty:
+            print(f"\r  {line:<78}", end="", file=sys.stderr, flush=True)
+        elif role != last_role[0] or now - last_at[0] >= 10:
+            print(f"  {line}", file=sys.stderr, flush=True)
+            last_at[0] = now
+        last_role[0] = role
+
+    result = client.wait(exp.id, on_update=show, poll_s=args.poll)
+    if tty and not args.quiet:
+        print(file=sys.stderr)
+    print(results_table(result))
+    if args.json:
+        write_json(Path(args.json), result.model_dump(mode="json"))
+        print(f"results written to {args.json}")
+    return EXIT_OK
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the API in one process (embedded mode: SQLite, stages in a background thread)",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("submit", help="POST a spec to a running API; --wait follows it to the end")
+    p.add_argument("spec", help="path to the spec file (YAML or JSON)")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="API base URL")
+    p.add_argument("--api-key", help="default: $XSTILTS_API_KEY, else $XSTILTS_HOME/api-key")
+    p.add_argument("--idempotency-key", help="makes a retried submit return the same experiment")
+    p.add_argument("--wait", action="store_true", help="poll with progress until it ends")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between polls (default 2)")
+    p.add_argument("--json", metavar="OUT", help="with --wait: write the metrics JSON to OUT")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_submit)
