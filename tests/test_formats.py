@@ -12,7 +12,7 @@ from xstilts.data import DataSource, load_split
 from xstilts.data.examples import ChoiceExample, TaggingExample
 from xstilts.errors import DataNotFoundError, UnknownNameError
 from xstilts.formats import get_format
-from xstilts.formats.base import DecodeConfig, FeatureConfig
+from xstilts.formats.base import DecodeConfig, FeatureConfig, HeadOutputs
 from xstilts.formats.tagging import IGNORE
 from xstilts.tasks import Split, get_task
 
@@ -40,9 +40,8 @@ def test_tagging_labels_first_subtoken_and_round_trips(data_dir: Path, tokenizer
     )
     first = f.extra["first_positions"][0]
     assert f.targets["tags"][0][first[0]] == task.labels.index(examples[0].tags[0])
-    rows = fmt.decode(
-        examples, f, _one_hot_tag_outputs(f, len(task.labels)), task.labels, DecodeConfig()
-    )
+    outputs = _one_hot_tag_outputs(f, len(task.labels))
+    rows = fmt.decode(HeadOutputs(examples, f, outputs, task.labels), DecodeConfig())
     assert [r["prediction"] for r in rows] == [list(e.tags) for e in examples]
     (score,) = fmt.score(task, "de", rows, bootstrap_samples=50)
     assert score.metric == "f1" and score.value == 1.0 and score.n == 200
@@ -57,7 +56,8 @@ def test_tagging_long_sentence_is_split_and_every_word_predicted(tokenizer) -> N
     f = fmt.featurize(tokenizer, ex, FeatureConfig(max_length=24), task.labels)
     assert len(f) > 3 and all(len(r) <= 24 for r in f.input_ids)
     assert list(f.example_index) == [0] * len(f)
-    rows = fmt.decode(ex, f, _one_hot_tag_outputs(f, len(task.labels)), task.labels, DecodeConfig())
+    outputs = _one_hot_tag_outputs(f, len(task.labels))
+    rows = fmt.decode(HeadOutputs(ex, f, outputs, task.labels), DecodeConfig())
     assert tuple(rows[0]["prediction"]) == tags
 
 
@@ -96,7 +96,9 @@ def test_multiple_choice_batches_choices_together(data_dir: Path, tokenizer) -> 
     logits = torch.zeros(3, 4)
     logits[torch.arange(3), batch["labels"]] = 5.0
     assert fmt.loss(logits, batch) < 0.1
-    rows = fmt.decode(examples[:3], f, fmt.outputs(logits, batch), labels, DecodeConfig())
+    rows = fmt.decode(
+        HeadOutputs(examples[:3], f, fmt.outputs(logits, batch), labels), DecodeConfig()
+    )
     assert [r["prediction"] for r in rows] == [r["label"] for r in rows]
     (acc,) = fmt.score(task, "en", rows, 0)
     assert acc.value == 1.0

@@ -69,6 +69,17 @@ class Features:
         return np.fromiter((cost(r) for r in self.input_ids), dtype=np.int64, count=len(self))
 
 
+@dataclass(frozen=True)
+class HeadOutputs:
+    """What a head produced for one split: the examples, their features (rows map back to
+    examples), each row's output (:meth:`TrainedFormat.outputs`) and the head's label names."""
+
+    examples: Sequence[Any]
+    features: Features
+    outputs: Sequence[Any]
+    labels: tuple[str, ...]
+
+
 def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad to the longest row: (input_ids, attention_mask)."""
     width = max(len(r) for r in rows)
@@ -138,14 +149,8 @@ class TrainedFormat(Format):
         """Per row of the batch, what decoding needs (label ids, token tags, span logits)."""
 
     @abstractmethod
-    def decode(
-        self,
-        examples: Sequence[Any],
-        features: Features,
-        outputs: Sequence[Any],
-        labels: tuple[str, ...],
-        cfg: DecodeConfig,
-    ) -> list[PredictionRow]: ...
+    def decode(self, head: HeadOutputs, cfg: DecodeConfig) -> list[PredictionRow]:
+        """Prediction rows (``{"id", "prediction", "label"}``) from what the head produced."""
 
 
 class OneLabelPerExample(TrainedFormat):
@@ -162,21 +167,14 @@ class OneLabelPerExample(TrainedFormat):
         """The name a prediction row uses for label ``index`` of the head's ``labels``."""
         return labels[index]
 
-    def decode(
-        self,
-        examples: Sequence[Any],
-        features: Features,
-        outputs: Sequence[Any],
-        labels: tuple[str, ...],
-        cfg: DecodeConfig,
-    ) -> list[PredictionRow]:
+    def decode(self, head: HeadOutputs, cfg: DecodeConfig) -> list[PredictionRow]:
         return [
             {
                 "id": e.guid,
-                "prediction": self.label_name(labels, p),
-                "label": self.label_name(labels, e.label) if e.label >= 0 else None,
+                "prediction": self.label_name(head.labels, p),
+                "label": self.label_name(head.labels, e.label) if e.label >= 0 else None,
             }
-            for e, p in zip(examples, outputs, strict=True)
+            for e, p in zip(head.examples, head.outputs, strict=True)
         ]
 
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:

@@ -18,6 +18,7 @@ from xstilts.formats.base import (
     DecodeConfig,
     FeatureConfig,
     Features,
+    HeadOutputs,
     PredictionRow,
     TrainedFormat,
     pad_rows,
@@ -71,14 +72,13 @@ class ExtractiveQA(TrainedFormat):
         x = logits.float().cpu().numpy()
         return [(x[j, :n, 0].copy(), x[j, :n, 1].copy()) for j, n in enumerate(lengths)]
 
-    def decode(
-        self,
-        examples: Sequence[QAExample],
-        features: Features,
-        outputs: Sequence[Any],
-        labels: tuple[str, ...],
-        cfg: DecodeConfig,
-    ) -> list[PredictionRow]:
+    def decode(self, head: HeadOutputs, cfg: DecodeConfig) -> list[PredictionRow]:
+        examples, features, outputs, labels = (
+            head.examples,
+            head.features,
+            head.outputs,
+            head.labels,
+        )
         answers = decode_spans(
             examples,
             features.extra["spans"],

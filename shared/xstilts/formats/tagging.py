@@ -27,6 +27,7 @@ from xstilts.formats.base import (
     DecodeConfig,
     FeatureConfig,
     Features,
+    HeadOutputs,
     PredictionRow,
     TrainedFormat,
     label_rows,
@@ -126,14 +127,13 @@ class TokenClassification(TrainedFormat):
         best = logits.argmax(-1).cpu()
         return [best[j, :n].tolist() for j, n in enumerate(lengths)]
 
-    def decode(
-        self,
-        examples: Sequence[TaggingExample],
-        features: Features,
-        outputs: Sequence[Any],
-        labels: tuple[str, ...],
-        cfg: DecodeConfig,
-    ) -> list[PredictionRow]:
+    def decode(self, head: HeadOutputs, cfg: DecodeConfig) -> list[PredictionRow]:
+        examples, features, outputs, labels = (
+            head.examples,
+            head.features,
+            head.outputs,
+            head.labels,
+        )
         assert features.example_index is not None
         predicted: list[list[str]] = [[labels[0]] * len(e.words) for e in examples]
         for row, out in enumerate(outputs):

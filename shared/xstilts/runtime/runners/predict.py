@@ -10,7 +10,7 @@ from typing import Any
 from xstilts.data import load_split
 from xstilts.experiments.plan import PredictStageSpec
 from xstilts.formats import get_format, get_trained_format
-from xstilts.formats.base import DecodeConfig, FeatureConfig, PredictionRow
+from xstilts.formats.base import DecodeConfig, FeatureConfig, HeadOutputs, PredictionRow
 from xstilts.formats.retrieval import Retrieval, SearchConfig
 from xstilts.modeling.classifier import load_encoder, load_tokenizer
 from xstilts.runtime.artifacts import PREDICTIONS_FILE
@@ -48,7 +48,8 @@ def run(ctx: StageContext, stage: StageRef, spec: PredictStageSpec) -> StageOutc
             model, spec.head, features, ev.batch_size, tokenizer.pad_token_id, progress=progress
         )
         rows = fmt.decode(
-            examples, features, outputs, labels, DecodeConfig(ev.n_best_size, ev.max_answer_length)
+            HeadOutputs(examples, features, outputs, labels),
+            DecodeConfig(ev.n_best_size, ev.max_answer_length),
         )
     out = ctx.store.stage_dir(stage.kind, stage.key)
     with ctx.store.writing(out) as tmp:
