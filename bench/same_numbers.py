@@ -162,11 +162,13 @@ def compare(before: Path, after: Path) -> int:
     a, b = json.loads(before.read_text()), json.loads(after.read_text())
     differ = 0
     for name in sorted(set(a) | set(b)):
-        same = a.get(name) == b.get(name)
+        if name not in a or name not in b:
+            print(f"{'only in ' + ('after' if name in b else 'before'):<16} {name}")
+            continue
+        same = a[name] == b[name]
         differ += not same
-        n = len(b.get(name) or a.get(name) or [])
-        print(f"{'identical' if same else 'DIFFERENT':<10} {n:>3} metrics  {name}")
-    print(f"{len(set(a) | set(b)) - differ} identical, {differ} different")
+        print(f"{'identical' if same else 'DIFFERENT':<16} {len(b[name]):>3} metrics  {name}")
+    print(f"{len(set(a) & set(b)) - differ} identical, {differ} different")
     return 1 if differ else 0
 
 
