@@ -22,7 +22,7 @@ from xstilts.formats.pair import featurize_pairs
 from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_tokenizer
 from xstilts.modeling.offline import prepare_offline_model
 from xstilts.tasks import Split, get_task
-from xstilts.training.loop import predict
+from xstilts.training.predict import predict
 
 
 def naive_predict(

@@ -14,13 +14,8 @@ from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_
 from xstilts.spec import TrainingConfig
 from xstilts.tasks import Split, get_task
 from xstilts.training.batching import length_grouped_batches
-from xstilts.training.loop import (
-    CHECKPOINT_FILE,
-    sampling_probabilities,
-    total_optimizer_steps,
-    train,
-    train_multi,
-)
+from xstilts.training.loop import CHECKPOINT_FILE, total_optimizer_steps, train, train_multi
+from xstilts.training.sampling import sampling_probabilities
 
 CFG = TrainingConfig(
     learning_rate=1e-3,

@@ -134,7 +134,7 @@ class ModelConfig(_Strict):
 
 
 class SamplingConfig(_Strict):
-    """How multi-task training picks the task of each batch (see ``training.sampling_probabilities``)."""
+    """How multi-task training picks the task of each batch (see ``xstilts.training.sampling``)."""
 
     strategy: Literal["proportional", "temperature", "uniform"] = "proportional"
     temperature: Annotated[float, Field(gt=0, le=100)] = 2.0

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -26,7 +25,8 @@ from xstilts.formats import get_trained_format
 from xstilts.formats.base import Batch, Features
 from xstilts.modeling.classifier import MultiHeadClassifier
 from xstilts.spec import TrainingConfig
-from xstilts.training.batching import epoch_batches, sorted_batches
+from xstilts.training.batching import epoch_batches
+from xstilts.training.sampling import TaskSchedule, sampling_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -91,49 +91,6 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint or the new one
 
 
-SAMPLING_STRATEGIES = ("proportional", "temperature", "uniform")
-
-
-def sampling_probabilities(
-    sizes: dict[str, int],
-    strategy: str = "proportional",
-    temperature: float = 2.0,
-    size_cap: int | None = None,
-) -> dict[str, float]:
-    """How often each task's batch is drawn in multi-task training.
-
-    Sizes are first capped at ``size_cap`` (so one huge task cannot drown the others), then
-    ``proportional`` uses them as they are, ``temperature`` raises them to ``1 / temperature``
-    (T=1 is proportional, larger T tends to uniform), and ``uniform`` ignores them.
-    """
-    if strategy not in SAMPLING_STRATEGIES:
-        raise ValueError(f"sampling strategy {strategy!r}: valid: {', '.join(SAMPLING_STRATEGIES)}")
-    capped = {t: float(min(n, size_cap) if size_cap else n) for t, n in sizes.items()}
-    if strategy == "uniform":
-        weights = {t: 1.0 for t in capped}
-    elif strategy == "temperature":
-        weights = {t: n ** (1.0 / temperature) for t, n in capped.items()}
-    else:
-        weights = capped
-    total = sum(weights.values())
-    return {t: w / total for t, w in weights.items()}
-
-
-class _TaskSchedule:
-    """Which task each micro-batch comes from: a pure function of (seed, micro-batch index), so a
-    resumed run makes the same choices and can count how far each task's batch stream had got."""
-
-    def __init__(self, tasks: list[str], probabilities: dict[str, float], seed: int) -> None:
-        self.tasks = tasks
-        self.p = np.array([probabilities[t] for t in tasks])
-        self.seed = seed
-
-    def task_at(self, k: int) -> int:
-        if len(self.tasks) == 1:
-            return 0
-        return int(np.random.default_rng([self.seed, 7919, k]).choice(len(self.tasks), p=self.p))
-
-
 def train(
     model: MultiHeadClassifier,
     task: str,
@@ -180,7 +137,7 @@ def train_multi(
     formats = [get_trained_format(data[t].format) for t in tasks]
     sizes = {t: len(f) for t, f in data.items()}
     probabilities = probabilities or sampling_probabilities(sizes)
-    schedule = _TaskSchedule(tasks, probabilities, seed)
+    schedule = TaskSchedule(tasks, probabilities, seed)
     total = total_optimizer_steps(sum(sizes.values()), cfg)
     optimizer, scheduler = build_optimizer(model, cfg, total)
     accum = cfg.gradient_accumulation_steps
@@ -224,7 +181,7 @@ def train_multi(
             i = schedule.task_at(step * accum + micro)
             task, features, fmt = tasks[i], data[tasks[i]], formats[i]
             _, index = next(streams[i])
-            batch = _to(fmt.collate(features, index, pad_id), device)
+            batch = to_device(fmt.collate(features, index, pad_id), device)
             with autocast:
                 logits = model(batch, task)
             loss = fmt.loss(logits, batch)
@@ -281,34 +238,5 @@ def train_multi(
     )
 
 
-def _to(batch: Batch, device: torch.device) -> Batch:
+def to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-@torch.inference_mode()
-def predict(
-    model: MultiHeadClassifier,
-    task: str,
-    features: Features,
-    batch_size: int,
-    pad_id: int,
-    progress: ProgressFn | None = None,
-) -> list[Any]:
-    """The format's per-row outputs (label ids, tags, span logits) in the original row order;
-    batches sorted by length and padded per batch."""
-    device = pick_device()
-    model.to(device).eval()
-    fmt = get_trained_format(features.format)
-    out: list[Any] = [None] * len(features)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    done, t0 = 0, time.perf_counter()
-    for index in sorted_batches(features.lengths, batch_size):
-        batch = _to(fmt.collate(features, index, pad_id), device)
-        with autocast:
-            logits = model(batch, task)
-        for i, row in zip(index.tolist(), fmt.outputs(logits, batch), strict=True):
-            out[i] = row
-        done += len(index)
-        if progress is not None:  # rows done / total; doubles as the stage's heartbeat
-            progress(done, len(features), done / max(time.perf_counter() - t0, 1e-9), float("nan"))
-    return out

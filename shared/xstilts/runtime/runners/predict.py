@@ -42,7 +42,7 @@ def run(ctx: StageContext, stage: StageRef, spec: PredictStageSpec) -> StageOutc
             FeatureConfig(ev.max_seq_length, doc_stride(ev.max_seq_length, ev.doc_stride)),
             labels,
         )
-        from xstilts.training.loop import predict
+        from xstilts.training.predict import predict
 
         outputs = predict(
             model, spec.head, features, ev.batch_size, tokenizer.pad_token_id, progress=progress

@@ -25,7 +25,8 @@ from xstilts.runtime.artifacts import TRAIN_RESULT_FILE
 from xstilts.runtime.lifecycle import ProgressRecorder, StageContext, StageOutcome, StageRef
 from xstilts.spec import doc_stride
 from xstilts.tasks import Split, get_task
-from xstilts.training.loop import sampling_probabilities, train_multi
+from xstilts.training.loop import train_multi
+from xstilts.training.sampling import sampling_probabilities
 
 
 def run(
