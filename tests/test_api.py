@@ -428,3 +428,12 @@ def test_openapi_documents_the_result_fields(client: TestClient) -> None:
         if free_form(components[name])
     ]
     assert responses == []
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(client: TestClient) -> None:
+    # GET and POST /experiments are two routes; the 405 must name both (schemathesis ST205).
+    r = client.put("/experiments", headers=A)
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, POST"
+    r = client.delete("/healthz")
+    assert r.status_code == 405 and r.headers["allow"] == "GET"

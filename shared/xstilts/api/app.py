@@ -12,8 +12,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from xstilts.api.routes import experiments, health, tasks
 from xstilts.config import Settings
@@ -53,6 +56,28 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def user_error(_: Request, e: XstiltsError) -> JSONResponse:
         loc = e.field.split(".") if e.field else ["(spec)"]
         return _unprocessable([{"loc": loc, "msg": e.reason}])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> Response:
+        if e.status_code == 405:
+            # Starlette names only the first route that matched the path; a path served by one
+            # route per method (GET and POST /experiments) must list them all (RFC 9110, Allow).
+            allowed = _methods_for(app, request.url.path)
+            e = StarletteHTTPException(405, e.detail, headers={"Allow": ", ".join(allowed)})
+        return await http_exception_handler(request, e)
+
+
+def _methods_for(app: FastAPI, path: str) -> list[str]:
+    """Every method some route serves at ``path`` (routers included with a prefix too)."""
+    return [
+        method
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({"type": "http", "path": path, "method": method, "root_path": ""})[0]
+            is Match.FULL
+            for route in app.router.routes
+        )
+    ]
 
 
 def _document_spec_schema(app: FastAPI) -> None:
