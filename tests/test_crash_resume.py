@@ -13,23 +13,27 @@ from pathlib import Path
 from tests.conftest import tiny_spec
 
 
-def test_sigkill_mid_training_then_resume(settings, tiny_model_dir: Path, tmp_path: Path) -> None:
+def _run_command(
+    settings, tiny_model_dir: Path, tmp_path: Path, examples: int, every: int, **env: str
+) -> tuple[list[str], dict[str, str]]:
+    """`xstilts run` of a target-only spec long enough to interrupt (``examples`` / 8 steps, a
+    checkpoint every ``every``), writing its results to ``tmp_path/r.json``, and its environment."""
     data = tiny_spec(
         tiny_model_dir,
         intermediate={"tasks": []},
         evaluation={"languages": ["en"], "max_examples_per_language": 20},
     )
     data["target"]["training"].update(
-        {"max_train_examples": 3000, "batch_size": 8, "checkpoint_every_steps": 40}
+        {"max_train_examples": examples, "batch_size": 8, "checkpoint_every_steps": every}
     )
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(data))
-    env = {
+    environment = {
         **os.environ,
         "XSTILTS_HOME": str(settings.home),
         "XSTILTS_DATA_DIR": str(settings.data_dir),
         "XSTILTS_MODEL_ROOTS": str(tiny_model_dir.parent),
-        "XSTILTS_LEASE_SECONDS": "2",
+        **env,
     }
     cmd = [
         sys.executable,
@@ -37,17 +41,26 @@ def test_sigkill_mid_training_then_resume(settings, tiny_model_dir: Path, tmp_pa
         "xstilts.cli",
         "run",
         str(spec),
-        "--quiet",
+        "-q",
         "--json",
         str(tmp_path / "r.json"),
     ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    work = settings.home / "artifacts" / "work"
+    return cmd, environment
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, work: Path) -> None:
     deadline = time.monotonic() + 120
     while not list(work.glob("*/checkpoint.pt")):
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
+
+
+def test_sigkill_mid_training_then_resume(settings, tiny_model_dir: Path, tmp_path: Path) -> None:
+    cmd, env = _run_command(settings, tiny_model_dir, tmp_path, 3000, 40, XSTILTS_LEASE_SECONDS="2")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    work = settings.home / "artifacts" / "work"
+    _wait_for_checkpoint(proc, work)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "r.json").exists()
@@ -74,29 +87,10 @@ def test_ctrl_c_cancels_then_the_same_command_resumes(
 ) -> None:
     """Ctrl-C in `xstilts run` cancels the experiment through the same orchestration as the
     service: training stops at its next step, keeps its checkpoint, and a re-run resumes it."""
-    data = tiny_spec(
-        tiny_model_dir,
-        intermediate={"tasks": []},
-        evaluation={"languages": ["en"], "max_examples_per_language": 20},
-    )
-    data["target"]["training"].update(
-        {"max_train_examples": 1200, "batch_size": 8, "checkpoint_every_steps": 20}
-    )
-    spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(data))
-    env = {
-        **os.environ,
-        "XSTILTS_HOME": str(settings.home),
-        "XSTILTS_DATA_DIR": str(settings.data_dir),
-        "XSTILTS_MODEL_ROOTS": str(tiny_model_dir.parent),
-    }
-    cmd = [sys.executable, "-m", "xstilts.cli", "run", str(spec), "-q", "--json", "r.json"]
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    cmd, env = _run_command(settings, tiny_model_dir, tmp_path, 1200, 20)
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     work = settings.home / "artifacts" / "work"
-    deadline = time.monotonic() + 120
-    while not list(work.glob("*/checkpoint.pt")):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_for_checkpoint(proc, work)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -113,7 +107,7 @@ def test_ctrl_c_cancels_then_the_same_command_resumes(
         assert target.status == "cancelled" and target.attempts == 1
     assert list(work.glob("*/checkpoint.pt"))  # kept for the re-run
 
-    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     (out,) = (settings.home / "artifacts" / "stages").glob("target_train-*")
     train_result = json.loads((out / "train_result.json").read_text())
