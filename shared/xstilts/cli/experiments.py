@@ -23,32 +23,26 @@ class _BarReporter:
         self.enabled = enabled
         self._bar: Any = None
         self._stage: int | None = None
-        self._shown: set[tuple[int, int]] = set()
+        self._shown: set[tuple[str, int]] = set()
 
     def watch(self, ws: Any, exp_id: str) -> None:
         """Called while the experiment runs: announce stages that started or were reused."""
         if not self.enabled:
             return
-        from sqlalchemy import select
-
-        from xstilts.db.models import ExperimentStage, Stage
+        from xstilts.experiments.status import experiment_state
 
         with ws.sessions() as s:
-            rows = s.execute(
-                select(ExperimentStage.role, ExperimentStage.seed, ExperimentStage.reused, Stage)
-                .join(Stage, Stage.id == ExperimentStage.stage_id)
-                .where(ExperimentStage.experiment_id == exp_id)
-                .order_by(ExperimentStage.position)
-            ).all()
-        for role, seed, reused, stage in rows:
-            if (stage.id, seed) in self._shown or stage.status in ("pending", "queued"):
+            stages = experiment_state(s, exp_id).stages
+        for st in stages:
+            if (st.key, st.seed) in self._shown or st.status in ("pending", "queued"):
                 continue
-            if stage.status != "running" and not reused:
-                continue
-            self._shown.add((stage.id, seed))
+            self._shown.add((st.key, st.seed))
             self.close()
-            state = "reused (already computed)" if reused else "running"
-            print(f"[seed {seed}] {role:<14} {stage.kind:<18} {state}", file=sys.stderr, flush=True)
+            # A short stage may start and end between two polls: say how it ended instead.
+            state = "reused (already computed)" if st.reused else st.status
+            print(
+                f"[seed {st.seed}] {st.role:<14} {st.kind:<18} {state}", file=sys.stderr, flush=True
+            )
 
     def progress(self, stage: Any, step: int, total: int, examples_per_s: float) -> None:
         if not self.enabled or stage.kind not in ("intermediate_train", "target_train"):

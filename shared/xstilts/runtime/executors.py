@@ -118,9 +118,6 @@ class ThreadExecutor:
     def send(self, stage_id: int, queue: str) -> None:
         self._queue.put(stage_id)
 
-    def idle(self) -> bool:
-        return self._queue.unfinished_tasks == 0
-
     def stop(self, timeout: float | None = None) -> None:
         self._stopping.set()
         self._queue.put(None)
