@@ -164,6 +164,12 @@ def main() -> int:
             extra = f" (EM mean {100 * s['metric_means']['exact_match']:.1f})"
         if "threshold" in s.get("metric_means", {}):
             extra = f" (threshold {s['metric_means']['threshold']:.3f})"
+        if "precision" in s.get("metric_means", {}) and "threshold" not in s["metric_means"]:
+            means = s["metric_means"]
+            extra = f" (mean P {100 * means['precision']:.1f} R {100 * means['recall']:.1f}"
+            if "token_accuracy" in means:
+                extra += f", token accuracy {100 * means['token_accuracy']:.1f}"
+            extra += ")"
         rows.append((name, s["metric"], cells + extra, time.perf_counter() - t0))
         print(rows[-1], file=sys.stderr, flush=True)
     print(f"\n{'target':<10}{'metric':<10}{'per language (%)':<70}{'wall s':>8}")

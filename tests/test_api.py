@@ -379,6 +379,7 @@ def test_status_and_metrics_before_any_stage_ran(client: TestClient, tiny_model_
         "reused": False,
         "steps_run": 0,
         "attempts": 0,
+        "selection": None,  # a target with select: best_english_dev fills it in when done
     }
 
     r = client.get("/experiments/doesnotexist/metrics", headers=A)

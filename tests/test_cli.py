@@ -110,7 +110,7 @@ def test_run_writes_json_and_validate_lists_stages(
     assert set(result) == {"experiment", "metrics", "summary", "stages"}
     assert set(result["summary"]) >= {"mean", "transfer_gap", "per_seed", "xtreme_score"}
     assert set(result["stages"][0]) == {
-        "role", "seed", "kind", "key", "status", "reused", "steps_run", "attempts"
+        "role", "seed", "kind", "key", "status", "reused", "steps_run", "attempts", "selection"
     }  # fmt: skip
 
     # A file of an experiment without metrics yet, as written before results were typed.

@@ -43,8 +43,12 @@ def test_tagging_labels_first_subtoken_and_round_trips(data_dir: Path, tokenizer
     outputs = _one_hot_tag_outputs(f, len(task.labels))
     rows = fmt.decode(HeadOutputs(examples, f, outputs, task.labels), DecodeConfig())
     assert [r["prediction"] for r in rows] == [list(e.tags) for e in examples]
-    (score,) = fmt.score(task, "de", rows, bootstrap_samples=50)
-    assert score.metric == "f1" and score.value == 1.0 and score.n == 200
+    scores = fmt.score(task, "de", rows, bootstrap_samples=50)
+    assert [(s.metric, s.value, s.n) for s in scores] == [
+        ("f1", 1.0, 200),
+        ("precision", 1.0, 200),
+        ("recall", 1.0, 200),
+    ]
 
 
 def test_tagging_long_sentence_is_split_and_every_word_predicted(tokenizer) -> None:
@@ -67,13 +71,16 @@ def test_tagging_f1_hand_computed() -> None:
     rows = [
         # gold: PER(0-1), LOC(3); predicted: PER(0-1) correct, LOC missed, ORG(2) spurious
         {"label": ["B-PER", "I-PER", "O", "B-LOC"], "prediction": ["B-PER", "I-PER", "B-ORG", "O"]},
-        # gold ORG(0); predicted ORG(0) correct
-        {"label": ["B-ORG", "O"], "prediction": ["B-ORG", "O"]},
+        # gold ORG(0); predicted ORG(0) correct, LOC(1) spurious
+        {"label": ["B-ORG", "O"], "prediction": ["B-ORG", "B-LOC"]},
     ]
-    (score,) = fmt.score(task, "en", rows, bootstrap_samples=200)
-    # tp 2, predicted 3, gold 3: P = R = 2/3, F1 = 2/3
-    assert score.value == pytest.approx(2 / 3)
-    assert score.ci_low is not None and score.ci_low <= score.value <= score.ci_high
+    f1, precision, recall = fmt.score(task, "en", rows, bootstrap_samples=200)
+    # tp 2, predicted 4, gold 3: P = 1/2, R = 2/3, F1 = 2 tp / (4 + 3) = 4/7
+    assert (f1.metric, precision.metric, recall.metric) == ("f1", "precision", "recall")
+    assert precision.value == pytest.approx(1 / 2) and recall.value == pytest.approx(2 / 3)
+    assert f1.value == pytest.approx(4 / 7)
+    for score in (f1, precision, recall):
+        assert score.ci_low is not None and score.ci_low <= score.value <= score.ci_high
 
 
 def test_ccg_learns_its_open_tag_set() -> None:

@@ -21,11 +21,14 @@ def test_unknown_metric_lists_the_valid_names() -> None:
     with pytest.raises(UnknownNameError) as e:
         get_metric("bleu")
     assert e.value.field == "metric" and e.value.value == "bleu"
-    assert str(e.value).endswith("valid values: accuracy, bucc_f1, mlqa_f1, seqeval_f1, squad_f1")
+    assert str(e.value).endswith(
+        "valid values: accuracy, bucc_f1, mlqa_f1, seqeval_f1, seqeval_f1_token_accuracy, squad_f1"
+    )
 
 
 def test_every_task_names_a_registered_metric_and_takes_its_primary_from_it() -> None:
     expected = {"accuracy": "accuracy", "seqeval_f1": "f1", "squad_f1": "f1"}
+    expected |= {"seqeval_f1_token_accuracy": "f1"}
     expected |= {"mlqa_f1": "f1", "bucc_f1": "f1"}
     for task in all_tasks():
         assert task.metric in METRICS
@@ -51,7 +54,8 @@ def test_task_score_qa_is_the_mean_of_f1_and_exact_match() -> None:
 
 def test_task_score_of_other_metrics_is_the_primary() -> None:
     assert task_score("accuracy", {"accuracy": 0.8}) == 0.8
-    assert task_score("seqeval_f1", {"f1": 0.4}) == 0.4
+    assert task_score("seqeval_f1", {"f1": 0.4, "precision": 0.9, "recall": 0.1}) == 0.4
+    assert task_score("seqeval_f1_token_accuracy", {"f1": 0.4, "token_accuracy": 0.9}) == 0.4
     # BUCC stores precision, recall and the threshold too; the task score is F1 alone.
     assert task_score("bucc_f1", {"f1": 0.5, "precision": 0.9, "recall": 0.1}) == 0.5
 

@@ -153,3 +153,39 @@ def test_multi_task_intermediate_feeds_the_target(
     heads = _torch.load(out / "heads.pt", weights_only=True)
     assert {k for k in heads if not k.startswith("__")} == {"qqp", "snli"}
     assert [m.language for m in result.metrics] == ["en"]
+
+
+def test_target_keeps_the_checkpoint_best_on_english_dev(
+    settings, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xstilts.cli.tables import results_table
+    from xstilts.runtime.runners import train as train_runner
+
+    read: list[tuple[str, str, str]] = []
+    load_split = train_runner.load_split
+
+    def recording_load_split(task, split, lang, *args, **kwargs):  # type: ignore[no-untyped-def]
+        read.append((task.name, split.value, lang))
+        return load_split(task, split, lang, *args, **kwargs)
+
+    monkeypatch.setattr(train_runner, "load_split", recording_load_split)
+    spec = tiny_spec(tiny_model_dir, intermediate={"tasks": []})
+    spec["target"]["training"] |= {
+        "select": "best_english_dev",
+        "eval_every_steps": 5,
+        "dev_max_examples": 40,
+    }
+    result = Workspace(settings).run(parse_spec(spec))
+
+    # Training reads English MNLI train and English MNLI dev, nothing else.
+    assert read == [("mnli", "train", "en"), ("mnli", "validation", "en")]
+    (target,) = [s for s in result.stages if s.role == "target"]
+    sel = target.selection
+    assert sel is not None and sel.metric == "accuracy" and sel.total_steps == 16
+    assert [step for step, _ in sel.history] == [5, 10, 15, 16]
+    for _, score in sel.history:
+        assert round(score * 40) == pytest.approx(score * 40)  # a count out of 40 dev pairs
+    best = max(score for _, score in sel.history)
+    assert sel.selected_score == best
+    assert sel.selected_step == next(step for step, score in sel.history if score == best)
+    assert f"step {sel.selected_step} of 16, English dev accuracy" in results_table(result)

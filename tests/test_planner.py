@@ -140,6 +140,35 @@ def test_multi_task_keys(data_dir: Path) -> None:
     assert _keys(one, data_dir) == single
 
 
+def test_english_dev_selection_is_part_of_the_target_key(data_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    base = _keys(BASE, data_dir)
+    best = _with("target.training", {"select": "best_english_dev"})
+    keys = _keys(best, data_dir)
+    # The target model differs, so everything downstream of it does; the intermediate does not.
+    assert {r for r in base if base[r] != keys[r]} == {
+        "target/1",
+        "predict:en/1",
+        "predict:de/1",
+        "evaluate/1",
+    }
+    every = _with("target.training", {"select": "best_english_dev", "eval_every_steps": 50})
+    assert _keys(every, data_dir)["target/1"] != keys["target/1"]
+    plan = plan_experiment(parse_spec(best), MODEL, DataSource("local", data_dir))
+    target = next(p for p in plan if p.role == "target")
+    assert target.identity()["training"]["select"] == "best_english_dev"
+    # The English dev data (MNLI's matched dev, for XNLI) is part of the key; nothing else is read.
+    for sub in ("qqp", "mnli", "xnli"):
+        shutil.copytree(data_dir / sub, tmp_path / sub)
+    assert _keys(best, tmp_path) == keys
+    (tmp_path / "mnli" / "dev.json").write_text(
+        (tmp_path / "mnli" / "dev.json").read_text()[:-1] + " "
+    )
+    assert _keys(best, tmp_path)["target/1"] != keys["target/1"]
+    assert _keys(BASE, tmp_path) == base  # select: last never reads the dev split
+
+
 PINNED_SPECS = {
     "pair multi-task": {
         **BASE,

@@ -14,7 +14,14 @@ from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_
 from xstilts.spec import TrainingConfig
 from xstilts.tasks import Split, get_task
 from xstilts.training.batching import length_grouped_batches
-from xstilts.training.loop import CHECKPOINT_FILE, total_optimizer_steps, train, train_multi
+from xstilts.training.loop import (
+    CHECKPOINT_FILE,
+    Selection,
+    selection_steps,
+    total_optimizer_steps,
+    train,
+    train_multi,
+)
 from xstilts.training.sampling import sampling_probabilities
 
 CFG = TrainingConfig(
@@ -181,3 +188,99 @@ def test_multi_task_draws_batches_by_probability_and_resumes_exactly(
         model_a.state_dict().items(), model_c.state_dict().items(), strict=True
     ):
         assert torch.allclose(pa, pc, atol=1e-6), name
+
+
+# --- checkpoint selection on English dev -------------------------------------------------------
+def test_selection_steps() -> None:
+    assert selection_steps(12, 4.0, None) == [4, 8, 12]  # each epoch's end
+    assert selection_steps(13, 4.25, None) == [5, 9, 13]
+    assert selection_steps(12, 4.0, 5) == [5, 10, 12]  # and always the last step
+    assert selection_steps(3, 12.0, None) == [3]  # max_steps inside the first epoch
+
+
+class _ScriptedDev:
+    """A dev score read from a script, one per call, that also snapshots the head it scored."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores, self.heads = list(scores), []
+
+    def __call__(self, model: MultiHeadClassifier) -> float:
+        assert not model.training  # scored in eval mode (no dropout)
+        self.heads.append(model.heads["snli"].out_proj.weight.detach().clone())
+        return self.scores.pop(0)
+
+
+SELECT = CFG.model_copy(update={"select": "best_english_dev", "eval_every_steps": 3})
+
+
+def test_best_english_dev_keeps_the_best_model_and_trains_as_last_does(
+    tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    last, feats, pad = _setup(tiny_model_dir, data_dir)
+    res_last = train(last, "snli", feats, CFG, 7, tmp_path / "last", pad)
+    assert res_last.selection is None
+
+    best, _, _ = _setup(tiny_model_dir, data_dir)
+    dev = _ScriptedDev([0.5, 0.9, 0.9, 0.6])  # steps 3, 6, 9, 12: a tie keeps the earlier one
+    res = train(
+        best, "snli", feats, SELECT, 7, tmp_path / "best", pad, selection=Selection("accuracy", dev)
+    )
+    assert res.selection == {
+        "metric": "accuracy",
+        "selected_step": 6,
+        "selected_score": 0.9,
+        "total_steps": 12,
+        "history": [[3, 0.5], [6, 0.9], [9, 0.9], [12, 0.6]],
+    }
+    # Evaluating changed nothing in the run: the step-12 model is the one select: last keeps ...
+    assert torch.equal(dev.heads[3], last.heads["snli"].out_proj.weight)
+    # ... and the model kept is the step-6 one, not the last.
+    assert torch.equal(best.heads["snli"].out_proj.weight, dev.heads[1])
+    assert not torch.equal(dev.heads[1], dev.heads[3])
+    assert not best.training
+    assert not list((tmp_path / "best").glob("best-*.pt"))  # the saved best models are cleaned up
+
+
+def test_best_english_dev_resumes_with_its_history(
+    tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    whole, feats, pad = _setup(tiny_model_dir, data_dir)
+    scores = {3: 0.5, 6: 0.9, 9: 0.7, 12: 0.6}
+    train(
+        whole,
+        "snli",
+        feats,
+        SELECT,
+        7,
+        tmp_path / "whole",
+        pad,
+        selection=Selection("f1", _ScriptedDev(list(scores.values()))),
+    )
+
+    # Crash at step 7: the checkpoint from step 4 holds the step-3 evaluation.
+    crashed, _, _ = _setup(tiny_model_dir, data_dir)
+    calls = iter(range(100))
+    with pytest.raises(CancelledError):
+        train(
+            crashed,
+            "snli",
+            feats,
+            SELECT,
+            7,
+            tmp_path / "b",
+            pad,
+            should_stop=lambda: next(calls) == 6,
+            selection=Selection("f1", _ScriptedDev([scores[3], scores[6]])),
+        )
+    resumed, _, _ = _setup(tiny_model_dir, data_dir)
+    dev = _ScriptedDev([scores[6], scores[9], scores[12]])  # step 3 is not evaluated again
+    res = train(
+        resumed, "snli", feats, SELECT, 7, tmp_path / "b", pad, selection=Selection("f1", dev)
+    )
+    assert res.resumed_from_step == 4 and not dev.scores
+    assert res.selection is not None and res.selection["selected_step"] == 6
+    assert res.selection["history"] == [[s, v] for s, v in scores.items()]
+    for (name, a), (_, b) in zip(
+        whole.state_dict().items(), resumed.state_dict().items(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name

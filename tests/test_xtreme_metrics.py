@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 
 import pytest
@@ -10,6 +11,8 @@ from xstilts.metrics import get_metric, mlqa, squad
 from xstilts.metrics.retrieval import bucc_f1
 from xstilts.metrics.seqeval import get_entities
 from xstilts.tasks import get_task
+
+UPOS = "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
 
 
 def _qa(
@@ -22,14 +25,19 @@ def _qa(
     return {s.metric: 100 * s.value for s in get_metric(metric).score(task, lang, rows, 0)}
 
 
-def f1_score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
-    """Entity F1 of whole sentences through the registry's seqeval scorer."""
+def tagging_scores(
+    gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], metric: str = "seqeval_f1"
+) -> dict[str, float]:
+    """Scores of whole sentences through the registry's tagging scorer."""
     rows = [
         {"id": str(i), "prediction": list(p), "label": list(g)}
         for i, (g, p) in enumerate(zip(gold, predicted, strict=True))
     ]
-    (score,) = get_metric("seqeval_f1").score(get_task("panx"), "en", rows, 0)
-    return score.value
+    return {s.metric: s.value for s in get_metric(metric).score(get_task("panx"), "en", rows, 0)}
+
+
+def f1_score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
+    return tagging_scores(gold, predicted)["f1"]
 
 
 # --- SQuAD (v1.1 normalisation: XQuAD, TyDiQA-GoldP) ------------------------------------------
@@ -106,7 +114,7 @@ def test_mlqa_unknown_language_lists_valid_ones() -> None:
         mlqa.normalize_answer("x", "fr")
 
 
-# --- seqeval entity F1 (PAN-X, UDPOS) ----------------------------------------------------------
+# --- seqeval 0.0.12 tagging scores (PAN-X, UDPOS) ----------------------------------------------------------
 def test_bio_entities_and_f1() -> None:
     gold = [["B-PER", "I-PER", "O", "B-LOC"]]
     pred = [["B-PER", "I-PER", "O", "B-ORG"]]
@@ -125,65 +133,83 @@ def test_bio_edge_cases() -> None:
 
 
 def test_udpos_scored_as_xtreme_does() -> None:
-    # Plain POS tags: a run of the same tag is one chunk (types are the tag after its first letter) ...
-    assert get_entities([["NOUN", "NOUN", "VERB"]]) == [("OUN", 0, 1), ("ERB", 2, 2)]
+    # seqeval 0.0.12: a plain POS tag's type is the whole tag, and a run of one tag is one chunk ...
+    assert get_entities([["NOUN", "NOUN", "VERB"]]) == [("NOUN", 0, 1), ("VERB", 2, 2)]
     # ... so one wrong tag in a run costs more than one token: 2 of 3 tokens right, F1 0.
     assert f1_score([["NOUN", "NOUN", "VERB"]], [["NOUN", "VERB", "VERB"]]) == 0.0
     # Tags starting with S (SCONJ, SYM) are single-token chunks.
-    assert [c[1:] for c in get_entities([["SCONJ", "SCONJ"]])] == [(0, 0), (1, 1)]
+    assert get_entities([["SCONJ", "SCONJ"]]) == [("SCONJ", 0, 0), ("SCONJ", 1, 1)]
+    # SCONJ for CCONJ is wrong (seqeval >= 0.0.16 would read both as "CONJ" and count it right).
+    assert f1_score([["CCONJ", "NOUN"]], [["SCONJ", "NOUN"]]) == pytest.approx(0.5)
     gold = [["DET", "NOUN", "VERB", "PUNCT"]]
     pred = [["DET", "NOUN", "NOUN", "PUNCT"]]
     # gold chunks DET, NOUN, VERB, PUNCT; pred DET, NOUN(1-2), PUNCT: 2 correct, P 2/3, R 1/2
-    assert f1_score(gold, pred) == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2))
+    scores = tagging_scores(gold, pred, "seqeval_f1_token_accuracy")
+    assert scores["precision"] == pytest.approx(2 / 3)
+    assert scores["recall"] == pytest.approx(1 / 2)
+    assert scores["f1"] == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2))
+    assert scores["token_accuracy"] == pytest.approx(3 / 4)
 
 
-def _x_opens_a_later_sentence(sentences: list[list[str]]) -> bool:
-    return any(s[0] == "X" for s in sentences[1:])
-
-
-def test_equals_the_seqeval_package_on_random_sequences() -> None:
-    import random
-    import warnings
-
-    seqeval = pytest.importorskip("seqeval.metrics")
-    rng = random.Random(0)
-    bio = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
-    upos = "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
-    compared = 0
-    for labels in (bio, upos):
-        for _ in range(300):
-            gold = [
-                [rng.choice(labels) for _ in range(rng.randint(1, 12))]
-                for _ in range(rng.randint(1, 5))
-            ]
-            pred = [[t if rng.random() < 0.7 else rng.choice(labels) for t in s] for s in gold]
-            if _x_opens_a_later_sentence(gold) or _x_opens_a_later_sentence(pred):
-                continue  # the known difference: test_sentence_initial_x_differs_from_seqeval
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # seqeval warns that POS tags are not NE tags
-                expected = seqeval.f1_score(gold, pred)
-            assert f1_score(gold, pred) == pytest.approx(expected, abs=1e-12), (gold, pred)
-            compared += 1
-    assert compared > 500
-
-
-def test_sentence_initial_x_differs_from_seqeval() -> None:
-    """seqeval joins sentences with an "O", whose type is "_" like X's, so an X that opens a
-    later sentence starts no chunk and the chunk it closes begins in the previous sentence. The
-    evaluate stage scores sentence by sentence (its bootstrap resamples sentences), so there such
-    an X is a chunk of its own. Stored metrics depend on this: it is pinned, not "fixed"."""
+def test_chunks_are_counted_in_the_sentence_where_they_start() -> None:
+    """Sentences are joined by an "O" (type "O"), so an X opening a later sentence is a chunk of
+    its own; per-sentence counts add up to seqeval's totals."""
     gold = [["INTJ", "VERB"], ["X", "NUM"]]
     pred = [["INTJ", "INTJ"], ["X", "NUM"]]
-    # Per sentence: 1: gold NTJ, ERB; pred NTJ(0-1): 0 correct. 2: X, NUM both: 2 correct.
-    # 2 tp / (n_pred + n_gold) = 2 * 2 / (3 + 4).
-    assert f1_score(gold, pred) == pytest.approx(4 / 7)
-    # seqeval (XTREME's evaluator): gold _(1-3), pred _(0-3) differ; 1 of 3 / 1 of 4 correct.
-    import warnings
+    # gold: INTJ, VERB, X, NUM; pred: INTJ(0-1), X, NUM; X and NUM correct.
+    scores = tagging_scores(gold, pred)
+    assert scores == pytest.approx({"f1": 4 / 7, "precision": 2 / 3, "recall": 1 / 2})
 
-    seqeval = pytest.importorskip("seqeval.metrics")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert seqeval.f1_score(gold, pred) == pytest.approx(2 / 7)
+
+def test_empty_denominators_score_zero_as_seqeval_does() -> None:
+    # No predicted chunk (only "O"): precision 0 (not undefined), recall 0, F1 0.
+    assert tagging_scores([["B-PER", "O"]], [["O", "O"]]) == {
+        "f1": 0.0,
+        "precision": 0.0,
+        "recall": 0.0,
+    }
+
+
+def _random_sentences(rng: random.Random, labels: list[str]) -> tuple[list[list[str]], ...]:
+    gold = [
+        [rng.choice(labels) for _ in range(rng.randint(1, 12))] for _ in range(rng.randint(1, 6))
+    ]
+    pred = [[t if rng.random() < 0.7 else rng.choice(labels) for t in s] for s in gold]
+    return gold, pred
+
+
+def test_equals_seqeval_0_0_12_on_random_sequences() -> None:
+    """F1, precision, recall and token accuracy against the seqeval XTREME's evaluator ran."""
+    import importlib.metadata
+
+    import seqeval.metrics as reference
+
+    assert importlib.metadata.version("seqeval") == "0.0.12", "scripts/setup.sh installs it"
+    rng = random.Random(0)
+    label_sets = {
+        "bio": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"],
+        "bioes": ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "E-LOC", "S-LOC"],
+        "upos": UPOS,
+        "mixed": [*UPOS, "O", "B-PER", "I-PER", ".", "S[dcl]\\NP", "N/N"],
+    }
+    for name, labels in label_sets.items():
+        for _ in range(400):
+            gold, pred = _random_sentences(rng, labels)
+            got = tagging_scores(gold, pred, "seqeval_f1_token_accuracy")
+            want = {
+                "f1": reference.f1_score(gold, pred),
+                "precision": reference.precision_score(gold, pred),
+                "recall": reference.recall_score(gold, pred),
+                "token_accuracy": reference.accuracy_score(gold, pred),
+            }
+            assert got == pytest.approx(want, abs=1e-12), (name, gold, pred)
+    # Hand-made UPOS cases where seqeval 0.0.12 and 1.x disagree.
+    for gold, pred in (
+        ([["CCONJ"]], [["SCONJ"]]),
+        ([["INTJ", "VERB"], ["X", "NUM"]], [["INTJ", "INTJ"], ["X", "NUM"]]),
+        ([["SYM", "SYM", "NOUN"]], [["SCONJ", "SYM", "NOUN"]]),
+    ):
+        assert f1_score(gold, pred) == pytest.approx(reference.f1_score(gold, pred), abs=1e-12)
 
 
 def test_seqeval_rejects_misaligned_sequences() -> None:

@@ -86,6 +86,36 @@ class TrainingConfig(_Strict):
     freeze_word_embeddings: bool = False
     max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
     checkpoint_every_steps: Annotated[int, Field(ge=1)] = 200
+    # Which model the stage keeps: the one after the last step, or (target stages, XTREME's
+    # protocol) the one that scores best on the English dev split of the training task, evaluated
+    # every eval_every_steps optimiser steps (default: at the end of each epoch) and after the last
+    # step, on at most dev_max_examples examples (default: all). Never reads non-English data.
+    select: Literal["last", "best_english_dev"] = "last"
+    eval_every_steps: Annotated[int | None, Field(ge=1)] = None
+    dev_max_examples: Annotated[int | None, Field(ge=1)] = None
+
+    @model_validator(mode="after")
+    def _check_selection(self) -> TrainingConfig:
+        if self.select == "last":
+            for name in SELECTION_FIELDS[1:]:
+                if getattr(self, name) is not None:
+                    raise invalid(
+                        (name,),
+                        f"{name} needs select: best_english_dev (select: last keeps the final "
+                        "model and evaluates nothing during training)",
+                        getattr(self, name),
+                    )
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """What a stage key hashes: every field, less the selection fields when they are unused
+        (so specs written before selection existed keep their keys)."""
+        if self.select == "last":
+            return self.model_dump(exclude=set(SELECTION_FIELDS))
+        return self.model_dump()
+
+
+SELECTION_FIELDS = ("select", "eval_every_steps", "dev_max_examples")
 
 
 class ModelConfig(_Strict):
@@ -148,6 +178,18 @@ class IntermediateConfig(_Strict):
     tasks: list[str] = Field(default_factory=list)
     training: TrainingConfig = TrainingConfig()
     sampling: SamplingConfig = SamplingConfig()
+
+    @field_validator("training")
+    @classmethod
+    def _keeps_last(cls, training: TrainingConfig) -> TrainingConfig:
+        if training.select != "last":
+            raise invalid(
+                ("select",),
+                f"{training.select!r}: an intermediate stage keeps its last model (valid: last); "
+                "checkpoint selection on English dev is for target.training",
+                training.select,
+            )
+        return training
 
     @field_validator("tasks")
     @classmethod

@@ -21,17 +21,26 @@ def results_table(result: ExperimentResults) -> str:
     if summary is None:
         return "(no metrics)"
     by_lang: dict[str, list[MetricRow]] = {}
+    others: dict[tuple[str, str], list[float]] = {}  # (language, metric) -> values over seeds
     for m in result.metrics:
         if m.metric == summary.metric:
             by_lang.setdefault(m.language, []).append(m)
+        else:
+            others.setdefault((m.language, m.metric), []).append(m.value)
+    extra = [k for k in summary.metric_means if k != summary.metric]
     lines = [
         f"{summary.task} {summary.metric} (%), seeds {summary.seeds}",
-        f"{'lang':<6}{'value':>8}{'n':>7}  95% CI",
+        f"{'lang':<6}{'value':>8}{'n':>7}  {'95% CI':<12}" + "".join(f"{k:>16}" for k in extra),
     ]
     for lang, ms in by_lang.items():
         value = sum(m.value for m in ms) / len(ms)
         ci = f"{_pct(ms[0].ci_low)}-{_pct(ms[0].ci_high)}" if len(ms) == 1 else ""
-        lines.append(f"{lang:<6}{_pct(value):>8}{ms[0].n:>7}  {ci}")
+        cells = ""
+        for k in extra:
+            vals = others.get((lang, k), [])
+            mean = sum(vals) / len(vals) if vals else None
+            cells += f"{_num(mean, 100) if k == 'threshold' else _pct(mean):>16}"
+        lines.append(f"{lang:<6}{_pct(value):>8}{ms[0].n:>7}  {ci:<12}{cells}".rstrip())
     lines.append("")
     lines.extend(summary_lines(summary))
     means = summary.metric_means
@@ -43,6 +52,14 @@ def results_table(result: ExperimentResults) -> str:
             )
         )
     lines.append(f"XTREME task score           {_pct(summary.xtreme_score)}")
+    for st in result.stages:
+        if st.selection is not None:
+            sel = st.selection
+            lines.append(
+                f"checkpoint (seed {st.seed})         step {sel.selected_step} of "
+                f"{sel.total_steps}, English dev {sel.metric} {_pct(sel.selected_score)} "
+                f"(best of {len(sel.history)} evaluations)"
+            )
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ STAGE_CODE_VERSION = {
     StageKind.INTERMEDIATE: 2,  # 2: heads of every format, label names stored with each head
     StageKind.TARGET: 2,
     StageKind.PREDICT: 2,
-    StageKind.EVALUATE: 2,
+    StageKind.EVALUATE: 3,  # 3: tagging scored as seqeval 0.0.12, with precision and recall
 }
 
 
@@ -91,7 +91,7 @@ class IntermediateStageSpec(_StageSpecBase):
             "model": self.model.identity(),
             "tasks": list(self.tasks),
             "task_versions": list(self.task_versions),
-            "training": self.training.model_dump(),
+            "training": self.training.identity(),
             "seed": self.seed,
             "data": list(self.data_fingerprints),
         }
@@ -114,22 +114,27 @@ class TargetStageSpec(_StageSpecBase):
     task_version: int
     training: TrainingConfig
     data_fingerprint: str
+    # select: best_english_dev: the English dev split of train_task that picks the checkpoint.
+    dev_data_fingerprint: str | None = None
 
     @property
     def head(self) -> str:
         return self.train_task
 
     def identity(self) -> dict[str, Any]:
-        return {
+        out = {
             "model": self.model.identity(),
             "upstream": self.upstream,
             "format": self.format,
             "train_task": self.train_task,
             "task_version": self.task_version,
-            "training": self.training.model_dump(),
+            "training": self.training.identity(),
             "seed": self.seed,
             "data": self.data_fingerprint,
         }
+        if self.dev_data_fingerprint is not None:
+            out["dev_data"] = self.dev_data_fingerprint
+        return out
 
 
 class PredictStageSpec(_StageSpecBase):
@@ -323,6 +328,11 @@ def plan_experiment(
                     task_version=train_task.version,
                     training=spec.target.training,
                     data_fingerprint=fingerprint_split(train_task, Split.TRAIN, "en", data),
+                    dev_data_fingerprint=(
+                        fingerprint_split(train_task, Split.VALIDATION, "en", data)
+                        if spec.target.training.select == "best_english_dev"
+                        else None
+                    ),
                 ),
             )
             plan.append(tgt)

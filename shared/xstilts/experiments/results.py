@@ -55,8 +55,20 @@ class StageView(BaseModel):
     attempts: int
 
 
+class CheckpointSelection(BaseModel):
+    """Which checkpoint a target stage kept (``select: best_english_dev``): the step, its score on
+    the training task's English dev split, and every evaluation as ``(step, score)``."""
+
+    metric: str
+    selected_step: int
+    selected_score: float
+    total_steps: int
+    history: list[tuple[int, float]]
+
+
 class StageRow(StageView):
     steps_run: int  # optimiser steps over all attempts
+    selection: CheckpointSelection | None = None
 
 
 class CrossLanguageStats(BaseModel):
@@ -140,6 +152,7 @@ def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> Experime
                 reused=link.reused,
                 steps_run=stages[link.stage_id].steps_run,
                 attempts=stages[link.stage_id].attempts,
+                selection=(stages[link.stage_id].result or {}).get("selection"),
             )
             for link in links
         ]

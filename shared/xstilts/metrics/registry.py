@@ -17,7 +17,7 @@ from xstilts.metrics import mlqa, squad
 from xstilts.metrics.accuracy import score_accuracy
 from xstilts.metrics.base import PredictionRow, Score, Scorer
 from xstilts.metrics.retrieval import score_bucc
-from xstilts.metrics.seqeval import score_seqeval
+from xstilts.metrics.seqeval import score_seqeval, score_seqeval_and_token_accuracy
 
 if TYPE_CHECKING:
     from xstilts.tasks.base import Task
@@ -57,6 +57,7 @@ class MetricSpec:
 
 
 _QA = ("f1", "exact_match")
+_TAGGING = ("f1", "precision", "recall")  # XTREME's tagging evaluator, in its order
 
 METRICS: dict[str, MetricSpec] = {
     m.name: m
@@ -74,9 +75,19 @@ METRICS: dict[str, MetricSpec] = {
             "seqeval_f1",
             "f1",
             score_seqeval,
+            _TAGGING,
             ("f1",),
+            "micro entity F1, precision and recall as seqeval 0.0.12 computes them, XTREME's "
+            "evaluator (PAN-X)",
+        ),
+        MetricSpec(
+            "seqeval_f1_token_accuracy",
+            "f1",
+            score_seqeval_and_token_accuracy,
+            _TAGGING,
             ("f1",),
-            "micro entity F1 as seqeval computes it (PAN-X, UDPOS, CCG)",
+            "seqeval 0.0.12's F1, precision and recall (XTREME's UDPOS score), and token_accuracy: "
+            "the share of tokens tagged right, as POS and supertagging papers report (UDPOS, CCG)",
         ),
         MetricSpec(
             "squad_f1",

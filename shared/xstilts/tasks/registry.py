@@ -315,7 +315,7 @@ _TASKS: tuple[Task, ...] = (
         format=TaskFormat.TOKEN_CLASSIFICATION,
         labels=UPOS_TAGS,
         languages=UDPOS_LANGUAGES,
-        metric="seqeval_f1",
+        metric="seqeval_f1_token_accuracy",
         description=(
             "Universal Dependencies POS tagging (17 UPOS tags), XTREME's 33 languages; a language's "
             "split is all its treebanks. Local data: XTREME's udpos/ TSVs or UD's CoNLL-U folders."
@@ -337,7 +337,7 @@ _TASKS: tuple[Task, ...] = (
         format=TaskFormat.TOKEN_CLASSIFICATION,
         labels=(),  # open set: the supertags seen in training
         languages=EN,
-        metric="seqeval_f1",
+        metric="seqeval_f1_token_accuracy",
         description=(
             "CCG supertagging (CCGbank is licensed: put your copy in <data>/ccg/{train,dev}.tsv, "
             "one token<TAB>supertag per line, a blank line between sentences)."

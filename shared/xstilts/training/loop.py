@@ -45,6 +45,86 @@ class TrainResult:
     # Mean training loss and number of micro-batches per task over this call's steps.
     task_losses: dict[str, float] = field(default_factory=dict)
     task_batches: dict[str, int] = field(default_factory=dict)
+    # select: best_english_dev: {"metric", "selected_step", "selected_score", "total_steps",
+    # "history": [[step, score], ...]}; None when the stage keeps its last model.
+    selection: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Checkpoint selection: ``score`` evaluates the model (in eval mode) on English dev, higher is
+    better; the loop calls it at ``steps`` (optimiser steps done) and keeps the best model."""
+
+    metric: str
+    score: Callable[[MultiHeadClassifier], float]
+
+
+def selection_steps(total: int, steps_per_epoch: float, every: int | None) -> list[int]:
+    """When to evaluate: every ``every`` optimiser steps or, by default, at each epoch's end; and
+    always after the last step."""
+    if every is not None:
+        steps = set(range(every, total + 1, every))
+    else:
+        steps = {
+            math.ceil(k * steps_per_epoch) for k in range(1, math.ceil(total / steps_per_epoch))
+        }
+    return sorted({s for s in steps if 0 < s < total} | {total})
+
+
+class _Selector:
+    """Tracks the best dev score; the best model's weights live in ``best-<step>.pt`` in the work
+    folder, and the history in the checkpoint, so a resumed run selects what an uninterrupted one
+    would."""
+
+    def __init__(self, selection: Selection, work_dir: Path, state: dict[str, Any] | None) -> None:
+        self.selection, self.work_dir = selection, work_dir
+        state = state or {}
+        self.history: list[list[float]] = state.get("history", [])
+        self.best_step: int | None = state.get("best_step")
+        self.best_score: float = state.get("best_score", -math.inf)
+
+    def state(self) -> dict[str, Any]:
+        return {"history": self.history, "best_step": self.best_step, "best_score": self.best_score}
+
+    def _file(self, step: int) -> Path:
+        return self.work_dir / f"best-{step}.pt"
+
+    def evaluate(self, model: MultiHeadClassifier, step: int) -> None:
+        model.eval()
+        with torch.inference_mode():
+            score = self.selection.score(model)
+        model.train()
+        self.history.append([step, score])
+        if score > self.best_score:  # ties keep the earlier model, as XTREME's scripts do
+            _save_checkpoint(self._file(step), {"model": model.state_dict(), "step": step})
+            self.best_step, self.best_score = step, score
+        log.info(
+            "step %d: English dev %s %.4f (best %.4f at step %s)",
+            step,
+            self.selection.metric,
+            score,
+            self.best_score,
+            self.best_step,
+        )
+
+    def prune(self) -> None:
+        """Drop all but the best model's file; called once a checkpoint records which is best."""
+        for f in self.work_dir.glob("best-*.pt"):
+            if f != self._file(self.best_step or 0):
+                f.unlink()
+
+    def restore_best(self, model: MultiHeadClassifier, device: torch.device) -> dict[str, Any]:
+        assert self.best_step is not None, "the last step is always evaluated"
+        saved = torch.load(self._file(self.best_step), map_location=device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        for stale in self.work_dir.glob("best-*.pt"):
+            stale.unlink()
+        return {
+            "metric": self.selection.metric,
+            "selected_step": self.best_step,
+            "selected_score": self.best_score,
+            "history": self.history,
+        }
 
 
 def pick_device() -> torch.device:
@@ -101,6 +181,7 @@ def train(
     pad_id: int,
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    selection: Selection | None = None,
 ) -> TrainResult:
     """Train ``model``'s encoder and ``task`` head on ``features``; resumes from ``work_dir``."""
     return train_multi(
@@ -112,6 +193,7 @@ def train(
         pad_id,
         progress=progress,
         should_stop=should_stop,
+        selection=selection,
     )
 
 
@@ -125,9 +207,12 @@ def train_multi(
     probabilities: dict[str, float] | None = None,
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    selection: Selection | None = None,
 ) -> TrainResult:
     """Train the shared encoder and one head per task; each micro-batch comes from one task, drawn
-    with ``probabilities`` (default: proportional to size). Resumes from ``work_dir``."""
+    with ``probabilities`` (default: proportional to size). Resumes from ``work_dir``. With a
+    ``selection``, the model that scores best on it (``cfg.eval_every_steps``) is the one kept;
+    evaluating changes nothing in the training run itself."""
     device = pick_device()
     torch.manual_seed(seed)
     if cfg.freeze_word_embeddings:
@@ -139,6 +224,8 @@ def train_multi(
     probabilities = probabilities or sampling_probabilities(sizes)
     schedule = TaskSchedule(tasks, probabilities, seed)
     total = total_optimizer_steps(sum(sizes.values()), cfg)
+    steps_per_epoch = sum(sizes.values()) / cfg.batch_size / cfg.gradient_accumulation_steps
+    eval_at = set(selection_steps(total, steps_per_epoch, cfg.eval_every_steps))
     optimizer, scheduler = build_optimizer(model, cfg, total)
     accum = cfg.gradient_accumulation_steps
     name = "+".join(tasks)
@@ -146,6 +233,7 @@ def train_multi(
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = work_dir / CHECKPOINT_FILE
     start = 0
+    ckpt: dict[str, Any] = {}
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
@@ -156,6 +244,9 @@ def train_multi(
             torch.cuda.set_rng_state(ckpt["rng_cuda"])
         start = int(ckpt["step"])
         log.info("resuming %s from step %d/%d (%s)", name, start, total, ckpt_path)
+    selector = None
+    if selection is not None:
+        selector = _Selector(selection, work_dir, ckpt.get("selection") if start else None)
 
     # Each task's batch order depends only on (its seed, epoch), and the task of micro-batch k only
     # on (seed, k): a resumed run replays the choices to skip exactly the batches already used.
@@ -196,6 +287,8 @@ def train_multi(
         optimizer.zero_grad(set_to_none=True)
         loss_value = step_loss
         done = step + 1
+        if selector is not None and done in eval_at:
+            selector.evaluate(model, done)
         if done % cfg.checkpoint_every_steps == 0 and done < total:
             _save_checkpoint(
                 ckpt_path,
@@ -210,8 +303,11 @@ def train_multi(
                     "seed": seed,
                     "tasks": tasks,
                     "probabilities": probabilities,
+                    "selection": selector.state() if selector is not None else None,
                 },
             )
+            if selector is not None:
+                selector.prune()
         if len(tasks) > 1 and done % 50 == 0:
             log.info(
                 "step %d/%d task losses %s",
@@ -225,6 +321,9 @@ def train_multi(
         if should_stop is not None and should_stop():
             raise CancelledError(f"training of {name} cancelled at step {done}/{total}")
     elapsed = time.perf_counter() - t0
+    chosen = None
+    if selector is not None:
+        chosen = {**selector.restore_best(model, device), "total_steps": total}
     model.eval()
     return TrainResult(
         steps_run=total - start,
@@ -235,6 +334,7 @@ def train_multi(
         num_examples=sum(sizes.values()),
         task_losses={t: loss_sum[t] / loss_n[t] for t in tasks if loss_n[t]},
         task_batches={t: loss_n[t] for t in tasks},
+        selection=chosen,
     )
 
 

@@ -10,10 +10,11 @@ from typing import Any
 
 import torch
 
-from xstilts.data import load_split
+from xstilts.data import DataSource, load_split
 from xstilts.experiments.plan import IntermediateStageSpec, TargetStageSpec
 from xstilts.formats import get_trained_format
-from xstilts.formats.base import FeatureConfig, Features
+from xstilts.formats.base import DecodeConfig, FeatureConfig, Features, HeadOutputs
+from xstilts.metrics import get_metric
 from xstilts.modeling.classifier import (
     MultiHeadClassifier,
     load_encoder,
@@ -23,9 +24,10 @@ from xstilts.modeling.classifier import (
 )
 from xstilts.runtime.artifacts import TRAIN_RESULT_FILE
 from xstilts.runtime.lifecycle import ProgressRecorder, StageContext, StageOutcome, StageRef
-from xstilts.spec import doc_stride
-from xstilts.tasks import Split, get_task
-from xstilts.training.loop import train_multi
+from xstilts.spec import TrainingConfig, doc_stride
+from xstilts.tasks import Split, Task, get_task
+from xstilts.training.loop import Selection, train_multi
+from xstilts.training.predict import predict
 from xstilts.training.sampling import sampling_probabilities
 
 
@@ -73,6 +75,12 @@ def _train(
         labels = fmt.labels(task, examples)
         data[head] = fmt.featurize(tokenizer, examples, features_cfg, labels)
         model.add_head(head, len(labels), fmt.head, labels)
+    selection = None
+    if cfg.select == "best_english_dev":
+        ((head, task_name),) = heads.items()  # target stages only (the spec refuses the others)
+        selection = english_dev_selection(
+            get_task(task_name), head, model, tokenizer, features_cfg, spec.data.source, cfg
+        )
     sampling = spec.sampling if isinstance(spec, IntermediateStageSpec) else None
     probabilities = None
     if sampling is not None:
@@ -92,6 +100,7 @@ def _train(
         probabilities=probabilities,
         progress=ProgressRecorder(ctx, stage),
         should_stop=ctx.should_stop,
+        selection=selection,
     )
     result = {**asdict(res), "sampling_probabilities": probabilities}
     out = ctx.store.stage_dir(stage.kind, stage.key)
@@ -100,3 +109,30 @@ def _train(
         (tmp / TRAIN_RESULT_FILE).write_text(json.dumps(result, indent=2))
     ctx.store.discard_work(stage.key)
     return StageOutcome(out, result, steps_run=res.steps_run)
+
+
+DEV_BATCH_SIZE = 64
+
+
+def english_dev_selection(
+    task: Task,
+    head: str,
+    model: MultiHeadClassifier,
+    tokenizer: Any,
+    features_cfg: FeatureConfig,
+    source: DataSource,
+    cfg: TrainingConfig,
+) -> Selection:
+    """Scores a model on ``task``'s English dev split (at most ``cfg.dev_max_examples``), by the
+    task's primary metric, exactly as a predict and an evaluate stage would score it."""
+    fmt = get_trained_format(task.format.value)
+    examples = load_split(task, Split.VALIDATION, "en", source, cfg.dev_max_examples)
+    labels = model.labels[head]
+    features = fmt.featurize(tokenizer, examples, features_cfg, labels)
+
+    def score(m: MultiHeadClassifier) -> float:
+        outputs = predict(m, head, features, DEV_BATCH_SIZE, tokenizer.pad_token_id)
+        rows = fmt.decode(HeadOutputs(examples, features, outputs, labels), DecodeConfig())
+        return fmt.score(task, "en", rows, 0)[0].value
+
+    return Selection(get_metric(task.metric).primary, score)
