@@ -8,7 +8,7 @@ bash scripts/setup.sh
 bash scripts/services.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
-ruff check shared services tests bench
-ruff format --check shared services tests bench
+ruff check shared services tests bench examples
+ruff format --check shared services tests bench examples
 mypy shared/xstilts
 python -m pytest -q "$@"
