@@ -151,3 +151,20 @@ def test_example_specs_are_valid() -> None:
     assert len(examples) >= 4
     for path in examples:
         load_spec(path)  # raises SpecError naming the field
+
+
+def test_checkpoint_selection_fields_name_themselves() -> None:
+    spec = parse_spec({"target": {"task": "xnli", "training": {"select": "best_english_dev"}}})
+    assert spec.target.training.select == "best_english_dev"
+    assert parse_spec({"target": {"task": "xnli"}}).target.training.select == "last"
+    bad = _errors({"target": {"task": "xnli", "training": {"select": "best"}}})
+    assert "'last' or 'best_english_dev'" in bad["target.training.select"]
+    # An interval without selection would silently do nothing: refused, naming the field.
+    bad = _errors({"target": {"task": "xnli", "training": {"eval_every_steps": 10}}})
+    assert "needs select: best_english_dev" in bad["target.training.eval_every_steps"]
+    bad = _errors({"target": {"task": "xnli", "training": {"dev_max_examples": 10}}})
+    assert "needs select: best_english_dev" in bad["target.training.dev_max_examples"]
+    # Intermediate stages keep their last model.
+    inter = {"tasks": ["qqp"], "training": {"select": "best_english_dev"}}
+    bad = _errors({"target": {"task": "xnli"}, "intermediate": inter})
+    assert "valid: last" in bad["intermediate.training.select"]
