@@ -51,6 +51,10 @@ def test_tasks_table(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "xnli" in out and "pair_classification" in out and "accuracy" in out
     assert "tatoeba" in out and "retrieval" in out and "anli+mnli+snli" in out
+    # Columns line up however long a metric's name is.
+    lines = out.splitlines()
+    role_at = {line.split()[0]: line.index(line.split()[3]) for line in lines}
+    assert len(set(role_at.values())) == 1, role_at
 
 
 def test_bad_spec_exits_2_naming_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,14 +18,18 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         rows = [t.describe() for t in tasks]
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    print(f"{'task':<15}{'format':<22}{'metric':<12}{'role':<14}{'trained on':<16}languages")
+    rows = []
     for t in tasks:
         if t.is_target:
             role, trained = "target", t.train_task or ("-" if not t.trains else t.name)
         else:
             role, trained = "intermediate", "+".join(t.combines) or t.name
         langs = f"({len(t.languages)}) {' '.join(t.languages)}"
-        print(f"{t.name:<15}{t.format.value:<22}{t.metric:<12}{role:<14}{trained:<16}{langs}")
+        rows.append((t.name, t.format.value, t.metric, role, trained, langs))
+    header = ("task", "format", "metric", "role", "trained on", "languages")
+    widths = [max(len(r[i]) for r in [header, *rows]) + 2 for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)) + row[-1])
     return EXIT_OK
 
 
