@@ -18,17 +18,17 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         rows = [t.describe() for t in tasks]
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    rows = []
+    table: list[tuple[str, ...]] = []
     for t in tasks:
         if t.is_target:
             role, trained = "target", t.train_task or ("-" if not t.trains else t.name)
         else:
             role, trained = "intermediate", "+".join(t.combines) or t.name
         langs = f"({len(t.languages)}) {' '.join(t.languages)}"
-        rows.append((t.name, t.format.value, t.metric, role, trained, langs))
+        table.append((t.name, t.format.value, t.metric, role, trained, langs))
     header = ("task", "format", "metric", "role", "trained on", "languages")
-    widths = [max(len(r[i]) for r in [header, *rows]) + 2 for i in range(len(header) - 1)]
-    for row in [header, *rows]:
+    widths = [max(len(r[i]) for r in [header, *table]) + 2 for i in range(len(header) - 1)]
+    for row in [header, *table]:
         print("".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)) + row[-1])
     return EXIT_OK
 
