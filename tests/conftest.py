@@ -55,7 +55,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, offline_model_dir: 
 
 
 @pytest.fixture()
-def settings(tmp_path: Path, tiny_model_dir: Path, data_dir: Path):
+def settings(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, data_dir: Path
+):
+    """Settings of a fresh workspace in ``tmp_path``. ``data.path`` may name the real data folder
+    or any folder a test builds under pytest's temporary root."""
     from xstilts.config import Settings
 
     return Settings(
@@ -65,6 +69,7 @@ def settings(tmp_path: Path, tiny_model_dir: Path, data_dir: Path):
         artifacts_dir=tmp_path / "artifacts",
         database_url=f"sqlite:///{tmp_path / 'xstilts.db'}",
         model_roots=(tiny_model_dir.parent,),
+        data_roots=(data_dir, tmp_path_factory.getbasetemp()),
     )
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -75,9 +77,18 @@ def test_serve_and_submit_over_http(
         # A progress line for each stage the poller saw running (logged: one per stage, then 10 s).
         assert "[seed 1] " in err, err
         served = json.loads(out.read_text())
+        key = (home / "api-key").read_text().strip()
+        listed = httpx.get(f"{url}/experiments", headers={"Authorization": f"Bearer {key}"})
+        created_at = listed.json()["items"][0]["created_at"]
     finally:
         server.terminate()
         server.wait(20)
+
+    # The key and the database are the owner's alone, from the moment they exist.
+    for private in (home / "api-key", home / "xstilts.db"):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+    # Embedded mode's times carry their offset, as the service's do.
+    assert served["stages"] and datetime.fromisoformat(created_at).utcoffset() is not None
 
     direct = Workspace(settings).run(parse_spec(data))
     assert [(m["language"], m["value"], m["n"]) for m in served["metrics"]] == [

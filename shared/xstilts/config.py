@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     )
     # Folders ``local:`` models may come from; the environment gives them os.pathsep-separated.
     model_roots: Annotated[tuple[Path, ...], NoDecode] = ()
+    # Folders a spec's ``data.path`` may name (os.pathsep-separated); default: ``data_dir`` alone.
+    data_roots: Annotated[tuple[Path, ...], NoDecode] = ()
+    # The most work one experiment may plan: seeds, and stages over all seeds.
+    max_seeds: Annotated[int, Field(ge=1, le=1024)] = 64
+    max_stages: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    # The API answers 503 to a request still running after this (a hung database).
+    request_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 20.0
     broker_url: str = "redis://127.0.0.1:6379/0"
     # API keys as {name: sha256 hex of the key}; from XSTILTS_API_KEYS="name:sha256hex,..."
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
@@ -142,17 +149,35 @@ class Settings(BaseSettings):
     def _resolve_optional_path(cls, value: Path | None) -> Path | None:
         return None if value is None else _resolve(value)
 
-    @field_validator("model_roots", mode="before")
+    @field_validator("model_roots", "data_roots", mode="before")
     @classmethod
-    def _split_model_roots(cls, value: Any) -> Any:
+    def _split_roots(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(Path(p) for p in value.split(os.pathsep) if p.strip())
         return value
 
-    @field_validator("model_roots")
+    @field_validator("model_roots", "data_roots")
     @classmethod
-    def _resolve_model_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+    def _resolve_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
         return tuple(_resolve(p) for p in value)
+
+    @property
+    def allowed_data_roots(self) -> tuple[Path, ...]:
+        """Where ``data.path`` may point: ``data_roots``, else the data folder itself."""
+        if self.data_roots:
+            return self.data_roots
+        return (self.data_dir,) if self.data_dir else ()
+
+    def server_paths(self) -> list[tuple[Path, str]]:
+        """Configured folders and the variable that names each, longest first: what a message
+        shown to an API client says instead of the server's own paths."""
+        named = [(self.home, "XSTILTS_HOME"), (self.cache_dir, "XSTILTS_CACHE_DIR")]
+        named += [(self.artifacts_dir, "XSTILTS_ARTIFACTS_DIR")]
+        named += [(r, "XSTILTS_MODEL_ROOTS") for r in self.model_roots]
+        named += [(r, "XSTILTS_DATA_ROOTS") for r in self.data_roots]
+        if self.data_dir:
+            named.append((self.data_dir, "XSTILTS_DATA_DIR"))
+        return sorted(named, key=lambda pair: len(str(pair[0])), reverse=True)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -48,3 +48,7 @@ class NotFoundError(XstiltsError, LookupError):
 
 class IdempotencyConflictError(XstiltsError):
     """An idempotency key reused with a different request body."""
+
+
+class ConflictError(XstiltsError):
+    """A request that the record's current state does not allow (cancelling a finished experiment)."""

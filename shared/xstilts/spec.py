@@ -7,6 +7,7 @@ Task and language errors list the valid values.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from xstilts.errors import XstiltsError
-from xstilts.tasks import Split, get_task, intermediate_task_names, target_task_names
+from xstilts.tasks import Split, all_tasks, get_task, intermediate_task_names, target_task_names
 from xstilts.tasks.registry import compatible_train_tasks
 
 OFFLINE_PREFIX = "offline:"
@@ -25,8 +26,59 @@ LOCAL_PREFIX = "local:"
 BUILTIN_MODELS = ("multilingual-e5-small",)
 
 
+# Bounds on the work one spec may ask for (the error names the bound). Generous for real studies;
+# what they stop is a request that ties up a worker for ever or overflows a counter.
+MAX_STEPS = 10_000_000
+MAX_EXAMPLES = 100_000_000
+MAX_SEEDS_SCHEMA = 1024  # hard ceiling; the server's own cap (XSTILTS_MAX_SEEDS) is usually lower
+MAX_PATH_CHARS = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# A hub repository id as the hub itself allows it: [owner/]name, letters, digits, "-", "_", ".",
+# neither starting nor ending with "-" or ".", no "--" or "..", at most 96 characters a part. Never
+# a path: "/etc", "../x" and "~/x" do not match.
+_HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+HUB_ID = re.compile(rf"(?:{_HUB_PART}/)?{_HUB_PART}")
+# A git revision: a commit hash, a tag or a branch name.
+REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
+
+
+def is_hub_id(value: str) -> bool:
+    return bool(HUB_ID.fullmatch(value)) and ".." not in value and "--" not in value
+
+
+def is_revision(value: str) -> bool:
+    return bool(REVISION.fullmatch(value)) and ".." not in value and "//" not in value
+
+
+def _enum(values: Sequence[str]) -> Any:
+    """Document the valid names as an enum in the JSON schema (validation stays case-insensitive
+    and its errors list the valid values), so schema-driven clients can build valid bodies."""
+    return Field(json_schema_extra={"enum": list(values)})
+
+
+TARGET_LANGUAGES = sorted(
+    {
+        lang
+        for t in all_tasks()
+        if t.is_target
+        for split in t.splits
+        for lang in t.split_languages(split)
+    }
+)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No Infinity or NaN anywhere: JSON has no such numbers and a database cannot store them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, str) and _CONTROL.search(item):
+                raise ValueError("control characters (such as NUL or a line break) are not allowed")
+        return value
 
 
 QA_SPECIAL_TOKENS = 4  # <s> question </s></s> context </s>
@@ -67,7 +119,7 @@ class TrainingConfig(_Strict):
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 2e-5
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
     epochs: Annotated[float, Field(gt=0, le=1000)] = 1.0
-    max_steps: Annotated[int | None, Field(ge=1)] = None  # overrides epochs when set
+    max_steps: Annotated[int | None, Field(ge=1, le=MAX_STEPS)] = None  # overrides epochs when set
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.01
     max_seq_length: Annotated[int, Field(ge=8, le=4096)] = 128
@@ -82,17 +134,17 @@ class TrainingConfig(_Strict):
         return self
 
     gradient_accumulation_steps: Annotated[int, Field(ge=1, le=1024)] = 1
-    max_train_examples: Annotated[int | None, Field(ge=1)] = None
+    max_train_examples: Annotated[int | None, Field(ge=1, le=MAX_EXAMPLES)] = None
     freeze_word_embeddings: bool = False
-    max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
-    checkpoint_every_steps: Annotated[int, Field(ge=1)] = 200
+    max_grad_norm: Annotated[float, Field(gt=0, le=1e6)] = 1.0
+    checkpoint_every_steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 200
     # Which model the stage keeps: the one after the last step, or (target stages, XTREME's
     # protocol) the one that scores best on the English dev split of the training task, evaluated
     # every eval_every_steps optimiser steps (default: at the end of each epoch) and after the last
     # step, on at most dev_max_examples examples (default: all). Never reads non-English data.
     select: Literal["last", "best_english_dev"] = "last"
-    eval_every_steps: Annotated[int | None, Field(ge=1)] = None
-    dev_max_examples: Annotated[int | None, Field(ge=1)] = None
+    eval_every_steps: Annotated[int | None, Field(ge=1, le=MAX_STEPS)] = None
+    dev_max_examples: Annotated[int | None, Field(ge=1, le=MAX_EXAMPLES)] = None
 
     @model_validator(mode="after")
     def _check_selection(self) -> TrainingConfig:
@@ -121,8 +173,8 @@ SELECTION_FIELDS = ("select", "eval_every_steps", "dev_max_examples")
 class ModelConfig(_Strict):
     """``offline:multilingual-e5-small``, ``hf:<hub id>`` (with ``revision``) or ``local:<folder>``."""
 
-    source: str = OFFLINE_PREFIX + BUILTIN_MODELS[0]
-    revision: str | None = None
+    source: Annotated[str, Field(max_length=MAX_PATH_CHARS)] = OFFLINE_PREFIX + BUILTIN_MODELS[0]
+    revision: Annotated[str | None, Field(max_length=200)] = None
     # What the classification heads read: "first" (the <s> token, as XLM-R and the paper do) or
     # "mean" over tokens (what multilingual-e5 was trained to produce; far better for it).
     pooling: Literal["first", "mean"] = "first"
@@ -140,15 +192,26 @@ class ModelConfig(_Strict):
                     s,
                 )
         elif s.startswith(HF_PREFIX):
-            if not s[len(HF_PREFIX) :]:
+            if not is_hub_id(s[len(HF_PREFIX) :]):
                 raise invalid(
-                    ("source",), "'hf:' needs a hub id, e.g. hf:FacebookAI/xlm-roberta-large", s
+                    ("source",),
+                    "'hf:' needs a hub repository id ([owner/]name: letters, digits, '-', '_', "
+                    "'.'), e.g. hf:FacebookAI/xlm-roberta-large; a folder is 'local:<folder>' "
+                    "under XSTILTS_MODEL_ROOTS",
+                    s,
                 )
             if not self.revision:
                 raise invalid(
                     ("revision",),
                     "a hub model needs a pinned revision (a commit hash or tag), "
                     "so that results stay reproducible",
+                    self.revision,
+                )
+            if not is_revision(self.revision):
+                raise invalid(
+                    ("revision",),
+                    "a revision is a commit hash, tag or branch name (letters, digits, '.', '_', "
+                    "'-', '/')",
                     self.revision,
                 )
         elif s.startswith(LOCAL_PREFIX):
@@ -168,14 +231,16 @@ class SamplingConfig(_Strict):
 
     strategy: Literal["proportional", "temperature", "uniform"] = "proportional"
     temperature: Annotated[float, Field(gt=0, le=100)] = 2.0
-    size_cap: Annotated[int | None, Field(ge=1)] = None  # task sizes are capped at this first
+    size_cap: Annotated[int | None, Field(ge=1, le=MAX_EXAMPLES)] = (
+        None  # task sizes are capped at this first
+    )
 
 
 class IntermediateConfig(_Strict):
     """English intermediate task(s). Empty ``tasks`` is the baseline (no intermediate stage);
     several tasks train one shared encoder with a head per task (multi-task)."""
 
-    tasks: list[str] = Field(default_factory=list)
+    tasks: list[Annotated[str, _enum(intermediate_task_names())]] = Field(default_factory=list)
     training: TrainingConfig = TrainingConfig()
     sampling: SamplingConfig = SamplingConfig()
 
@@ -205,11 +270,11 @@ class IntermediateConfig(_Strict):
 
 
 class TargetConfig(_Strict):
-    task: str
+    task: Annotated[str, _enum(target_task_names())]
     training: TrainingConfig = TrainingConfig()
     # The English task whose train split trains the target's head; default: the target's own
     # (XNLI: MNLI, XQuAD/MLQA: SQuAD). Any task of the same format and label set may stand in.
-    train_task: str | None = None
+    train_task: Annotated[str | None, _enum(intermediate_task_names() + target_task_names())] = None
 
     @field_validator("task")
     @classmethod
@@ -249,11 +314,13 @@ class RetrievalConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    languages: list[str] | None = None  # None: every language of the target task
+    languages: list[Annotated[str, _enum(TARGET_LANGUAGES)]] | None = (
+        None  # None: all of the task's
+    )
     split: Literal["validation", "test"] = "validation"
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 128
     max_seq_length: Annotated[int, Field(ge=8, le=4096)] = 128
-    max_examples_per_language: Annotated[int | None, Field(ge=1)] = None
+    max_examples_per_language: Annotated[int | None, Field(ge=1, le=MAX_EXAMPLES)] = None
     bootstrap_samples: Annotated[int, Field(ge=0, le=100_000)] = 1000
     # Extractive QA: window overlap (default: a quarter of max_seq_length), longest answer
     # (tokens) and the candidates per window in decoding.
@@ -270,7 +337,9 @@ class EvaluationConfig(_Strict):
 
 class DataConfig(_Strict):
     source: Literal["local", "hub"] = "local"
-    path: str | None = None  # a local source without a path uses $XSTILTS_DATA_DIR
+    # A folder under one of the server's data roots (XSTILTS_DATA_ROOTS, default XSTILTS_DATA_DIR);
+    # a relative path is taken under the roots. Without a path: XSTILTS_DATA_DIR.
+    path: Annotated[str | None, Field(min_length=1, max_length=MAX_PATH_CHARS)] = None
 
 
 class ExperimentSpec(_Strict):
@@ -279,7 +348,10 @@ class ExperimentSpec(_Strict):
     intermediate: IntermediateConfig = IntermediateConfig()
     target: TargetConfig
     evaluation: EvaluationConfig = EvaluationConfig()
-    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(min_length=1)] = [42]
+    seeds: Annotated[
+        list[Annotated[int, Field(ge=0, lt=2**31)]],
+        Field(min_length=1, max_length=MAX_SEEDS_SCHEMA),
+    ] = [42]
     data: DataConfig = DataConfig()
 
     @model_validator(mode="after")
@@ -295,6 +367,14 @@ class ExperimentSpec(_Strict):
                     f"valid: {', '.join(valid)}",
                     lang,
                 )
+        languages = self.evaluation.languages or []
+        repeated = sorted({lang for lang in languages if languages.count(lang) > 1})
+        if repeated:
+            raise invalid(
+                ("evaluation", "languages"),
+                f"listed more than once: {', '.join(repeated)}; give each language once",
+                languages,
+            )
         if self.evaluation.languages is not None and not self.evaluation.languages:
             raise invalid(
                 ("evaluation", "languages"), "give at least one language, or leave it out", []

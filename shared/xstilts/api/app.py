@@ -8,6 +8,8 @@ dependencies in :mod:`xstilts.api.deps`, request and response models in :mod:`xs
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,12 +17,15 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from xstilts.api.deps import redact
 from xstilts.api.routes import experiments, health, tasks
 from xstilts.config import Settings
-from xstilts.errors import IdempotencyConflictError, NotFoundError, XstiltsError
+from xstilts.errors import ConflictError, IdempotencyConflictError, NotFoundError, XstiltsError
 from xstilts.runtime.executors import ThreadExecutor
 from xstilts.runtime.orchestration import Executor
 from xstilts.runtime.workspace import Workspace
@@ -31,9 +36,16 @@ ExecutorFactory = Callable[[Workspace], Executor]
 
 # --------------------------------------------------------------------------- errors -> HTTP
 
+RETRY_AFTER_S = 5
+log = logging.getLogger(__name__)
 
-def _unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
-    return JSONResponse({"detail": errors}, status_code=422)
+
+def _unprocessable(request: Request, errors: list[tuple[list[str | int], str]]) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    detail = [
+        {"type": "value_error", "loc": loc, "msg": redact(msg, settings)} for loc, msg in errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -41,21 +53,59 @@ def _install_error_handlers(app: FastAPI) -> None:
     (pydantic's loc for a spec, ``XstiltsError.field`` for the planner), never parsed from text."""
 
     @app.exception_handler(SpecError)
-    async def spec_error(_: Request, e: SpecError) -> JSONResponse:
-        return _unprocessable([{"loc": list(loc) or ["(spec)"], "msg": msg} for loc, msg in e.locs])
+    async def spec_error(request: Request, e: SpecError) -> JSONResponse:
+        return _unprocessable(request, [(list(loc) or ["(spec)"], msg) for loc, msg in e.locs])
 
     @app.exception_handler(IdempotencyConflictError)
-    async def idempotency_conflict(_: Request, e: IdempotencyConflictError) -> JSONResponse:
-        return _unprocessable([{"loc": ["header", "Idempotency-Key"], "msg": str(e)}])
+    async def idempotency_conflict(request: Request, e: IdempotencyConflictError) -> JSONResponse:
+        return _unprocessable(request, [(["header", "Idempotency-Key"], str(e))])
 
     @app.exception_handler(NotFoundError)
     async def not_found(_: Request, e: NotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(e)}, status_code=404)
 
+    @app.exception_handler(ConflictError)
+    async def conflict(_: Request, e: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(e)}, status_code=409)
+
     @app.exception_handler(XstiltsError)
-    async def user_error(_: Request, e: XstiltsError) -> JSONResponse:
-        loc = e.field.split(".") if e.field else ["(spec)"]
-        return _unprocessable([{"loc": loc, "msg": e.reason}])
+    async def user_error(request: Request, e: XstiltsError) -> JSONResponse:
+        loc: list[str | int] = list(e.field.split(".")) if e.field else ["(spec)"]
+        return _unprocessable(request, [(loc, e.reason)])
+
+    async def database_unavailable(_: Request, e: Exception) -> JSONResponse:
+        # Refused, hung past its timeout, or out of pooled connections: the client may retry.
+        log.warning("database unavailable: %s: %s", type(e).__name__, e)
+        return JSONResponse(
+            {"detail": "the database is unavailable; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    for error in (OperationalError, InterfaceError, PoolTimeoutError):
+        app.add_exception_handler(error, database_unavailable)
+
+
+def _install_deadline(app: FastAPI, seconds: float) -> None:
+    """503 for a request unanswered after ``seconds``: a database that hangs (a paused server
+    never answers, and no client-side socket timeout can tell) must not hang its clients. The
+    handler's thread cannot be interrupted; it finishes, unseen, once the database answers."""
+
+    @app.middleware("http")
+    async def deadline(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        try:
+            response: Response = await asyncio.wait_for(call_next(request), seconds)
+        except TimeoutError:
+            log.warning("%s %s: no answer within %g s", request.method, request.url.path, seconds)
+            return JSONResponse(
+                {
+                    "detail": f"no answer within {seconds:g} s (the database may be unavailable); "
+                    "retry shortly"
+                },
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException) -> Response:
@@ -104,7 +154,13 @@ def _document_spec_schema(app: FastAPI) -> None:
 def create_app(settings: Settings, executor_factory: ExecutorFactory | None = None) -> FastAPI:
     # Embedded mode (stages in a thread of this process) owns its SQLite file and may upgrade it;
     # the service's database is migrated by its migrate job only.
-    ws = Workspace(settings, upgrade_embedded=executor_factory is None)
+    # The service starts while its database is down (503 until it answers); embedded mode needs
+    # its file at once.
+    ws = Workspace(
+        settings,
+        upgrade_embedded=executor_factory is None,
+        tolerate_unavailable=executor_factory is not None,
+    )
     executor: Executor = executor_factory(ws) if executor_factory else ThreadExecutor(ws)
 
     @asynccontextmanager
@@ -126,6 +182,7 @@ def create_app(settings: Settings, executor_factory: ExecutorFactory | None = No
     app.state.store = ws.store
     app.state.executor = executor
     _install_error_handlers(app)
+    _install_deadline(app, settings.request_timeout_s)
     _document_spec_schema(app)
     for module in (experiments, tasks, health):
         app.include_router(module.router)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,34 @@ from xstilts.runtime.orchestration import Executor
 from xstilts.spec import ExperimentSpec, SpecError, parse_spec
 
 MAX_BODY_BYTES = 1 << 20
+# A spec nests about five levels deep; a body nested far deeper is refused before it is parsed
+# (Python's JSON parser recurses, and 100,000 brackets would exhaust its stack).
+MAX_JSON_DEPTH = 32
+_JSON_TOKENS = re.compile(rb'"(?:\\.|[^"\\])*"|[\[\]{}]')
+# Experiment ids as the database issues them (uuid4 hex).
+EXPERIMENT_ID = r"^[0-9a-f]{32}$"
+
+
+def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when brackets outside strings nest deeper than ``limit``."""
+    depth = 0
+    for token in _JSON_TOKENS.finditer(body):
+        opener = token.group()[:1]
+        if opener in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif opener in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
+def redact(message: str, settings: Settings) -> str:
+    """``message`` with every configured server folder replaced by the variable that names it
+    (``/srv/data/xnli`` -> ``$XSTILTS_DATA_DIR/xnli``): a client learns nothing of the file system."""
+    for path, var in settings.server_paths():
+        message = message.replace(str(path), f"${var}")
+    return message
 
 
 def get_settings(request: Request) -> Settings:
@@ -89,6 +118,8 @@ async def read_body(request: Request) -> bytes:
 
 def spec_body(body: Annotated[bytes, Depends(read_body)]) -> ExperimentSpec:
     """The body as a validated spec; :class:`SpecError` (422, one entry per field) otherwise."""
+    if json_too_deep(body):
+        raise SpecError([((), f"request body nests deeper than {MAX_JSON_DEPTH} levels")])
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -99,7 +130,7 @@ def spec_body(body: Annotated[bytes, Depends(read_body)]) -> ExperimentSpec:
 
 
 def owned_experiment_id(
-    exp_id: str,
+    exp_id: Annotated[str, Path(pattern=EXPERIMENT_ID, description="an experiment id (32 hex)")],
     owner: Annotated[str, Depends(current_owner)],
     sessions: Annotated[sessionmaker[Session], Depends(get_sessions)],
 ) -> str:

@@ -84,13 +84,14 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Each dependency: ``ok``, ``not used`` or ``failed: <why>`` (503 unless all are usable)."""
+    """Each dependency: ``ok``, ``not used`` or ``unavailable`` (503 unless all are usable)."""
 
     database: str
     broker: str
 
 
 class FieldError(BaseModel):
+    type: str  # pydantic's error type, or "value_error" for xstilts' own checks
     loc: list[str | int]  # the field path, as pydantic's loc; ["(spec)"] for the whole body
     msg: str
 
@@ -102,6 +103,6 @@ class ValidationErrors(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    """401, 404, 413: what was wrong, in words."""
+    """401, 404, 409, 413, 503: what was wrong, in words."""
 
     detail: str

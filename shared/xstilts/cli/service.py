@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,8 +33,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         key_file = _api_key_file(settings)
         if not key_file.exists():
             key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(secrets.token_urlsafe(24))
-            key_file.chmod(0o600)
+            # Created owner-only: no moment at which another user could read it.
+            fd = os.open(key_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24))
         digest = hashlib.sha256(key_file.read_text().strip().encode()).hexdigest()
         settings = settings.model_copy(update={"api_keys": {"local": digest}})
         print(f"API key for this installation: {key_file}", file=sys.stderr)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -27,7 +27,9 @@ _MIGRATION_LOCK = 7_421_100
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` (creating the tables on a new database)."""
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        from xstilts.db.session import create_private_file
+
+        create_private_file(Path(url.removeprefix("sqlite:///")))
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as conn:
@@ -40,14 +42,17 @@ def upgrade(url: str, revision: str = "head") -> None:
         engine.dispose()
 
 
-def current(url: str) -> str | None:
+def current(database: str | Engine) -> str | None:
+    """The revision a database (a URL, or an engine whose timeouts to keep) is at."""
     from alembic.runtime.migration import MigrationContext
 
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        rev = MigrationContext.configure(conn).get_current_revision()
-    engine.dispose()
-    return rev
+    engine = create_engine(database, poolclass=NullPool) if isinstance(database, str) else database
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        if isinstance(database, str):
+            engine.dispose()
 
 
 def head() -> str:

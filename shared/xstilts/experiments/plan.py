@@ -244,19 +244,49 @@ def stage_key(identity: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def resolve_data_source(spec: ExperimentSpec, default_dir: Path | None) -> DataSource:
+def resolve_data_source(
+    spec: ExperimentSpec, default_dir: Path | None, roots: tuple[Path, ...] = ()
+) -> DataSource:
+    """The spec's data: the hub, ``default_dir`` (``XSTILTS_DATA_DIR``), or ``data.path``, which must
+    resolve (symbolic links followed) to a folder under one of ``roots``; a relative path is taken
+    under each root in turn. Refusals name the field and the path as given, never what it resolved
+    to. ``roots`` default to ``(default_dir,)``."""
     if spec.data.source == "hub":
         return DataSource("hub")
-    folder = Path(spec.data.path).expanduser() if spec.data.path else default_dir
-    if folder is None:
+    if not spec.data.path:
+        if default_dir is None:
+            raise XstiltsError(
+                "a local data source needs a folder: set data.path in the spec "
+                "or the XSTILTS_DATA_DIR environment variable",
+                field="data.path",
+            )
+        if not default_dir.is_dir():
+            raise XstiltsError(
+                "the data folder (XSTILTS_DATA_DIR) is not a folder", field="data.path"
+            )
+        return DataSource("local", default_dir.resolve())
+    roots = roots or ((default_dir,) if default_dir else ())
+    if not roots:
         raise XstiltsError(
-            "a local data source needs a folder: set data.path in the spec "
-            "or the XSTILTS_DATA_DIR environment variable",
+            "no data roots are configured (XSTILTS_DATA_ROOTS or XSTILTS_DATA_DIR), so data.path "
+            "cannot be used",
             field="data.path",
         )
-    if not folder.is_dir():
-        raise XstiltsError(f"{folder} is not a folder", field="data.path")
-    return DataSource("local", folder.resolve())
+    given = spec.data.path
+    for root in roots:
+        root = root.resolve()
+        try:
+            folder = (root / given).resolve()
+            inside = folder == root or root in folder.parents
+            if inside and folder.is_dir():
+                return DataSource("local", folder)
+        except (OSError, ValueError):  # a name too long, a loop of links: not a folder either
+            continue
+    raise XstiltsError(
+        f"{given!r} is not a folder under the configured data roots (XSTILTS_DATA_ROOTS, default "
+        "XSTILTS_DATA_DIR); give a folder inside one of them, absolute or relative to it",
+        field="data.path",
+    )
 
 
 def _decode_settings(target: Task, evaluation: EvaluationConfig) -> dict[str, Any] | None:

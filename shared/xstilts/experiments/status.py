@@ -5,9 +5,9 @@ What ``GET /experiments/{id}`` returns and ``xstilts submit --wait`` prints; cal
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -37,7 +37,12 @@ class ExperimentBrief(BaseModel):
     name: str
     status: str
     error: str | None
-    created_at: datetime
+    created_at: datetime  # UTC, with its offset (SQLite hands it back naive)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 class ExperimentState(ExperimentBrief):
@@ -59,6 +64,12 @@ def eta_seconds(stage: Stage) -> float | None:
     return remaining / stage.examples_per_s  # prediction counts examples
 
 
+def one_line(error: str | None) -> str | None:
+    """What a stage's error shows outside the database: its first line (type and message); the
+    traceback under it stays in the database and the worker's log."""
+    return error.splitlines()[0] if error else error
+
+
 def stage_state(link: ExperimentStage, stage: Stage) -> StageState:
     return StageState(
         role=link.role,
@@ -68,7 +79,7 @@ def stage_state(link: ExperimentStage, stage: Stage) -> StageState:
         status=stage.status,
         reused=link.reused,
         attempts=stage.attempts,
-        error=stage.error,
+        error=one_line(stage.error),
         progress=Progress(
             step=stage.progress_step,
             total=stage.progress_total,

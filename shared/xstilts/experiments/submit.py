@@ -15,17 +15,33 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.config import Settings
 from xstilts.db.models import Experiment, ExperimentStage, Stage, Status, utcnow
+from xstilts.errors import XstiltsError
 from xstilts.experiments.plan import PlannedStage, plan_experiment, resolve_data_source
 from xstilts.modeling.sources import resolve_model
 from xstilts.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
 
+BATCH = 200  # rows per INSERT and keys per IN (...): far below every database's parameter limit
+
 
 def plan(spec: ExperimentSpec, settings: Settings) -> list[PlannedStage]:
+    if len(spec.seeds) > settings.max_seeds:
+        raise XstiltsError(
+            f"{len(spec.seeds)} seeds; this server runs at most {settings.max_seeds} per experiment "
+            "(XSTILTS_MAX_SEEDS)",
+            field="seeds",
+        )
     model = resolve_model(spec.model, settings.model_roots, settings.cache_dir)
-    data = resolve_data_source(spec, settings.data_dir)
-    return plan_experiment(spec, model, data)
+    data = resolve_data_source(spec, settings.data_dir, settings.allowed_data_roots)
+    planned = plan_experiment(spec, model, data)
+    if len(planned) > settings.max_stages:
+        raise XstiltsError(
+            f"the experiment plans {len(planned)} stages; this server plans at most "
+            f"{settings.max_stages} per experiment (XSTILTS_MAX_STAGES): use fewer seeds",
+            field="seeds",
+        )
+    return planned
 
 
 def _insert_stages_if_new(session: Session, planned: list[PlannedStage]) -> None:
@@ -43,9 +59,10 @@ def _insert_stages_if_new(session: Session, planned: list[PlannedStage]) -> None
     }
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(
-        insert(Stage).values(list(rows.values())).on_conflict_do_nothing(index_elements=["key"])
-    )
+    values = list(rows.values())
+    for start in range(0, len(values), BATCH):  # bind parameters per statement stay bounded
+        chunk = values[start : start + BATCH]
+        session.execute(insert(Stage).values(chunk).on_conflict_do_nothing(index_elements=["key"]))
 
 
 def submit_experiment(
@@ -68,9 +85,11 @@ def submit_experiment(
         )
         s.add(exp)
         _insert_stages_if_new(s, planned)
+        keys = list(dict.fromkeys(p.key for p in planned))
         stages = {
             st.key: st
-            for st in s.scalars(select(Stage).where(Stage.key.in_([p.key for p in planned])))
+            for start in range(0, len(keys), BATCH)
+            for st in s.scalars(select(Stage).where(Stage.key.in_(keys[start : start + BATCH])))
         }
         for position, p in enumerate(planned):
             stage = stages[p.key]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from xstilts.data.fingerprint import hash_file_into
 from xstilts.errors import XstiltsError
-from xstilts.spec import HF_PREFIX, LOCAL_PREFIX, OFFLINE_PREFIX, ModelConfig
+from xstilts.spec import HF_PREFIX, LOCAL_PREFIX, OFFLINE_PREFIX, ModelConfig, is_hub_id
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +52,35 @@ def resolve_model(
         return ResolvedModel(str(folder), None, folder_fingerprint(folder))
     if source.startswith(HF_PREFIX):
         hub_id = source[len(HF_PREFIX) :]
+        if not is_hub_id(hub_id):  # the spec checks this too; a hub id must never be a path
+            raise XstiltsError(f"{source!r} is not a hub repository id", field="model.source")
         return ResolvedModel(hub_id, config.revision, f"hf:{hub_id}@{config.revision}")
-    folder = Path(source[len(LOCAL_PREFIX) :]).expanduser().resolve()
+    # Messages name the source as given, never the folder it resolved to or the roots.
+    given = source[len(LOCAL_PREFIX) :]
+    try:
+        folder = Path(given).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise XstiltsError(
+            f"{source!r} is not a usable folder path", field="model.source"
+        ) from None
     if not any(folder == root or root in folder.parents for root in model_roots):
-        roots = ", ".join(str(r) for r in model_roots) or "(none: set XSTILTS_MODEL_ROOTS)"
-        raise XstiltsError(
-            f"{folder} is not under an allowed model root: {roots}", field="model.source"
+        why = (
+            "under an allowed model root" if model_roots else "allowed: no XSTILTS_MODEL_ROOTS set"
         )
-    if not (folder / "config.json").is_file():
         raise XstiltsError(
-            f"{folder} is not a Hugging Face model folder (no config.json)", field="model.source"
+            f"{source!r} is not {why}; 'local:' models must lie in a folder named by "
+            "XSTILTS_MODEL_ROOTS",
+            field="model.source",
+        )
+    try:
+        is_model = (folder / "config.json").is_file()
+        exists = folder.is_dir()
+    except OSError:
+        is_model = exists = False
+    if not exists:
+        raise XstiltsError(f"{source!r}: the folder does not exist", field="model.source")
+    if not is_model:
+        raise XstiltsError(
+            f"{source!r} is not a Hugging Face model folder (no config.json)", field="model.source"
         )
     return ResolvedModel(str(folder), None, folder_fingerprint(folder))

@@ -38,9 +38,17 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=GPU_QUEUE,
         task_routes={RECONCILE: {"queue": EVAL_QUEUE}},
         broker_connection_retry_on_startup=True,
+        # A broker that is down fails a send within about a second (the API then leaves the stage
+        # queued for the reconciler) instead of holding the request.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 0.5,
+        },
         # Redis redelivers an unacked message after this; longer than any single stage may take
         # is wrong for long training, so redelivery is left to the lease-based reconciler instead.
-        broker_transport_options={"visibility_timeout": 7 * 24 * 3600},
+        broker_transport_options={"visibility_timeout": 7 * 24 * 3600, "socket_connect_timeout": 3},
         beat_schedule={"reconcile": {"task": RECONCILE, "schedule": RECONCILE_EVERY_S}},
         worker_hijack_root_logger=False,
         # beat keeps its schedule state in a file; the code directory is read-only in the images.

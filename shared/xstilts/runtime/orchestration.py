@@ -16,6 +16,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status, utcnow
+from xstilts.errors import ConflictError
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +159,21 @@ def advance(sessions: sessionmaker[Session], executor: Executor, stage_id: int) 
 
 
 def start(sessions: sessionmaker[Session], executor: Executor, exp_id: str) -> None:
-    """Kick off a freshly submitted (committed) experiment."""
+    """Kick off a freshly submitted (committed) experiment. A broker that cannot take a message
+    now (Redis down) loses nothing: the stage stays queued in the database, marked due, and the
+    reconciler's next pass delivers it once the broker is back; the experiment is accepted."""
     for sid, queue in mark_runnable(sessions, exp_id):
-        executor.send(sid, queue)
+        try:
+            executor.send(sid, queue)
+        except Exception as e:  # the broker's own errors: kombu, redis, socket
+            log.warning(
+                "stage %s stays queued for the reconciler: the broker refused it (%s: %s)",
+                sid,
+                type(e).__name__,
+                e,
+            )
+            with sessions.begin() as s:
+                s.execute(update(Stage).where(Stage.id == sid).values(lease_until=utcnow()))
     refresh_experiment(sessions, exp_id)
 
 
@@ -184,7 +197,13 @@ def retry_or_fail(sessions: sessionmaker[Session], stage_id: int) -> bool:
 
 def cancel(sessions: sessionmaker[Session], exp_id: str) -> None:
     """Flag the experiment; stages no other live experiment needs stop (running ones at the next
-    training step, via :func:`stage_unwanted`) or never start."""
+    training step, via :func:`stage_unwanted`) or never start. A finished experiment stays as it is
+    (:class:`ConflictError`); cancelling a cancelled one again changes nothing."""
+    status = refresh_experiment(sessions, exp_id)
+    if status in (Status.SUCCEEDED.value, Status.FAILED.value):
+        raise ConflictError(
+            f"the experiment has {status}; only a queued or running experiment can be cancelled"
+        )
     with sessions.begin() as s:
         s.execute(update(Experiment).where(Experiment.id == exp_id).values(cancel_requested=True))
     with sessions.begin() as s:

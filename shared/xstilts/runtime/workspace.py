@@ -44,10 +44,12 @@ class Workspace:
     (``xstilts db upgrade``), so service processes never race to migrate a shared database.
     """
 
-    def __init__(self, settings: Settings, upgrade_embedded: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, upgrade_embedded: bool = True, tolerate_unavailable: bool = False
+    ) -> None:
         self.settings = settings
         self.engine = make_engine(settings.database_url)
-        ensure_schema(self.engine, upgrade_embedded)
+        ensure_schema(self.engine, upgrade_embedded, tolerate_unavailable)
         self.sessions: sessionmaker[Session] = session_factory(self.engine)
         self.store = ArtifactStore(settings.artifacts_dir)
         self.models = ModelCache()

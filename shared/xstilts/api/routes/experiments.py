@@ -15,6 +15,7 @@ from xstilts.api.deps import (
     SessionsDep,
     SettingsDep,
     SpecBody,
+    redact,
 )
 from xstilts.api.schemas import (
     ErrorDetail,
@@ -24,6 +25,7 @@ from xstilts.api.schemas import (
     ExperimentStatus,
     ValidationErrors,
 )
+from xstilts.config import Settings
 from xstilts.experiments.idempotency import submit_once
 from xstilts.experiments.queries import list_experiments
 from xstilts.experiments.results import experiment_results
@@ -35,9 +37,12 @@ router = APIRouter(
     tags=["experiments"],
     responses={
         401: {"model": ErrorDetail, "description": "missing or unknown API key"},
-        404: {"model": ErrorDetail, "description": "no such experiment of this key's owner"},
+        503: {"model": ErrorDetail, "description": "the database is unavailable (Retry-After)"},
     },
 )
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "no such experiment of this key's owner"}
+}
 
 MAX_OFFSET = 2**31 - 1  # larger values overflow the database's integer (SQLite: 500 before)
 _SPEC_BODY: dict[str, Any] = {
@@ -71,7 +76,9 @@ def create_experiment(
     sessions: SessionsDep,
     settings: SettingsDep,
     executor: ExecutorDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+    ] = None,
 ) -> ExperimentState:
     submitted = submit_once(sessions, settings, spec, owner, idempotency_key)
     if submitted.created:
@@ -79,7 +86,7 @@ def create_experiment(
         response.headers["Location"] = f"/experiments/{submitted.experiment_id}"
     else:
         response.status_code = 200
-    return _state(sessions, submitted.experiment_id)
+    return _state(sessions, settings, submitted.experiment_id)
 
 
 @router.get("")
@@ -93,25 +100,53 @@ def list_owned(
     return list_experiments(session, owner, status.value if status else None, limit, offset)
 
 
-@router.get("/{exp_id}")
-def get_experiment(exp_id: OwnedExperimentId, sessions: SessionsDep) -> ExperimentState:
+@router.get("/{exp_id}", responses=NOT_FOUND)
+def get_experiment(
+    exp_id: OwnedExperimentId, sessions: SessionsDep, settings: SettingsDep
+) -> ExperimentState:
     refresh_experiment(sessions, exp_id)
-    return _state(sessions, exp_id)
+    return _state(sessions, settings, exp_id)
 
 
-@router.get("/{exp_id}/metrics")
-def get_metrics(exp_id: OwnedExperimentId, sessions: SessionsDep) -> ExperimentResults:
+@router.get("/{exp_id}/metrics", responses=NOT_FOUND)
+def get_metrics(
+    exp_id: OwnedExperimentId, sessions: SessionsDep, settings: SettingsDep
+) -> ExperimentResults:
     """Metrics so far (complete once ``experiment.status`` is ``succeeded``), summary, stages."""
     refresh_experiment(sessions, exp_id)
-    return experiment_results(sessions, exp_id)
+    results = experiment_results(sessions, exp_id)
+    ref = results.experiment
+    return results.model_copy(
+        update={"experiment": ref.model_copy(update={"error": _public(ref.error, settings)})}
+    )
 
 
-@router.post("/{exp_id}/cancel", status_code=202)
-def cancel_experiment(exp_id: OwnedExperimentId, sessions: SessionsDep) -> ExperimentState:
+@router.post(
+    "/{exp_id}/cancel",
+    status_code=202,
+    responses={
+        **NOT_FOUND,
+        409: {
+            "model": ErrorDetail,
+            "description": "the experiment already succeeded or failed; it stays as it is",
+        },
+    },
+)
+def cancel_experiment(
+    exp_id: OwnedExperimentId, sessions: SessionsDep, settings: SettingsDep
+) -> ExperimentState:
+    """Cancel a queued or running experiment (again: no change). A finished one gets 409."""
     cancel(sessions, exp_id)
-    return _state(sessions, exp_id)
+    return _state(sessions, settings, exp_id)
 
 
-def _state(sessions: sessionmaker[Session], exp_id: str) -> ExperimentState:
+def _public(error: str | None, settings: Settings) -> str | None:
+    """An error as a client sees it: one line, no server folders (the traceback is in the log)."""
+    return redact(error.splitlines()[0], settings) if error else error
+
+
+def _state(sessions: sessionmaker[Session], settings: Settings, exp_id: str) -> ExperimentState:
     with sessions() as s:
-        return experiment_state(s, exp_id)
+        state = experiment_state(s, exp_id)
+    stages = [st.model_copy(update={"error": _public(st.error, settings)}) for st in state.stages]
+    return state.model_copy(update={"error": _public(state.error, settings), "stages": stages})
