@@ -444,3 +444,61 @@ def test_redis_down_at_submit_keeps_the_experiment_and_the_reconciler_delivers_i
         assert broker.llen(GPU_QUEUE) == 1
         assert c.get(f"/experiments/{exp_id}", headers=AUTH).json()["status"] == "queued"
     celery.close()
+
+
+def test_reconciler_resends_only_what_the_broker_lost(
+    own_redis,  # noqa: F811
+    settings,
+    tiny_model_dir: Path,
+) -> None:
+    """A backlog: four stages queued behind a long run (no worker takes them here). Past the
+    re-delivery time the reconciler asks Redis, finds every message still waiting and sends
+    nothing; once one message is lost it re-sends that one, exactly once."""
+    import redis
+    from sqlalchemy import update
+    from xstilts.runtime.celery_app import CeleryExecutor, make_celery
+    from xstilts.runtime.orchestration import GPU_QUEUE, reconcile
+
+    cfg = _keyed(settings, broker_url=own_redis.url)
+    upgrade(cfg.database_url)
+    celery = make_celery(cfg)
+    executor = CeleryExecutor(celery)
+    app = create_app(cfg, executor_factory=lambda _ws: executor)
+    broker = redis.Redis.from_url(own_redis.url)
+    with TestClient(app) as c:
+        for seed in range(4):
+            spec = _spec(tiny_model_dir, seeds=[seed])
+            assert c.post("/experiments", json=spec, headers=AUTH).status_code == 201
+    sessions = app.state.sessions
+
+    def age_leases() -> None:  # as if the re-delivery time had passed
+        with sessions.begin() as s:
+            s.execute(
+                update(Stage)
+                .where(Stage.status == "queued")
+                .values(lease_until=Stage.created_at)  # long past
+            )
+
+    assert broker.llen(GPU_QUEUE) == 4
+    assert executor.in_flight() is not None and len(executor.in_flight() or ()) == 4
+    deliveries = 4
+    for _ in range(3):
+        age_leases()
+        sent = reconcile(sessions, executor)
+        deliveries += len(sent)
+        assert sent == []
+    assert broker.llen(GPU_QUEUE) == 4
+
+    lost = broker.rpop(GPU_QUEUE)  # the oldest message is lost
+    assert lost is not None
+    age_leases()
+    sent = reconcile(sessions, executor)
+    deliveries += len(sent)
+    assert len(sent) == 1 and broker.llen(GPU_QUEUE) == 4
+    print(f"reconciler with a backlog of 4: {deliveries} deliveries for 4 stage runs")
+
+    # A broker that cannot be asked: the reconciler falls back to re-sending what is due.
+    own_redis.stop()
+    assert executor.in_flight() is None
+    own_redis.start()
+    celery.close()

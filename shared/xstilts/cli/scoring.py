@@ -1,4 +1,5 @@
-"""``xstilts score`` (XTREME's submission layout) and ``xstilts db`` (the schema)."""
+"""``xstilts score`` (XTREME's submission layout), ``xstilts gc`` (artifacts) and ``xstilts db``
+(the schema)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,38 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from xstilts.runtime.gc import collect_garbage
+    from xstilts.runtime.workspace import Workspace
+
+    ws = Workspace(Settings())  # an embedded SQLite file is created or upgraded, as by `run`
+    try:
+        report = collect_garbage(
+            ws.sessions,
+            ws.store,
+            dry_run=args.dry_run,
+            resumable=args.resumable,
+            min_age_s=args.min_age_s,
+        )
+    finally:
+        ws.close()
+    mib = 1 << 20
+    verb = "would delete" if report.dry_run else "deleted"
+    print(f"{'kind':<22}{'kept':>8}{'MiB':>10}{verb:>14}{'MiB':>10}")
+    for kind in sorted(set(report.kept) | set(report.deleted)):
+        k, d = report.kept.get(kind), report.deleted.get(kind)
+        print(
+            f"{kind:<22}{k.count if k else 0:>8}{(k.bytes if k else 0) / mib:>10.1f}"
+            f"{d.count if d else 0:>14}{(d.bytes if d else 0) / mib:>10.1f}"
+        )
+    for reason, n in sorted(report.reasons.items()):
+        print(f"  {n} x {reason}")
+    print(f"{verb} {report.freed_bytes / mib:.1f} MiB" + (" (dry run)" if report.dry_run else ""))
+    if args.json:
+        write_json(Path(args.json), report.as_json())
+    return EXIT_OK
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "score", help="score predictions in XTREME's submission layout against labels"
@@ -51,6 +84,28 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--split", default="test", help="file prefix to score (default: test)")
     p.add_argument("--json", metavar="OUT", help="also write the scores as JSON")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "gc",
+        help="delete artifacts no stage can use: orphans, spent checkpoints, abandoned writes",
+        description="Delete artifacts (XSTILTS_ARTIFACTS_DIR) that no stage of the database "
+        "(XSTILTS_DATABASE_URL) can use, and print bytes kept and freed per stage kind. Outputs "
+        "of succeeded stages are always kept (later experiments reuse them, export reads them).",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count only; delete nothing")
+    p.add_argument(
+        "--resumable",
+        action="store_true",
+        help="also delete checkpoints of failed and cancelled stages (a retry then starts over)",
+    )
+    p.add_argument(
+        "--min-age-s",
+        type=float,
+        default=3600.0,
+        help="leave unfinished writes and unknown keys younger than this (default: 3600)",
+    )
+    p.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("db", help="database schema (XSTILTS_DATABASE_URL)")
     dsub = p.add_subparsers(dest="db_command", required=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +23,7 @@ from xstilts.spec import ExperimentSpec
 log = logging.getLogger(__name__)
 
 BATCH = 200  # rows per INSERT and keys per IN (...): far below every database's parameter limit
+RETRIED = (Status.FAILED.value, Status.CANCELLED.value)
 
 
 def plan(spec: ExperimentSpec, settings: Settings) -> list[PlannedStage]:
@@ -58,11 +59,10 @@ def _insert_stages_if_new(session: Session, planned: list[PlannedStage]) -> None
         for p in planned
     }
     dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    values = list(rows.values())
-    for start in range(0, len(values), BATCH):  # bind parameters per statement stay bounded
-        chunk = values[start : start + BATCH]
-        session.execute(insert(Stage).values(chunk).on_conflict_do_nothing(index_elements=["key"]))
+    dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    # executemany: compiled once, sent in batches that respect the database's parameter limit.
+    statement = dialect_insert(Stage).on_conflict_do_nothing(index_elements=["key"])
+    session.connection().execute(statement, list(rows.values()))
 
 
 def submit_experiment(
@@ -85,25 +85,39 @@ def submit_experiment(
         )
         s.add(exp)
         _insert_stages_if_new(s, planned)
+        s.flush()  # the experiment's id
         keys = list(dict.fromkeys(p.key for p in planned))
-        stages = {
-            st.key: st
-            for start in range(0, len(keys), BATCH)
-            for st in s.scalars(select(Stage).where(Stage.key.in_(keys[start : start + BATCH])))
-        }
-        for position, p in enumerate(planned):
-            stage = stages[p.key]
-            if stage.status in (Status.FAILED.value, Status.CANCELLED.value):
-                stage.status = Status.PENDING.value  # a new request retries what failed before
-            s.add(
-                ExperimentStage(
-                    experiment_id=exp.id,
-                    stage_id=stage.id,
-                    position=position,
-                    role=p.role,
-                    seed=p.seed,
-                    reused=stage.status == Status.SUCCEEDED.value,
+        rows = [
+            row
+            for begin in range(0, len(keys), BATCH)
+            for row in s.execute(
+                select(Stage.id, Stage.key, Stage.status).where(
+                    Stage.key.in_(keys[begin : begin + BATCH])
                 )
             )
+        ]
+        stages = {key: (sid, status) for sid, key, status in rows}
+        # A new request retries what failed or was cancelled before.
+        retry = [sid for sid, status in stages.values() if status in RETRIED]
+        for begin in range(0, len(retry), BATCH):
+            s.execute(
+                update(Stage)
+                .where(Stage.id.in_(retry[begin : begin + BATCH]), Stage.status.in_(RETRIED))
+                .values(status=Status.PENDING.value)
+                .execution_options(synchronize_session=False)
+            )
+        links = [
+            {
+                "experiment_id": exp.id,
+                "stage_id": stages[p.key][0],
+                "position": position,
+                "role": p.role,
+                "seed": p.seed,
+                "reused": stages[p.key][1] == Status.SUCCEEDED.value,
+            }
+            for position, p in enumerate(planned)
+        ]
+        for begin in range(0, len(links), BATCH):
+            s.execute(insert(ExperimentStage), links[begin : begin + BATCH])
         s.flush()
         return exp.id

@@ -9,6 +9,8 @@ the pool's child processes, never in the parent.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import tempfile
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 RUN_STAGE = "xstilts.run_stage"
 RECONCILE = "xstilts.reconcile"
 RECONCILE_EVERY_S = 30.0
+GC = "xstilts.gc"
+GC_EVERY_S = 6 * 3600.0  # artifacts no stage can use (xstilts.runtime.gc), as `xstilts gc` does
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -36,7 +40,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         task_default_queue=GPU_QUEUE,
-        task_routes={RECONCILE: {"queue": EVAL_QUEUE}},
+        task_routes={RECONCILE: {"queue": EVAL_QUEUE}, GC: {"queue": EVAL_QUEUE}},
         broker_connection_retry_on_startup=True,
         # A broker that is down fails a send within about a second (the API then leaves the stage
         # queued for the reconciler) instead of holding the request.
@@ -49,13 +53,17 @@ def make_celery(settings: Settings) -> Celery:
         # Redis redelivers an unacked message after this; longer than any single stage may take
         # is wrong for long training, so redelivery is left to the lease-based reconciler instead.
         broker_transport_options={"visibility_timeout": 7 * 24 * 3600, "socket_connect_timeout": 3},
-        beat_schedule={"reconcile": {"task": RECONCILE, "schedule": RECONCILE_EVERY_S}},
+        beat_schedule={
+            "reconcile": {"task": RECONCILE, "schedule": RECONCILE_EVERY_S},
+            "gc": {"task": GC, "schedule": GC_EVERY_S},
+        },
         worker_hijack_root_logger=False,
         # beat keeps its schedule state in a file; the code directory is read-only in the images.
         beat_schedule_filename=os.path.join(tempfile.gettempdir(), "xstilts-celerybeat-schedule"),
     )
     app.task(name=RUN_STAGE, bind=False)(run_stage_task)
     app.task(name=RECONCILE, bind=False)(reconcile_task)
+    app.task(name=GC, bind=False)(gc_task)
     return app
 
 
@@ -65,6 +73,51 @@ class CeleryExecutor:
 
     def send(self, stage_id: int, queue: str) -> None:
         self.app.send_task(RUN_STAGE, args=[stage_id], queue=queue)
+
+    def in_flight(self) -> set[int] | None:
+        """Stage ids whose message the broker still holds: waiting in a queue, or delivered to a
+        worker and not yet acknowledged. None when the broker cannot be asked (then the
+        reconciler re-sends what is due, as before)."""
+        try:
+            return redis_in_flight(self.app.conf.broker_url, (GPU_QUEUE, EVAL_QUEUE))
+        except Exception as e:  # the broker is down or not Redis: say "unknown"
+            log.warning("cannot list the broker's messages: %s: %s", type(e).__name__, e)
+            return None
+
+
+# kombu's Redis transport: a queue is a list (priority levels are lists named queue + "\x06\x16"
+# + level), and a delivered message waits in the hash "unacked" until it is acknowledged.
+_PRIORITY_SEP = "\x06\x16"
+_UNACKED = "unacked"
+
+
+def redis_in_flight(broker_url: str, queues: tuple[str, ...]) -> set[int]:
+    import redis
+
+    client = redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=10)
+    try:
+        raw: list[bytes | str] = []
+        for queue in queues:
+            for key in [queue.encode(), *client.scan_iter(match=f"{queue}{_PRIORITY_SEP}*")]:
+                raw += client.lrange(key, 0, -1)
+        for entry in client.hvals(_UNACKED):
+            message = json.loads(entry)[0]  # [message, exchange, routing key]
+            raw.append(json.dumps(message).encode())
+    finally:
+        client.close()
+    return {sid for item in raw if (sid := _stage_of(item)) is not None}
+
+
+def _stage_of(raw: bytes | str) -> int | None:
+    """The stage id a ``run_stage`` message carries (None for any other message)."""
+    try:
+        message = json.loads(raw)
+        if message.get("headers", {}).get("task") != RUN_STAGE:
+            return None
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        return int(args[0])
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 @lru_cache(maxsize=1)
@@ -82,6 +135,14 @@ def run_stage_task(stage_id: int) -> None:
 def reconcile_task() -> None:
     ws, executor = _runtime()
     reconcile(ws.sessions, executor)
+
+
+def gc_task() -> None:
+    from xstilts.runtime.gc import collect_garbage
+
+    ws, _ = _runtime()
+    report = collect_garbage(ws.sessions, ws.store, dry_run=False)
+    log.info("gc freed %d bytes: %s", report.freed_bytes, dict(report.reasons))
 
 
 app = make_celery(get_settings())

@@ -118,6 +118,11 @@ class ThreadExecutor:
     def send(self, stage_id: int, queue: str) -> None:
         self._queue.put(stage_id)
 
+    def in_flight(self) -> set[int]:
+        """Stage ids delivered and not yet started (the reconciler does not send them again)."""
+        with self._queue.mutex:
+            return {sid for sid in self._queue.queue if sid is not None}
+
     def stop(self, timeout: float | None = None) -> None:
         self._stopping.set()
         self._queue.put(None)

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 # A queued stage not claimed within this time is delivered again (its message may have been lost).
 REDELIVER_AFTER_S = 120.0
+BATCH = 500  # ids per IN (...) list
 GPU_QUEUE = "gpu"
 EVAL_QUEUE = "eval"
 ACTIVE = (Status.PENDING.value, Status.QUEUED.value, Status.RUNNING.value)
@@ -37,6 +38,13 @@ class Executor(Protocol):
     """Delivers stage ids to runners. Only ever called after the commit that made them runnable."""
 
     def send(self, stage_id: int, queue: str) -> None: ...
+
+
+def _in_flight(executor: Executor) -> set[int] | None:
+    """What the executor can say it still holds a message for (None: it cannot say)."""
+    ask = getattr(executor, "in_flight", None)
+    result: set[int] | None = ask() if callable(ask) else None
+    return result
 
 
 def _wanted(s: Session, stage_id: int) -> bool:
@@ -90,17 +98,24 @@ def mark_runnable(sessions: sessionmaker[Session], exp_id: str) -> list[tuple[in
             for st in pending
             if st.id in wanted and all(k in done for k in st.params.get("deps", []))
         ]
-        for stage in ready:
-            res = s.execute(
+        kinds = {st.id: st.kind for st in ready}
+        ids = list(kinds)
+        for begin in range(0, len(ids), BATCH):
+            # One conditional UPDATE per batch: only this call's winners come back. No session
+            # synchronisation: evaluating the WHERE against every loaded stage is quadratic.
+            queued = s.scalars(
                 update(Stage)
-                .where(Stage.id == stage.id, Stage.status == Status.PENDING.value)
+                .where(
+                    Stage.id.in_(ids[begin : begin + BATCH]), Stage.status == Status.PENDING.value
+                )
                 .values(
                     status=Status.QUEUED.value,
                     lease_until=utcnow() + timedelta(seconds=REDELIVER_AFTER_S),
                 )
-            )
-            if cast(CursorResult[Any], res).rowcount == 1:
-                out.append((stage.id, queue_for(stage.kind)))
+                .returning(Stage.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+            out += [(sid, queue_for(kinds[sid])) for sid in sorted(queued)]
     return out
 
 
@@ -233,14 +248,15 @@ def reconcile(
     sessions: sessionmaker[Session], executor: Executor, experiment_id: str | None = None
 ) -> list[int]:
     """Re-deliver stages whose worker died (running, lease expired) or whose message was lost
-    (queued and not claimed in time), and queue stages that became runnable but were never sent.
+    (queued, not claimed in time, and not held by the executor's broker as far as it can tell),
+    and queue stages that became runnable but were never sent.
     ``experiment_id`` limits this to the stages of one experiment.
 
     Safe to run any time and from several places: claiming is a conditional update, so a duplicate
     delivery finds nothing to do.
     """
     now = utcnow()
-    stale = select(Stage.id, Stage.kind).where(
+    stale = select(Stage.id, Stage.kind, Stage.status).where(
         or_(Stage.status == Status.RUNNING.value, Stage.status == Status.QUEUED.value),
         Stage.lease_until < now,
     )
@@ -253,16 +269,22 @@ def reconcile(
         )
         live_query = live_query.where(Experiment.id == experiment_id)
     with sessions.begin() as s:
-        rows = list(dict.fromkeys((sid, kind) for sid, kind in s.execute(stale).all()))
-        for sid, _ in rows:  # the next re-delivery of the same stage waits a full period
+        rows = list(dict.fromkeys((sid, kind, st) for sid, kind, st in s.execute(stale).all()))
+        for sid, _, _ in rows:  # the next check of the same stage waits a full period
             s.execute(
                 update(Stage)
                 .where(Stage.id == sid, Stage.status == Status.QUEUED.value)
                 .values(lease_until=now + timedelta(seconds=REDELIVER_AFTER_S))
             )
         live = s.scalars(live_query).all()
+    # A queued stage whose message is still waiting (behind a long run, say) is not lost: sending
+    # it again would only lengthen the queue that GPU workers are scaled on. A running stage whose
+    # lease expired lost its worker, whatever the broker holds.
+    held = _in_flight(executor) if any(st == Status.QUEUED.value for _, _, st in rows) else None
     sent: list[int] = []
-    for sid, kind in rows:
+    for sid, kind, status in rows:
+        if status == Status.QUEUED.value and held is not None and sid in held:
+            continue
         executor.send(sid, queue_for(kind))
         sent.append(sid)
     for exp_id in live:

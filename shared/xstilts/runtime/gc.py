@@ -1,0 +1,144 @@
+"""Artifact garbage collection: delete what no stage of the database can still use.
+
+The artifact folder holds, per stage, its output (``stages/<kind>-<key>``: a trained model, the
+predictions or the metrics) and, while it trains, its resumption checkpoints (``work/<key>``: model
+and optimiser state, about three times the model). A stage that succeeds keeps its output and drops
+its checkpoints at once (``runners/train.py``). What is left to collect:
+
+- **orphans**: outputs and checkpoints of keys the database does not know (a database that was
+  reset, or an artifact folder shared by mistake), once older than ``min_age_s`` (a stage planned
+  after this collection read the database may be writing one);
+- **dead outputs**: the output folder of a stage that is not ``succeeded`` (a crash between the
+  rename and the bookkeeping; its next attempt rewrites it);
+- **spent checkpoints**: checkpoints of a stage that succeeded;
+- **abandoned writes**: ``.tmp-*`` folders older than ``min_age_s`` (a crash mid-write; younger ones
+  may be a write in progress);
+- with ``resumable=True`` also the checkpoints of failed and cancelled stages, which a later request
+  would otherwise resume from (it then starts from scratch).
+
+Outputs of succeeded stages are always kept: later experiments reuse them by key (a target model
+serves a new language's prediction stage) and ``export`` reads the predictions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from xstilts.db.models import Stage, Status
+from xstilts.runtime.artifacts import ArtifactStore
+
+KEY_PREFIX = 20  # stage and work folders are named by the key's first 20 hex digits
+LIVE = (Status.PENDING.value, Status.QUEUED.value, Status.RUNNING.value)
+RESUMABLE = (Status.FAILED.value, Status.CANCELLED.value)
+
+
+@dataclass
+class Tally:
+    count: int = 0
+    bytes: int = 0
+
+    def add(self, size: int) -> None:
+        self.count += 1
+        self.bytes += size
+
+
+@dataclass
+class GcReport:
+    """What was found, per stage kind (``work`` rows are checkpoints), kept or deleted."""
+
+    dry_run: bool
+    kept: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    deleted: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(t.bytes for t in self.deleted.values())
+
+    def as_json(self) -> dict[str, object]:
+        kinds = sorted(set(self.kept) | set(self.deleted))
+        return {
+            "dry_run": self.dry_run,
+            "freed_bytes": self.freed_bytes,
+            "reasons": dict(self.reasons),
+            "kinds": {
+                k: {
+                    "kept": vars(self.kept.get(k, Tally())),
+                    "deleted": vars(self.deleted.get(k, Tally())),
+                }
+                for k in kinds
+            },
+        }
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def collect_garbage(
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    *,
+    dry_run: bool = True,
+    resumable: bool = False,
+    min_age_s: float = 3600.0,
+) -> GcReport:
+    """Delete (or with ``dry_run`` only count) what no stage can use; see the module docstring."""
+    with sessions() as s:
+        statuses = {
+            key[:KEY_PREFIX]: status for key, status in s.execute(select(Stage.key, Stage.status))
+        }
+    report = GcReport(dry_run=dry_run)
+    now = time.time()
+
+    def old(path: Path) -> bool:
+        return now - path.stat().st_mtime > min_age_s
+
+    def visit(path: Path, kind: str, reason: str | None) -> None:
+        size = folder_bytes(path)
+        if reason is None:
+            report.kept[kind].add(size)
+            return
+        report.deleted[kind].add(size)
+        report.reasons[reason] += 1
+        if not dry_run:
+            shutil.rmtree(path, ignore_errors=True)
+
+    stages_root = store.root / "stages"
+    for path in sorted(stages_root.iterdir()) if stages_root.is_dir() else ():
+        if not path.is_dir():
+            continue
+        if path.name.startswith(".tmp-"):
+            visit(path, "unfinished write", "abandoned write" if old(path) else None)
+            continue
+        kind, _, prefix = path.name.rpartition("-")
+        status = statuses.get(prefix)
+        if status is None:
+            visit(path, kind, "orphan" if old(path) else None)
+        elif status != Status.SUCCEEDED.value and status not in LIVE:
+            visit(path, kind, "output of a stage that did not succeed")
+        else:
+            visit(path, kind, None)
+
+    work_root = store.root / "work"
+    for path in sorted(work_root.iterdir()) if work_root.is_dir() else ():
+        if not path.is_dir():
+            continue
+        status = statuses.get(path.name)
+        if status is None:
+            reason: str | None = "orphan" if old(path) else None
+        elif status == Status.SUCCEEDED.value:
+            reason = "checkpoints of a stage that succeeded"
+        elif status in RESUMABLE and resumable:
+            reason = "checkpoints of a failed or cancelled stage"
+        else:
+            reason = None
+        visit(path, "checkpoints", reason)
+    return report
