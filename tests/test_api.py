@@ -10,10 +10,12 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event
 from xstilts.api.app import create_app
 from xstilts.db.migrate import upgrade
 from xstilts.experiments.results import ExperimentResults
@@ -168,6 +170,18 @@ def test_submit_runs_for_real_and_matches_the_library(
         ]
         assert res["stages"][0]["steps_run"] > 0
 
+        # Reads write nothing, and a succeeded experiment's results are served from memory.
+        with _statements(app.state.engine) as seen:
+            again = client.get(f"/experiments/{exp_id}/metrics", headers=A)
+            state = client.get(f"/experiments/{exp_id}", headers=A)
+            listed = client.get("/experiments", headers=A)
+        assert again.json() == res and state.json()["status"] == "succeeded"
+        assert listed.json()["items"][0]["status"] == "succeeded"
+        assert not [q for q in seen if q.split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
+        with _statements(app.state.engine) as cached:
+            client.get(f"/experiments/{exp_id}/metrics", headers=A)
+        assert len(cached) == 1, cached  # the ownership check; nothing is computed again
+
     other = api_settings.model_copy(
         update={
             "home": tmp_path / "direct",
@@ -180,6 +194,21 @@ def test_submit_runs_for_real_and_matches_the_library(
     assert served.metrics == direct.metrics  # exact: same seed, same data, same stages
     assert served.summary == direct.summary
     assert res["summary"] == direct.model_dump(mode="json")["summary"]
+
+
+@contextmanager
+def _statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` runs inside the block."""
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement.strip())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_idempotency_key(client: TestClient, tiny_model_dir: Path) -> None:

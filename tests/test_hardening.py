@@ -502,3 +502,26 @@ def test_reconciler_resends_only_what_the_broker_lost(
     assert executor.in_flight() is None
     own_redis.start()
     celery.close()
+
+
+def test_status_moves_when_stages_do_not_when_read(
+    client: TestClient, tiny_model_dir: Path
+) -> None:
+    """Reads derive nothing: a claim moves the experiment to running, in the claim's transaction."""
+    from xstilts.runtime.lifecycle import claim
+
+    sessions = client.app.state.sessions  # type: ignore[attr-defined]
+    ids = [
+        client.post("/experiments", json=_spec(tiny_model_dir, seeds=[seed]), headers=AUTH).json()
+        for seed in (1, 2)
+    ]
+    assert [e["status"] for e in ids] == ["queued", "queued"]
+    client.post(f"/experiments/{ids[1]['id']}/cancel", headers=AUTH)
+    for exp in ids:
+        target = next(s for s in exp["stages"] if s["kind"] == "target_train")
+        with sessions() as s:
+            stage_id = s.scalars(select(Stage.id).where(Stage.key == target["key"])).one()
+        assert claim(sessions, stage_id, 60) is (exp is ids[0])  # a cancelled one's never starts
+    first = client.get(f"/experiments/{ids[0]['id']}", headers=AUTH).json()
+    assert first["status"] == "running"
+    assert client.get(f"/experiments/{ids[1]['id']}", headers=AUTH).json()["status"] == "cancelled"

@@ -22,7 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from xstilts.api.deps import redact
+from xstilts.api.deps import FinishedResults, redact
 from xstilts.api.routes import experiments, health, tasks
 from xstilts.config import Settings
 from xstilts.errors import ConflictError, IdempotencyConflictError, NotFoundError, XstiltsError
@@ -37,6 +37,7 @@ ExecutorFactory = Callable[[Workspace], Executor]
 # --------------------------------------------------------------------------- errors -> HTTP
 
 RETRY_AFTER_S = 5
+WRITE_FACTOR = 3  # a POST may take this many times XSTILTS_REQUEST_TIMEOUT_S
 log = logging.getLogger(__name__)
 
 
@@ -85,28 +86,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     for error in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(error, database_unavailable)
 
-
-def _install_deadline(app: FastAPI, seconds: float) -> None:
-    """503 for a request unanswered after ``seconds``: a database that hangs (a paused server
-    never answers, and no client-side socket timeout can tell) must not hang its clients. The
-    handler's thread cannot be interrupted; it finishes, unseen, once the database answers."""
-
-    @app.middleware("http")
-    async def deadline(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        try:
-            response: Response = await asyncio.wait_for(call_next(request), seconds)
-        except TimeoutError:
-            log.warning("%s %s: no answer within %g s", request.method, request.url.path, seconds)
-            return JSONResponse(
-                {
-                    "detail": f"no answer within {seconds:g} s (the database may be unavailable); "
-                    "retry shortly"
-                },
-                status_code=503,
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
-        return response
-
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException) -> Response:
         if e.status_code == 405:
@@ -115,6 +94,31 @@ def _install_deadline(app: FastAPI, seconds: float) -> None:
             allowed = _methods_for(app, request.url.path)
             e = StarletteHTTPException(405, e.detail, headers={"Allow": ", ".join(allowed)})
         return await http_exception_handler(request, e)
+
+
+def _install_deadline(app: FastAPI, seconds: float) -> None:
+    """503 for a request unanswered after ``seconds`` (a write: three times that, since a large
+    submission takes a while): a database that hangs (a paused server never answers, and no
+    client-side socket timeout can tell) must not hang its clients. The handler's thread cannot be
+    interrupted; it finishes, unseen, once the database answers, so a POST answered 503 this way
+    may still be stored: retry it with the same ``Idempotency-Key``."""
+
+    @app.middleware("http")
+    async def deadline(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        limit = seconds if request.method in ("GET", "HEAD") else WRITE_FACTOR * seconds
+        try:
+            response: Response = await asyncio.wait_for(call_next(request), limit)
+        except TimeoutError:
+            log.warning("%s %s: no answer within %g s", request.method, request.url.path, limit)
+            return JSONResponse(
+                {
+                    "detail": f"no answer within {limit:g} s (the database may be unavailable); "
+                    "retry shortly"
+                },
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        return response
 
 
 def _methods_for(app: FastAPI, path: str) -> list[str]:
@@ -181,6 +185,7 @@ def create_app(settings: Settings, executor_factory: ExecutorFactory | None = No
     app.state.sessions = ws.sessions
     app.state.store = ws.store
     app.state.executor = executor
+    app.state.finished_results = FinishedResults()
     _install_error_handlers(app)
     _install_deadline(app, settings.request_timeout_s)
     _document_spec_schema(app)

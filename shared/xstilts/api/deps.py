@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -49,6 +51,29 @@ def redact(message: str, settings: Settings) -> str:
     for path, var in settings.server_paths():
         message = message.replace(str(path), f"${var}")
     return message
+
+
+class FinishedResults:
+    """The JSON of succeeded experiments' results, which never change again: a poll of a
+    finished experiment is a dictionary lookup (least recently used dropped past ``size``)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._docs: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, exp_id: str) -> bytes | None:
+        with self._lock:
+            body = self._docs.get(exp_id)
+            if body is not None:
+                self._docs.move_to_end(exp_id)
+            return body
+
+    def put(self, exp_id: str, body: bytes) -> None:
+        with self._lock:
+            self._docs[exp_id] = body
+            while len(self._docs) > self.size:
+                self._docs.popitem(last=False)
 
 
 def get_settings(request: Request) -> Settings:

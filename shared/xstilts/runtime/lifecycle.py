@@ -23,7 +23,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
-from xstilts.db.models import Stage, Status, utcnow
+from xstilts.db.models import Experiment, ExperimentStage, Stage, Status, utcnow
 from xstilts.errors import CancelledError, StageFailedError
 from xstilts.experiments.plan import StageSpec, parse_stage_spec
 from xstilts.runtime.artifacts import ArtifactStore
@@ -108,7 +108,24 @@ def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float) -> boo
                 error=None,
             )
         )
-        return cast(CursorResult[Any], res).rowcount == 1
+        claimed = cast(CursorResult[Any], res).rowcount == 1
+        if claimed:
+            # The one change of experiment status a claim can cause, made here so that reads
+            # never have to derive and write it: queued -> running.
+            linked = select(ExperimentStage.experiment_id).where(
+                ExperimentStage.stage_id == stage_id
+            )
+            s.execute(
+                update(Experiment)
+                .where(
+                    Experiment.id.in_(linked),
+                    Experiment.status == Status.QUEUED.value,
+                    Experiment.cancel_requested.is_(False),
+                )
+                .values(status=Status.RUNNING.value)
+                .execution_options(synchronize_session=False)
+            )
+        return claimed
 
 
 def record_progress(

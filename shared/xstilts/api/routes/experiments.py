@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.api.deps import (
     CurrentOwner,
     ExecutorDep,
+    FinishedResults,
     OwnedExperimentId,
     SessionDep,
     SessionsDep,
@@ -26,11 +27,12 @@ from xstilts.api.schemas import (
     ValidationErrors,
 )
 from xstilts.config import Settings
+from xstilts.db.models import Status
 from xstilts.experiments.idempotency import submit_once
 from xstilts.experiments.queries import list_experiments
 from xstilts.experiments.results import experiment_results
 from xstilts.experiments.status import experiment_state
-from xstilts.runtime.orchestration import cancel, refresh_experiment, start
+from xstilts.runtime.orchestration import cancel, start
 
 router = APIRouter(
     prefix="/experiments",
@@ -104,21 +106,28 @@ def list_owned(
 def get_experiment(
     exp_id: OwnedExperimentId, sessions: SessionsDep, settings: SettingsDep
 ) -> ExperimentState:
-    refresh_experiment(sessions, exp_id)
+    # A read writes nothing: the status is derived whenever a stage starts or ends.
     return _state(sessions, settings, exp_id)
 
 
-@router.get("/{exp_id}/metrics", responses=NOT_FOUND)
+@router.get("/{exp_id}/metrics", responses=NOT_FOUND, response_model=ExperimentResults)
 def get_metrics(
-    exp_id: OwnedExperimentId, sessions: SessionsDep, settings: SettingsDep
-) -> ExperimentResults:
+    exp_id: OwnedExperimentId, sessions: SessionsDep, settings: SettingsDep, request: Request
+) -> Any:
     """Metrics so far (complete once ``experiment.status`` is ``succeeded``), summary, stages."""
-    refresh_experiment(sessions, exp_id)
+    cache: FinishedResults = request.app.state.finished_results
+    if (body := cache.get(exp_id)) is not None:
+        return Response(body, media_type="application/json")
     results = experiment_results(sessions, exp_id)
     ref = results.experiment
-    return results.model_copy(
+    results = results.model_copy(
         update={"experiment": ref.model_copy(update={"error": _public(ref.error, settings)})}
     )
+    if ref.status == Status.SUCCEEDED.value:  # final: nothing about it changes any more
+        body = results.model_dump_json().encode()
+        cache.put(exp_id, body)
+        return Response(body, media_type="application/json")
+    return results
 
 
 @router.post(
