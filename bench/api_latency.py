@@ -120,8 +120,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per implementation")
     p.add_argument("--baseline", metavar="REF", help="also measure the code of this git revision")
     args = p.parse_args()
+    # The seeded experiment reads the local data (as the tests do, ../shared/data by default).
+    os.environ.setdefault("XSTILTS_DATA_DIR", str(REPO.parent / "shared" / "data"))
 
     from xstilts.config import Settings
+    from xstilts.db.migrate import upgrade
     from xstilts.db.models import Experiment
     from xstilts.runtime.workspace import Workspace
     from xstilts.spec import parse_spec
@@ -142,6 +145,7 @@ def main() -> None:
     apis: list[Api] = []
     worktree: Path | None = None
     try:
+        upgrade(url)  # the migrate job
         settings = Settings(database_url=url, artifacts_dir=Path(f"/tmp/{db}"))
         ws = Workspace(settings)
         exp_id = ws.run(parse_spec(_spec("seed"))).experiment.id

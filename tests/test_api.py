@@ -179,8 +179,11 @@ def test_submit_runs_for_real_and_matches_the_library(
         assert listed.json()["items"][0]["status"] == "succeeded"
         assert not [q for q in seen if q.split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
         with _statements(app.state.engine) as cached:
-            client.get(f"/experiments/{exp_id}/metrics", headers=A)
-        assert len(cached) == 1, cached  # the ownership check; nothing is computed again
+            assert client.get(f"/experiments/{exp_id}/metrics", headers=A).json() == res
+            assert client.get(f"/experiments/{exp_id}", headers=A).json() == state.json()
+            # Another key still may not see it (404), even from the cache.
+            assert client.get(f"/experiments/{exp_id}/metrics", headers=B).status_code == 404
+        assert len(cached) == 1, cached  # only B's ownership check reached the database
 
     other = api_settings.model_copy(
         update={

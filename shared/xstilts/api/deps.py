@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,39 +55,48 @@ def redact(message: str, settings: Settings) -> str:
 
 
 class FinishedResults:
-    """The JSON of succeeded experiments' results, which never change again: a poll of a
-    finished experiment is a dictionary lookup (least recently used dropped past ``size``)."""
+    """Response bodies about succeeded experiments, which never change again, and their owners:
+    a poll of a finished experiment touches neither the database nor a worker thread (least
+    recently used experiments dropped past ``size``)."""
 
     def __init__(self, size: int = 512) -> None:
         self.size = size
-        self._docs: OrderedDict[str, bytes] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[str, dict[str, bytes]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, exp_id: str) -> bytes | None:
+    def owner_of(self, exp_id: str) -> str | None:
         with self._lock:
-            body = self._docs.get(exp_id)
-            if body is not None:
-                self._docs.move_to_end(exp_id)
-            return body
+            entry = self._entries.get(exp_id)
+            return entry[0] if entry else None
 
-    def put(self, exp_id: str, body: bytes) -> None:
+    def get(self, exp_id: str, view: str) -> bytes | None:
         with self._lock:
-            self._docs[exp_id] = body
-            while len(self._docs) > self.size:
-                self._docs.popitem(last=False)
+            entry = self._entries.get(exp_id)
+            if entry is None:
+                return None
+            self._entries.move_to_end(exp_id)
+            return entry[1].get(view)
+
+    def put(self, exp_id: str, owner: str, view: str, body: bytes) -> None:
+        with self._lock:
+            _, views = self._entries.setdefault(exp_id, (owner, {}))
+            views[view] = body
+            self._entries.move_to_end(exp_id)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_sessions(request: Request) -> sessionmaker[Session]:
+async def get_sessions(request: Request) -> sessionmaker[Session]:
     sessions: sessionmaker[Session] = request.app.state.sessions
     return sessions
 
@@ -98,7 +108,7 @@ def get_session(
         yield session
 
 
-def get_executor(request: Request) -> Executor:
+async def get_executor(request: Request) -> Executor:
     executor: Executor = request.app.state.executor
     return executor
 
@@ -110,7 +120,7 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_owner(
+async def current_owner(
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
@@ -154,14 +164,22 @@ def spec_body(body: Annotated[bytes, Depends(read_body)]) -> ExperimentSpec:
     return parse_spec(data)
 
 
-def owned_experiment_id(
+async def owned_experiment_id(
+    request: Request,
     exp_id: Annotated[str, Path(pattern=EXPERIMENT_ID, description="an experiment id (32 hex)")],
     owner: Annotated[str, Depends(current_owner)],
     sessions: Annotated[sessionmaker[Session], Depends(get_sessions)],
 ) -> str:
     """The path's experiment id once it is the caller's (404 otherwise, as for no experiment)."""
-    with sessions() as s:
-        return owned_experiment(s, exp_id, owner).id
+    finished: FinishedResults = request.app.state.finished_results
+    if finished.owner_of(exp_id) == owner:
+        return exp_id
+
+    def lookup() -> str:
+        with sessions() as s:
+            return owned_experiment(s, exp_id, owner).id
+
+    return await run_in_threadpool(lookup)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.api.deps import (
@@ -102,32 +104,58 @@ def list_owned(
     return list_experiments(session, owner, status.value if status else None, limit, offset)
 
 
-@router.get("/{exp_id}", responses=NOT_FOUND)
-def get_experiment(
-    exp_id: OwnedExperimentId, sessions: SessionsDep, settings: SettingsDep
-) -> ExperimentState:
-    # A read writes nothing: the status is derived whenever a stage starts or ends.
-    return _state(sessions, settings, exp_id)
+@router.get("/{exp_id}", responses=NOT_FOUND, response_model=ExperimentState)
+async def get_experiment(
+    exp_id: OwnedExperimentId,
+    owner: CurrentOwner,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    request: Request,
+) -> Response:
+    """Status and stages. A read writes nothing: the status is derived when a stage starts or ends."""
+
+    def compute() -> ExperimentState:
+        return _state(sessions, settings, exp_id)
+
+    return await _finished_or(request, exp_id, owner, "state", compute)
 
 
 @router.get("/{exp_id}/metrics", responses=NOT_FOUND, response_model=ExperimentResults)
-def get_metrics(
-    exp_id: OwnedExperimentId, sessions: SessionsDep, settings: SettingsDep, request: Request
-) -> Any:
+async def get_metrics(
+    exp_id: OwnedExperimentId,
+    owner: CurrentOwner,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    request: Request,
+) -> Response:
     """Metrics so far (complete once ``experiment.status`` is ``succeeded``), summary, stages."""
-    cache: FinishedResults = request.app.state.finished_results
-    if (body := cache.get(exp_id)) is not None:
-        return Response(body, media_type="application/json")
-    results = experiment_results(sessions, exp_id)
-    ref = results.experiment
-    results = results.model_copy(
-        update={"experiment": ref.model_copy(update={"error": _public(ref.error, settings)})}
-    )
-    if ref.status == Status.SUCCEEDED.value:  # final: nothing about it changes any more
-        body = results.model_dump_json().encode()
-        cache.put(exp_id, body)
-        return Response(body, media_type="application/json")
-    return results
+
+    def compute() -> ExperimentResults:
+        results = experiment_results(sessions, exp_id)
+        ref = results.experiment
+        public = ref.model_copy(update={"error": _public(ref.error, settings)})
+        return results.model_copy(update={"experiment": public})
+
+    return await _finished_or(request, exp_id, owner, "metrics", compute)
+
+
+async def _finished_or(
+    request: Request,
+    exp_id: str,
+    owner: str,
+    view: str,
+    compute: Callable[[], ExperimentState | ExperimentResults],
+) -> Response:
+    """The cached body of a succeeded experiment's ``view``; otherwise ``compute`` it (in a
+    worker thread: it reads the database), and cache it if the experiment has succeeded."""
+    finished: FinishedResults = request.app.state.finished_results
+    if (body := finished.get(exp_id, view)) is None:
+        model = await run_in_threadpool(compute)
+        status = model.status if isinstance(model, ExperimentState) else model.experiment.status
+        body = model.model_dump_json().encode()
+        if status == Status.SUCCEEDED.value:  # final: nothing about it changes any more
+            finished.put(exp_id, owner, view, body)
+    return Response(body, media_type="application/json")
 
 
 @router.post(
