@@ -181,4 +181,4 @@ def test_local_source_needs_only_placeholders(tmp_path: Path) -> None:
     _, plan = _plan(PAPER / "ccg.yaml", tmp_path)
     inter = plan[0].spec
     assert inter.tasks == ("ccg",) and inter.data.kind == "local"
-    assert isinstance(resolve_data_source(load_spec(PAPER / "mnli.yaml"), None), DataSource)
+    assert resolve_data_source(load_spec(PAPER / "mnli.yaml"), None) == DataSource("hub")
