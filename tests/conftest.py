@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,18 @@ def settings(
         model_roots=(tiny_model_dir.parent,),
         data_roots=(data_dir, tmp_path_factory.getbasetemp()),
     )
+
+
+def broken_mnli_folder(root: Path, data_dir: Path, label: str = "maybe") -> Path:
+    """A data folder whose one MNLI training pair has an invalid ``label`` (the target stage fails
+    while reading it) beside the real English XNLI dev file."""
+    folder = root / "broken"
+    (folder / "mnli").mkdir(parents=True)
+    (folder / "xnli").mkdir()
+    pair = {"0": {"text_a": "a", "text_b": "b", "label": label}}
+    (folder / "mnli" / "train.json").write_text(json.dumps(pair))
+    (folder / "xnli" / "dev-en.tsv").symlink_to(data_dir / "xnli" / "dev-en.tsv")
+    return folder
 
 
 def tiny_spec(model_dir: Path, **overrides: object) -> dict:

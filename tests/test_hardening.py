@@ -28,7 +28,7 @@ from xstilts.experiments.plan import resolve_data_source
 from xstilts.modeling.sources import resolve_model
 from xstilts.spec import ModelConfig, SpecError, is_hub_id, parse_spec
 
-from tests.conftest import REPO, tiny_spec
+from tests.conftest import REPO, broken_mnli_folder, tiny_spec
 from tests.faults import ServerThread, TcpProxy, own_redis, pg_proxy, through  # noqa: F401
 from tests.service_fixtures import pg_url  # noqa: F401 (fixture)
 
@@ -183,13 +183,7 @@ def test_refusals_reveal_no_server_folder(
 def test_failed_stage_error_is_one_line_for_clients(
     settings, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "broken"
-    (folder / "mnli").mkdir(parents=True)
-    (folder / "xnli").mkdir()
-    (folder / "mnli" / "train.json").write_text(
-        '{"0": {"text_a": "a", "text_b": "b", "label": "?"}}'
-    )
-    (folder / "xnli" / "dev-en.tsv").symlink_to(data_dir / "xnli" / "dev-en.tsv")
+    folder = broken_mnli_folder(tmp_path, data_dir, label="?")
     spec = _spec(tiny_model_dir, evaluation={"languages": ["en"]}, data={"path": str(folder)})
     with TestClient(create_app(_keyed(settings))) as client:  # embedded: a thread runs stages
         exp_id = client.post("/experiments", json=spec, headers=AUTH).json()["id"]

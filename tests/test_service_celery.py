@@ -20,7 +20,7 @@ from xstilts.runtime.orchestration import cancel, reconcile, refresh_experiment,
 from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
 
-from tests.conftest import tiny_spec
+from tests.conftest import broken_mnli_folder, tiny_spec
 from tests.service_fixtures import Workers, broker_url, pg_url  # noqa: F401 (fixtures)
 
 
@@ -231,13 +231,7 @@ def test_cancel_stops_running_stage_within_seconds(service, tiny_model_dir: Path
 def test_failing_stage_is_retried_then_failed_with_error(
     service, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "broken"
-    (folder / "xnli").mkdir(parents=True)
-    (folder / "mnli").mkdir()
-    (folder / "mnli" / "train.json").write_text(
-        '{"0": {"text_a": "a", "text_b": "b", "label": "maybe"}}'
-    )
-    (folder / "xnli" / "dev-en.tsv").symlink_to(data_dir / "xnli" / "dev-en.tsv")
+    folder = broken_mnli_folder(tmp_path, data_dir)
     spec = parse_spec(
         tiny_spec(
             tiny_model_dir,
