@@ -276,9 +276,9 @@ def test_inputs_that_once_gave_500_get_422(client: TestClient, tiny_model_dir: P
 def test_seed_and_stage_caps_are_configurable_and_inserts_are_batched(
     backend: Settings, tiny_model_dir: Path
 ) -> None:
-    # 400 seeds x 17 stages (train, a prediction per XNLI language, evaluate): 6,800 rows, more
-    # bind parameters than one INSERT may carry on Postgres (65,535) or SQLite (32,766), which
-    # gave 500 before inserts were batched.
+    # 400 seeds x 17 stages (train, a prediction per XNLI language, evaluate): 6,800 stage rows,
+    # more bind parameters than one multi-row INSERT may carry on SQLite (32,766), and the
+    # experiment's links and status updates as well; batched, all of it stores.
     spec = _spec(
         tiny_model_dir, evaluation={"max_examples_per_language": 10}, seeds=list(range(400))
     )

@@ -33,7 +33,7 @@ from xstilts.db.models import Status
 from xstilts.experiments.idempotency import submit_once
 from xstilts.experiments.queries import list_experiments
 from xstilts.experiments.results import experiment_results
-from xstilts.experiments.status import experiment_state
+from xstilts.experiments.status import experiment_state, one_line
 from xstilts.runtime.orchestration import cancel, start
 
 router = APIRouter(
@@ -179,7 +179,8 @@ def cancel_experiment(
 
 def _public(error: str | None, settings: Settings) -> str | None:
     """An error as a client sees it: one line, no server folders (the traceback is in the log)."""
-    return redact(error.splitlines()[0], settings) if error else error
+    line = one_line(error)
+    return redact(line, settings) if line else line
 
 
 def _state(sessions: sessionmaker[Session], settings: Settings, exp_id: str) -> ExperimentState:
