@@ -5,7 +5,7 @@ intervals), names the primary metric and computes XTREME's task score. The evalu
 ``xstilts score`` both score through it. This package imports neither torch nor the formats.
 """
 
-from xstilts.metrics.base import PredictionRow, Score, Scorer
+from xstilts.metrics.base import ItemScores, PredictionRow, Score, Scorer
 from xstilts.metrics.registry import (
     METRICS,
     MetricSpec,
@@ -16,6 +16,7 @@ from xstilts.metrics.registry import (
 
 __all__ = [
     "METRICS",
+    "ItemScores",
     "MetricSpec",
     "PredictionRow",
     "Score",

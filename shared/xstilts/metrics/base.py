@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from xstilts.tasks.base import Task
 
@@ -29,3 +31,30 @@ class Score:
 # A metric's scorer: the task (for its options and error messages), the language (MLQA normalises
 # answers per language), the rows of that language and the bootstrap resamplings (0: no interval).
 Scorer = Callable[["Task", str, Sequence[PredictionRow], int], list[Score]]
+
+
+@dataclass(frozen=True)
+class ItemScores:
+    """One language's metrics taken apart into items (an example, a question, a sentence): each
+    metric is ``sum(num) / sum(den)`` over the items, so resampling items resamples the metric
+    exactly. Accuracy and QA scores have ``den`` 1 per item; entity F1 is ``2 tp / (n_pred +
+    n_gold)`` per sentence. Comparisons resample these."""
+
+    ids: tuple[str, ...]
+    num: dict[str, np.ndarray]
+    den: dict[str, np.ndarray]
+
+    def value(self, metric: str) -> float:
+        den = float(self.den[metric].sum())
+        return float(self.num[metric].sum()) / den if den else 0.0
+
+
+def unit_items(ids: Sequence[str], values: dict[str, np.ndarray]) -> ItemScores:
+    """Items whose metrics are plain means (each item weighs one)."""
+    ones = np.ones(len(ids))
+    return ItemScores(tuple(ids), values, {m: ones for m in values})
+
+
+# A metric's items: one language's rows -> the items of its comparable metrics (the primary one and
+# those XTREME's task score averages).
+ItemScorer = Callable[["Task", str, Sequence[PredictionRow]], ItemScores]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from xstilts.errors import UnknownNameError
 from xstilts.metrics import squad
-from xstilts.metrics.base import PredictionRow, Score
+from xstilts.metrics.base import ItemScores, PredictionRow, Score
 
 if TYPE_CHECKING:
     from xstilts.tasks.base import Task
@@ -84,3 +84,8 @@ def score_mlqa(
 ) -> list[Score]:
     """SQuAD's F1 and exact match over rows, with ``lang``'s MLQA normalisation."""
     return squad.score_rows(task, lang, rows, bootstrap_samples, normalizer(lang))
+
+
+def items_mlqa(task: Task, lang: str, rows: Sequence[PredictionRow]) -> ItemScores:
+    """Each scorable question is an item, scored with ``lang``'s MLQA normalisation."""
+    return squad.question_items(task, lang, rows, normalizer(lang))

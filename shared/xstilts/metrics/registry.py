@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from xstilts.errors import UnknownNameError
 from xstilts.metrics import mlqa, squad
-from xstilts.metrics.accuracy import score_accuracy
-from xstilts.metrics.base import PredictionRow, Score, Scorer
-from xstilts.metrics.retrieval import score_bucc
-from xstilts.metrics.seqeval import score_seqeval, score_seqeval_and_token_accuracy
+from xstilts.metrics.accuracy import items_accuracy, score_accuracy
+from xstilts.metrics.base import ItemScorer, ItemScores, PredictionRow, Score, Scorer
+from xstilts.metrics.retrieval import items_bucc, score_bucc
+from xstilts.metrics.seqeval import items_seqeval, score_seqeval, score_seqeval_and_token_accuracy
 
 if TYPE_CHECKING:
     from xstilts.tasks.base import Task
@@ -37,12 +37,18 @@ class MetricSpec:
     # XTREME's task score is the mean of these metrics' averages over languages.
     task_score_of: tuple[str, ...]
     description: str
+    # One language's rows -> items carrying ``primary`` and ``task_score_of`` (comparisons).
+    items: ItemScorer
 
     def score(
         self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
     ) -> list[Score]:
         """Scores of one language's rows; the first is :attr:`primary`."""
         return self.scorer(task, lang, rows, bootstrap_samples)
+
+    def item_scores(self, task: Task, lang: str, rows: Sequence[PredictionRow]) -> ItemScores:
+        """One language's rows as items, each metric ``sum(num) / sum(den)`` over them."""
+        return self.items(task, lang, rows)
 
     def task_score(self, averages: Mapping[str, float]) -> float:
         """XTREME's task score from each metric's average over languages (QA: the mean of F1
@@ -70,6 +76,7 @@ METRICS: dict[str, MetricSpec] = {
             ("accuracy",),
             "share of examples whose prediction is the label (classification, multiple choice, "
             "Tatoeba)",
+            items_accuracy,
         ),
         MetricSpec(
             "seqeval_f1",
@@ -79,6 +86,7 @@ METRICS: dict[str, MetricSpec] = {
             ("f1",),
             "micro entity F1, precision and recall as seqeval 0.0.12 computes them, XTREME's "
             "evaluator (PAN-X)",
+            items_seqeval,
         ),
         MetricSpec(
             "seqeval_f1_token_accuracy",
@@ -88,6 +96,7 @@ METRICS: dict[str, MetricSpec] = {
             ("f1",),
             "seqeval 0.0.12's F1, precision and recall (XTREME's UDPOS score), and token_accuracy: "
             "the share of tokens tagged right, as POS and supertagging papers report (UDPOS, CCG)",
+            items_seqeval,
         ),
         MetricSpec(
             "squad_f1",
@@ -96,6 +105,7 @@ METRICS: dict[str, MetricSpec] = {
             ("exact_match", "f1"),
             _QA,
             "SQuAD F1 and exact match (XQuAD, TyDiQA-GoldP, SQuAD v1.1/v2.0)",
+            squad.items_squad,
         ),
         MetricSpec(
             "mlqa_f1",
@@ -104,6 +114,7 @@ METRICS: dict[str, MetricSpec] = {
             ("exact_match", "f1"),
             _QA,
             "SQuAD F1 and exact match with MLQA's per-language answer normalisation",
+            mlqa.items_mlqa,
         ),
         MetricSpec(
             "bucc_f1",
@@ -112,6 +123,7 @@ METRICS: dict[str, MetricSpec] = {
             ("f1",),
             ("f1",),
             "F1 of mined sentence pairs (BUCC 2018), with precision, recall and the threshold",
+            items_bucc,
         ),
     )
 }

@@ -9,7 +9,9 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from xstilts.metrics.base import PredictionRow, Score
+import numpy as np
+
+from xstilts.metrics.base import ItemScores, PredictionRow, Score
 
 if TYPE_CHECKING:
     from xstilts.tasks.base import Task
@@ -48,6 +50,29 @@ def score_bucc(
     if math.isfinite(threshold):  # infinite: no candidate was a gold pair, nothing is mined
         scores.append(Score("threshold", threshold, n))
     return scores
+
+
+def items_bucc(task: Task, lang: str, rows: Sequence[PredictionRow]) -> ItemScores:
+    """Each source sentence is an item: its correct, mined and gold pairs give F1 as 2 correct
+    over (mined + gold), as :func:`bucc_f1` does over all pairs. The threshold stays as tuned, so
+    an interval from these covers the evaluation sample, not the threshold's own noise."""
+    index: dict[str, int] = {}
+    correct: list[int] = []
+    counted: list[int] = []  # mined + gold
+    for r in rows:
+        source = _pair(r["id"])[0]
+        i = index.setdefault(source, len(index))
+        if i == len(correct):
+            correct.append(0)
+            counted.append(0)
+        mined, gold = bool(r["prediction"]), bool(r["label"])
+        correct[i] += mined and gold
+        counted[i] += mined + gold
+    return ItemScores(
+        tuple(index),
+        {"f1": 2 * np.array(correct, dtype=np.float64)},
+        {"f1": np.array(counted, dtype=np.float64)},
+    )
 
 
 def _pair(row_id: str) -> tuple[str, str]:

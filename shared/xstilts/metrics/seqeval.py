@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xstilts.metrics.base import PredictionRow, Score
+from xstilts.metrics.base import ItemScores, PredictionRow, Score
 from xstilts.metrics.bootstrap import bootstrap_ratio_ci
 
 if TYPE_CHECKING:
@@ -86,12 +86,7 @@ def score_seqeval(
     F1 is 2 tp / (n_pred + n_gold), which is seqeval's 2 P R / (P + R); a score whose denominator
     is empty is 0, as in seqeval.
     """
-    labelled = _labelled(task, lang, rows)
-    gold = _per_sentence([r["label"] for r in labelled])
-    pred = _per_sentence([r["prediction"] for r in labelled])
-    tp = np.array([len(g & p) for g, p in zip(gold, pred, strict=True)])
-    n_gold = np.array([len(g) for g in gold])
-    n_pred = np.array([len(p) for p in pred])
+    labelled, tp, n_gold, n_pred = _counts(task, lang, rows)
     n = len(labelled)
 
     def score(metric: str, num: np.ndarray, den: np.ndarray) -> Score:
@@ -122,6 +117,29 @@ def score_seqeval_and_token_accuracy(
         *score_seqeval(task, lang, labelled, bootstrap_samples),
         Score("token_accuracy", value, len(labelled), low, high),
     ]
+
+
+def items_seqeval(task: Task, lang: str, rows: Sequence[PredictionRow]) -> ItemScores:
+    """Each sentence is an item; its entity F1 parts are 2 tp over n_pred + n_gold."""
+    labelled, tp, n_gold, n_pred = _counts(task, lang, rows)
+    return ItemScores(
+        tuple(str(r["id"]) for r in labelled),
+        {"f1": (2 * tp).astype(np.float64)},
+        {"f1": (n_gold + n_pred).astype(np.float64)},
+    )
+
+
+def _counts(
+    task: Task, lang: str, rows: Sequence[PredictionRow]
+) -> tuple[list[PredictionRow], np.ndarray, np.ndarray, np.ndarray]:
+    """The labelled sentences and each one's true positive, gold and predicted chunk counts."""
+    labelled = _labelled(task, lang, rows)
+    gold = _per_sentence([r["label"] for r in labelled])
+    pred = _per_sentence([r["prediction"] for r in labelled])
+    tp = np.array([len(g & p) for g, p in zip(gold, pred, strict=True)])
+    n_gold = np.array([len(g) for g in gold])
+    n_pred = np.array([len(p) for p in pred])
+    return labelled, tp, n_gold, n_pred
 
 
 def _labelled(task: Task, lang: str, rows: Sequence[PredictionRow]) -> list[PredictionRow]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xstilts.metrics.base import PredictionRow, Score
+from xstilts.metrics.base import ItemScores, PredictionRow, Score, unit_items
 from xstilts.metrics.bootstrap import bootstrap_mean_ci
 
 if TYPE_CHECKING:
@@ -87,6 +87,43 @@ def score_rows(
     A ``prediction`` of None (no answer submitted for the question) scores 0, as in the official
     script.
     """
+    labelled, em, f1 = _question_scores(task, lang, rows, normalize)
+    n = len(labelled)
+    return [
+        Score("f1", float(f1.mean()), n, *bootstrap_mean_ci(f1, bootstrap_samples)),
+        Score("exact_match", float(em.mean()), n, *bootstrap_mean_ci(em, bootstrap_samples)),
+    ]
+
+
+def score_squad(
+    task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
+) -> list[Score]:
+    """SQuAD v1.1/v2.0 normalisation (XQuAD, TyDiQA-GoldP, SQuAD)."""
+    return score_rows(task, lang, rows, bootstrap_samples)
+
+
+def items_squad(task: Task, lang: str, rows: Sequence[PredictionRow]) -> ItemScores:
+    """Each scorable question is an item with its F1 and exact match."""
+    return question_items(task, lang, rows)
+
+
+def question_items(
+    task: Task,
+    lang: str,
+    rows: Sequence[PredictionRow],
+    normalize: Callable[[str], str] = normalize_answer,
+) -> ItemScores:
+    labelled, em, f1 = _question_scores(task, lang, rows, normalize)
+    return unit_items([str(r["id"]) for r in labelled], {"f1": f1, "exact_match": em})
+
+
+def _question_scores(
+    task: Task,
+    lang: str,
+    rows: Sequence[PredictionRow],
+    normalize: Callable[[str], str],
+) -> tuple[Sequence[PredictionRow], np.ndarray, np.ndarray]:
+    """The scorable questions and their exact match and F1."""
     squad_v2 = task.unanswerable_questions
     labelled = rows if squad_v2 else [r for r in rows if r["label"]]
     if not labelled:
@@ -103,15 +140,4 @@ def score_rows(
         ],
         dtype=np.float64,
     ).T
-    n = len(labelled)
-    return [
-        Score("f1", float(f1.mean()), n, *bootstrap_mean_ci(f1, bootstrap_samples)),
-        Score("exact_match", float(em.mean()), n, *bootstrap_mean_ci(em, bootstrap_samples)),
-    ]
-
-
-def score_squad(
-    task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
-) -> list[Score]:
-    """SQuAD v1.1/v2.0 normalisation (XQuAD, TyDiQA-GoldP, SQuAD)."""
-    return score_rows(task, lang, rows, bootstrap_samples)
+    return labelled, em, f1

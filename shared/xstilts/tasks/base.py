@@ -99,6 +99,11 @@ class Task:
     # Retrieval that mines pairs: the split whose gold pairs tune the threshold when predicting
     # another split (BUCC's test split is tuned on the validation split).
     threshold_tuning_split: Split | None = None
+    # The evaluation sets of the languages are translations of each other, item for item (XNLI and
+    # PAWS-X line by line, XQuAD and MLQA by question id): comparisons then resample an item in
+    # every language at once (:meth:`item_key` names it). Tatoeba is not: each language's English
+    # side is a different set of sentences.
+    parallel_items: bool = False
 
     def __post_init__(self) -> None:
         # A misspelt metric fails when the registry is imported, not on a worker at evaluate time.
@@ -108,6 +113,12 @@ class Task:
     def primary_metric(self) -> str:
         """The per-language metric summaries and comparisons use (QA also stores exact match)."""
         return get_metric(self.metric).primary
+
+    def item_key(self, example_id: str, lang: str) -> str:
+        """What an example is across languages: its id without the language (``dev-de-17`` is
+        item ``dev-17`` of XNLI, the line it comes from; a QA question id is the same in every
+        language). Only meaningful where :attr:`parallel_items`."""
+        return "-".join(part for part in example_id.split("-") if part != lang)
 
     def code(self, lang: str) -> str:
         return self.language_codes.get(lang, lang)

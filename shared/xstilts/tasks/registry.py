@@ -283,6 +283,7 @@ _TASKS: tuple[Task, ...] = (
         description="XNLI: MNLI-style inference in 15 languages; trained on English MNLI.",
         label_aliases={"contradictory": "contradiction"},
         train_task="mnli",
+        parallel_items=True,
         splits=_xtreme_pair_splits(
             "xnli", ("facebook/xnli", "premise", "hypothesis"), (Split.VALIDATION, Split.TEST)
         ),
@@ -294,6 +295,7 @@ _TASKS: tuple[Task, ...] = (
         languages=PAWSX_LANGUAGES,
         metric="accuracy",
         description="PAWS-X: adversarial paraphrase identification in 7 languages.",
+        parallel_items=True,
         splits=_xtreme_pair_splits(
             "pawsx",
             ("google-research-datasets/paws-x", "sentence1", "sentence2"),
@@ -367,6 +369,7 @@ _TASKS: tuple[Task, ...] = (
             _squad_like("xquad/xquad.{lang}.json", HubSource(XTREME, "XQuAD.{lang}", "validation"))
         ),
         train_task="squad",
+        parallel_items=True,
     ),
     _xtreme_qa_task(
         "mlqa",
@@ -381,6 +384,7 @@ _TASKS: tuple[Task, ...] = (
         },
         metric="mlqa_f1",
         train_task="squad",
+        parallel_items=True,
     ),
     _xtreme_qa_task(
         "tydiqa",

@@ -1,0 +1,75 @@
+"""Comparisons of two experiments: is a change per language, in the mean or in the spread across
+languages real? Paired intervals and tests from the stored per-example predictions
+(:mod:`.compare`), computed once per pair and options and kept in the artifact store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from xstilts.comparisons.compare import (
+    CompareOptions,
+    IncomparableError,
+    compare,
+)
+from xstilts.comparisons.model import STATISTICS, Comparison
+from xstilts.comparisons.sides import ANY_OWNER, SideRef, load_items, side_ref
+from xstilts.runtime.artifacts import ArtifactStore
+
+# Part of every cache key: bump it when the computation changes, so no stale result is served.
+VERSION = 1
+
+__all__ = [
+    "ANY_OWNER",
+    "STATISTICS",
+    "CompareOptions",
+    "Comparison",
+    "IncomparableError",
+    "compare",
+    "compare_experiments",
+]
+
+
+def compare_experiments(
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    baseline: str,
+    candidate: str,
+    owner: str | None,
+    options: CompareOptions | None = None,
+    recompute: bool = False,
+) -> Comparison:
+    """Candidate against baseline (both succeeded, ``owner``'s; :data:`ANY_OWNER` for the CLI).
+
+    The result is kept under the artifact store's ``comparisons/``, keyed by both experiments'
+    predict stages (content keys: the same key, the same predictions) and the options; a later
+    call returns it (``cached`` true) unless ``recompute``.
+    """
+    options = options or CompareOptions()
+    a, b = side_ref(sessions, baseline, owner), side_ref(sessions, candidate, owner)
+    path = store.root / "comparisons" / f"{cache_key(a, b, options)}.json"
+    if not recompute and path.exists():
+        cached = Comparison.model_validate_json(path.read_bytes())
+        cached.cached = True
+        return cached
+    result = compare(load_items(a), load_items(b), options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(result.model_dump_json())
+    os.replace(tmp, path)
+    return result
+
+
+def cache_key(a: SideRef, b: SideRef, options: CompareOptions) -> str:
+    identity = {
+        "version": VERSION,
+        "sides": [
+            [side.id, [[p.seed, p.language, p.key] for p in side.predicts]] for side in (a, b)
+        ],
+        "options": [options.samples, options.confidence, options.alpha, options.seed],
+    }
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
