@@ -107,9 +107,13 @@ def test_run_writes_json_and_validate_lists_stages(
     assert result["summary"]["english"] == result["metrics"][0]["value"]
     assert f"{100 * result['metrics'][1]['value']:.1f}" in out  # the table shows the sw value
 
+    # Two results files of experiments in this workspace: the paired comparison (here of the
+    # experiment with itself: no change anywhere, p = 1).
     assert main(["compare", str(result_file), str(result_file)]) == 0
     table = capsys.readouterr().out
-    assert "non-English mean" in table and "delta" in table
+    assert "non-English mean" in table and "McNemar" in table and "Holm p" in table
+    sw_change = next(line for line in table.splitlines() if line.startswith("sw "))
+    assert sw_change.split()[4:6] == ["+0.00", "[+0.00,"]
     # The keys of the file are the results' keys, in the model that `compare` parses them with.
     assert set(result) == {"experiment", "metrics", "summary", "stages"}
     assert set(result["summary"]) >= {"mean", "transfer_gap", "per_seed", "xtreme_score"}
@@ -120,8 +124,9 @@ def test_run_writes_json_and_validate_lists_stages(
     # A file of an experiment without metrics yet, as written before results were typed.
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({**result, "metrics": [], "summary": {}}))
-    assert main(["compare", str(result_file), str(empty)]) == 0
+    # More than two files: side by side.
+    assert main(["compare", str(result_file), str(empty), str(empty)]) == 0
     table = capsys.readouterr().out.splitlines()
     sw = next(line for line in table if line.startswith("sw "))
-    assert sw.split()[1:] == [f"{100 * result['metrics'][1]['value']:.1f}", "-"]
+    assert sw.split()[1:] == [f"{100 * result['metrics'][1]['value']:.1f}", "-", "-"]
     assert next(line for line in table if line.startswith("mean (all)")).split()[-1] == "-"

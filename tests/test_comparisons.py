@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
-
 from xstilts.comparisons import CompareOptions, IncomparableError, compare
 from xstilts.comparisons.compare import build_index, cross_language, mcnemar_exact_p
 from xstilts.comparisons.resampling import bootstrap, draw_items, seed_weights

@@ -119,18 +119,57 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from xstilts.cli.tables import comparison_table, paired_comparison_table
 
-    from xstilts.cli.tables import comparison_table
+    if len(args.experiments) != 2:
+        print(comparison_table([_read_results(p) for p in args.experiments]))
+        return EXIT_OK
+    comparison = _paired(args)
+    if comparison is None:  # results files of experiments this workspace does not hold
+        print(comparison_table([_read_results(p) for p in args.experiments]))
+        print(
+            "\nnote: these experiments are not in this workspace's database, so there are no "
+            "paired intervals; run 'xstilts compare' where they ran"
+        )
+        return EXIT_OK
+    print(paired_comparison_table(comparison))
+    if args.json:
+        write_json(Path(args.json), comparison.model_dump(mode="json"))
+        print(f"comparison written to {args.json}")
+    return EXIT_OK
+
+
+def _read_results(path: str) -> Any:
     from xstilts.experiments.results import ExperimentResults
 
-    results = []
-    for p in args.results:
-        try:
-            results.append(ExperimentResults.model_validate_json(Path(p).read_bytes()))
-        except (OSError, ValidationError) as e:
-            raise XstiltsError(f"results: cannot read {p}: {e}") from None
-    print(comparison_table(results))
-    return EXIT_OK
+    try:
+        return ExperimentResults.model_validate_json(Path(path).read_bytes())
+    except (OSError, ValidationError) as e:
+        raise XstiltsError(f"cannot read {path}: {e}", field="results") from None
+
+
+def _paired(args: argparse.Namespace) -> Any:
+    """The comparison of the two experiments (ids, or results files naming them); None when they
+    are files of experiments that are not in this workspace."""
+    from xstilts.comparisons import ANY_OWNER, CompareOptions, compare_experiments
+    from xstilts.errors import NotFoundError
+    from xstilts.runtime.workspace import Workspace
+
+    ids = [_read_results(x).experiment.id if Path(x).is_file() else x for x in args.experiments]
+    options = CompareOptions(
+        samples=args.samples, confidence=args.confidence, alpha=args.alpha, seed=args.seed
+    )
+    ws = Workspace(Settings())
+    try:
+        return compare_experiments(
+            ws.sessions, ws.store, ids[0], ids[1], ANY_OWNER, options, args.recompute
+        )
+    except NotFoundError:
+        if all(Path(x).is_file() for x in args.experiments):
+            return None
+        raise
+    finally:
+        ws.close()
 
 
 def add_parsers(sub: Any) -> None:
@@ -169,7 +208,29 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
-        "compare", help="side-by-side table of results files written by 'run --json'"
+        "compare",
+        help="is the candidate better than the baseline? Per-language changes and changes of the "
+        "mean and spread across languages, each with a paired bootstrap interval and a test",
+        description="Compare experiment B (candidate) with A (baseline), both succeeded in this "
+        "workspace, from their stored per-example predictions: per-language changes with paired "
+        "intervals, exact McNemar (accuracy, one seed a side) or paired permutation/bootstrap "
+        "p-values, Holm-adjusted across languages; changes of the non-English mean, transfer gap, "
+        "standard deviation, variance, range and worst language. Parallel evaluation sets (XNLI, "
+        "PAWS-X, XQuAD, MLQA) are resampled item by item across languages. Several seeds: "
+        "hierarchical bootstrap (seeds, then items) and Welch's t on the per-seed values. "
+        "The result is cached; --recompute computes it again. Exit 2 when the two were not "
+        "evaluated alike. With more than two results files: a side-by-side table.",
     )
-    p.add_argument("results", nargs="+", help="results JSON files")
+    p.add_argument(
+        "experiments",
+        nargs="+",
+        metavar="A B",
+        help="baseline and candidate: experiment ids or results files written by 'run --json'",
+    )
+    p.add_argument("--json", metavar="OUT", help="also write the comparison as JSON to OUT")
+    p.add_argument("--recompute", action="store_true", help="ignore a cached result")
+    p.add_argument("--samples", type=int, default=2000, help="resamples (default 2000)")
+    p.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the resampling (default 0)")
     p.set_defaults(func=cmd_compare)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from xstilts.comparisons.model import Change, Comparison
 from xstilts.experiments.results import CrossLanguageStats, ExperimentResults, MetricRow, Summary
 
 
@@ -128,4 +129,79 @@ def comparison_table(results: Sequence[ExperimentResults]) -> str:
         lines.append(
             row(label, [None if r.summary is None else statistic(r.summary) for r in results], fmt)
         )
+    return "\n".join(lines)
+
+
+_STAT_LABELS = {
+    "mean": ("mean (all languages)", 100.0),
+    "xtreme_score": ("XTREME task score", 100.0),
+    "non_english_mean": ("non-English mean", 100.0),
+    "transfer_gap": ("transfer gap (en - others)", 100.0),
+    "non_english_std": ("non-English std", 100.0),
+    "non_english_variance": ("non-English variance (pt^2)", 1e4),
+    "non_english_range": ("non-English range", 100.0),
+    "worst_value": ("worst non-English", 100.0),
+}
+_TESTS = {"mcnemar_exact": "McNemar", "paired_permutation": "perm.", "paired_bootstrap": "boot."}
+
+
+def _signed(x: float | None, scale: float) -> str:
+    return "-" if x is None else f"{scale * x:+.2f}"
+
+
+def _p(x: float | None) -> str:
+    return "-" if x is None else ("<0.001" if x < 0.001 else f"{x:.3f}")
+
+
+def _interval(c: Change, scale: float) -> str:
+    if c.ci_low is None or c.ci_high is None:
+        return "-"
+    return f"[{scale * c.ci_low:+.2f}, {scale * c.ci_high:+.2f}]"
+
+
+def _side_label(side: object) -> str:
+    tasks = getattr(side, "intermediate_tasks", [])
+    return f"{getattr(side, 'name', '')} ({'+'.join(tasks) if tasks else 'no intermediate task'})"
+
+
+def paired_comparison_table(c: Comparison) -> str:
+    """A comparison in points: per-language changes with intervals and Holm-adjusted p-values,
+    then the statistics across languages, the scheme used and the warnings."""
+    pct = int(round(100 * c.confidence))
+    lines = [
+        f"{c.task} ({c.metric}, {c.split}): candidate {c.candidate.id[:8]} "
+        f"{_side_label(c.candidate)} vs baseline {c.baseline.id[:8]} {_side_label(c.baseline)}",
+        f"seeds: baseline {len(c.baseline.seeds)}, candidate {len(c.candidate.seeds)}; "
+        f"resampling: {c.resampling.replace('_', ' ')} ({c.resampling_note}); "
+        f"{c.samples} resamples, seed {c.seed}" + ("; cached" if c.cached else ""),
+        "",
+        f"{'language':<10}{'n':>6}{'baseline':>10}{'candidate':>11}{'change':>9}"
+        f"{f'{pct}% interval':>20}{'p':>8} {'test':<8}{'Holm p':>8}",
+    ]
+    for r in c.per_language:
+        lines.append(
+            f"{r.language:<10}{r.n:>6}{_pct(r.baseline):>10}{_pct(r.candidate):>11}"
+            f"{_signed(r.difference, 100):>9}{_interval(r, 100):>20}{_p(r.p_value):>8} "
+            f"{_TESTS[r.test]:<8}{_p(r.p_adjusted):>8}" + (" *" if r.significant else "")
+        )
+    lines += [
+        "",
+        f"{'across languages':<30}{'baseline':>10}{'candidate':>11}{'change':>9}"
+        f"{f'{pct}% interval':>20}{'p':>8} {'test':<8}{'Welch p':>8}",
+    ]
+    for s in c.statistics:
+        label, scale = _STAT_LABELS[s.statistic]
+        value = _num if scale == 1e4 else _pct
+        lines.append(
+            f"{label:<30}{value(s.baseline):>10}{value(s.candidate):>11}"
+            f"{_signed(s.difference, scale):>9}{_interval(s, scale):>20}{_p(s.p_value):>8} "
+            f"{_TESTS[s.test]:<8}{_p(s.welch.p_value if s.welch else None):>8}"
+            + (" *" if s.significant else "")
+        )
+    lines.append("")
+    lines.append(
+        f"* significant at {c.alpha} (languages: after Holm's adjustment across "
+        f"{len(c.per_language)} languages). Changes are candidate minus baseline, in points."
+    )
+    lines += [f"warning: {w}" for w in c.warnings]
     return "\n".join(lines)

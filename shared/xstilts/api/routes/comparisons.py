@@ -1,0 +1,53 @@
+"""``/comparisons``: a candidate experiment against a baseline, with paired intervals and tests."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from xstilts.api.deps import CurrentOwner, SessionsDep, SettingsDep
+from xstilts.api.schemas import ErrorDetail, ValidationErrors
+from xstilts.comparisons import CompareOptions, Comparison, compare_experiments
+from xstilts.runtime.artifacts import ArtifactStore
+
+router = APIRouter(
+    prefix="/comparisons",
+    tags=["comparisons"],
+    responses={
+        401: {"model": ErrorDetail, "description": "missing or unknown API key"},
+        503: {"model": ErrorDetail, "description": "the database is unavailable (Retry-After)"},
+    },
+)
+EXPERIMENT_ID = r"^[0-9a-f]{32}$"
+ExperimentParam = Annotated[str, Query(pattern=EXPERIMENT_ID, description="an experiment id")]
+COMPARE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "no such experiment of this key's owner"},
+    409: {"model": ErrorDetail, "description": "an experiment has not succeeded (yet)"},
+    422: {
+        "model": ValidationErrors,
+        "description": "a bad parameter, or the two experiments were not evaluated alike "
+        "(task, split, languages or examples): the entry's loc names the field",
+    },
+}
+
+
+@router.get("", response_model=Comparison, responses=COMPARE_RESPONSES)
+def get_comparison(
+    baseline: ExperimentParam,
+    candidate: ExperimentParam,
+    owner: CurrentOwner,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    samples: Annotated[int, Query(ge=100, le=100_000)] = 2000,
+    confidence: Annotated[float, Query(ge=0.5, lt=1)] = 0.95,
+    alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
+    seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> Comparison:
+    """Candidate minus baseline per language and for the statistics across languages (mean,
+    transfer gap, non-English standard deviation and variance, range, worst language), each with a
+    paired bootstrap interval and a p-value; per-language p-values Holm-adjusted. Computed from
+    the stored predictions once per pair and parameters, then served from the cache."""
+    options = CompareOptions(samples=samples, confidence=confidence, alpha=alpha, seed=seed)
+    store = ArtifactStore(settings.artifacts_dir)
+    return compare_experiments(sessions, store, baseline, candidate, owner, options)
