@@ -123,7 +123,7 @@ def test_compare_on_the_command_line(
     # The same again comes from the cache; --recompute computes the very same numbers.
     assert main(args) == 0 and "cached" in capsys.readouterr().out
     assert main([*args, "--recompute", "--json", str(out_json)]) == 0
-    assert "cached" not in capsys.readouterr().out.splitlines()[1]
+    assert "cached" not in capsys.readouterr().out.splitlines()[1]  # the seeds line says so
     assert json.loads(out_json.read_text())["per_language"] == comparison["per_language"]
 
     assert main(["compare", str(files["baseline"]), str(files["fewer"])]) == 2

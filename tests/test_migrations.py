@@ -21,22 +21,22 @@ def _diff(url: str) -> list:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         tables = set(inspect(conn).get_table_names())
     engine.dispose()
-    assert {"experiments", "stages", "experiment_stages", "metrics"} <= tables
+    assert {"experiments", "stages", "experiment_stages", "metrics", "studies"} <= tables
     return diff
 
 
 def test_sqlite_migration_matches_models(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db' / 'x.db'}"
     upgrade(url)
-    assert current(url) == "0002"
+    assert current(url) == "0003"
     assert _diff(url) == []
     upgrade(url)  # idempotent
-    assert current(url) == "0002"
+    assert current(url) == "0003"
 
 
 def test_postgres_migration_matches_models(pg_url: str) -> None:  # noqa: F811
     upgrade(pg_url)
-    assert current(pg_url) == "0002"
+    assert current(pg_url) == "0003"
     assert _diff(pg_url) == []
 
 

@@ -416,8 +416,8 @@ def parse_spec(data: Any) -> ExperimentSpec:
         ) from None
 
 
-def load_spec(path: Path) -> ExperimentSpec:
-    """Read a YAML or JSON spec file."""
+def read_spec_data(path: Path) -> dict[str, Any]:
+    """A YAML or JSON spec file as a mapping (experiment or study)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -430,4 +430,9 @@ def load_spec(path: Path) -> ExperimentSpec:
         ) from None
     if not isinstance(data, dict):
         raise SpecError([((), f"{path} must hold a mapping, got {type(data).__name__}")])
-    return parse_spec(data)
+    return data
+
+
+def load_spec(path: Path) -> ExperimentSpec:
+    """Read a YAML or JSON spec file."""
+    return parse_spec(read_spec_data(path))

@@ -23,13 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from xstilts.api.deps import FinishedResults, redact
-from xstilts.api.routes import comparisons, experiments, health, tasks
+from xstilts.api.routes import comparisons, experiments, health, studies, tasks
 from xstilts.config import Settings
 from xstilts.errors import ConflictError, IdempotencyConflictError, NotFoundError, XstiltsError
 from xstilts.runtime.executors import ThreadExecutor
 from xstilts.runtime.orchestration import Executor
 from xstilts.runtime.workspace import Workspace
 from xstilts.spec import ExperimentSpec, SpecError
+from xstilts.studies.spec import StudySpec
 
 ExecutorFactory = Callable[[Workspace], Executor]
 
@@ -136,7 +137,7 @@ def _methods_for(app: FastAPI, path: str) -> list[str]:
 
 def _document_spec_schema(app: FastAPI) -> None:
     """The body is read raw (to enforce the size limit before parsing), so FastAPI cannot derive
-    its schema; add ExperimentSpec and its parts to the OpenAPI components by hand."""
+    its schema; add ExperimentSpec, StudySpec and their parts to the OpenAPI components by hand."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -145,10 +146,11 @@ def _document_spec_schema(app: FastAPI) -> None:
             schema = get_openapi(
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
-            spec = ExperimentSpec.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(spec.pop("$defs", {}))
-            components["ExperimentSpec"] = spec
+            for model in (ExperimentSpec, StudySpec):
+                spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(spec.pop("$defs", {}))
+                components[model.__name__] = spec
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -189,6 +191,6 @@ def create_app(settings: Settings, executor_factory: ExecutorFactory | None = No
     _install_error_handlers(app)
     _install_deadline(app, settings.request_timeout_s)
     _document_spec_schema(app)
-    for module in (experiments, comparisons, tasks, health):
+    for module in (experiments, studies, comparisons, tasks, health):
         app.include_router(module.router)
     return app

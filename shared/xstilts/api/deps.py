@@ -10,7 +10,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
@@ -153,6 +153,11 @@ async def read_body(request: Request) -> bytes:
 
 def spec_body(body: Annotated[bytes, Depends(read_body)]) -> ExperimentSpec:
     """The body as a validated spec; :class:`SpecError` (422, one entry per field) otherwise."""
+    return parse_spec(json_object(body))
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object; :class:`SpecError` (422) when it is not one."""
     if json_too_deep(body):
         raise SpecError([((), f"request body nests deeper than {MAX_JSON_DEPTH} levels")])
     try:
@@ -161,7 +166,7 @@ def spec_body(body: Annotated[bytes, Depends(read_body)]) -> ExperimentSpec:
         raise SpecError([((), f"request body is not valid JSON: {e}")]) from None
     if not isinstance(data, dict):
         raise SpecError([((), f"spec must be an object, got {type(data).__name__}")])
-    return parse_spec(data)
+    return data
 
 
 async def owned_experiment_id(

@@ -172,6 +172,36 @@ def _paired(args: argparse.Namespace) -> Any:
         ws.close()
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from xstilts.cli.tables import study_table
+    from xstilts.comparisons import ANY_OWNER
+    from xstilts.runtime.workspace import Workspace
+    from xstilts.spec import read_spec_data
+    from xstilts.studies import parse_study, study_results, submit_study
+
+    quiet_transformers()
+    study = parse_study(read_spec_data(Path(args.spec)))
+    reporter = _BarReporter(enabled=not args.quiet)
+    ws = Workspace(Settings())
+    try:
+        study_id, cells = submit_study(ws.sessions, ws.settings, study, owner=None)
+        for n, exp_id in enumerate(cells, 1):
+            if not args.quiet:
+                name = ws.results(exp_id).experiment.name
+                print(f"[{n}/{len(cells)}] {name} ({exp_id})", file=sys.stderr, flush=True)
+            ws.follow(exp_id, reporter, on_poll=lambda e: reporter.watch(ws, e))
+            reporter.close()
+        results = study_results(ws.sessions, ws.store, study_id, ANY_OWNER, limit=10_000)
+    finally:
+        reporter.close()
+        ws.close()
+    print(study_table(results))
+    if args.json:
+        write_json(Path(args.json), results.model_dump(mode="json"))
+        print(f"results written to {args.json}")
+    return EXIT_OK
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "run",
@@ -206,6 +236,19 @@ def add_parsers(sub: Any) -> None:
         help="also write the gold labels in the same layout here (for xstilts score --labels)",
     )
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "study",
+        help="run a study (intermediate task sets x targets x seeds) in this process and print "
+        "the matrix of changes over the baseline with intervals and p-values",
+        description="Every cell is validated before anything runs; cells share stages, so each "
+        "intermediate model trains once per seed. Running the same study again reuses every "
+        "finished stage.",
+    )
+    p.add_argument("spec", help="study spec file (YAML or JSON): see examples/study-*.yaml")
+    p.add_argument("--json", metavar="OUT", help="also write the result matrix as JSON to OUT")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser(
         "compare",

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 from xstilts.comparisons.model import Change, Comparison
 from xstilts.experiments.results import CrossLanguageStats, ExperimentResults, MetricRow, Summary
+from xstilts.studies.model import CellResult, StudyResults
 
 
 def _pct(x: float | None) -> str:
@@ -172,8 +173,8 @@ def paired_comparison_table(c: Comparison) -> str:
         f"{c.task} ({c.metric}, {c.split}): candidate {c.candidate.id[:8]} "
         f"{_side_label(c.candidate)} vs baseline {c.baseline.id[:8]} {_side_label(c.baseline)}",
         f"seeds: baseline {len(c.baseline.seeds)}, candidate {len(c.candidate.seeds)}; "
-        f"resampling: {c.resampling.replace('_', ' ')} ({c.resampling_note}); "
         f"{c.samples} resamples, seed {c.seed}" + ("; cached" if c.cached else ""),
+        f"resampling: {c.resampling.replace('_', ' ')}: {c.resampling_note}",
         "",
         f"{'language':<10}{'n':>6}{'baseline':>10}{'candidate':>11}{'change':>9}"
         f"{f'{pct}% interval':>20}{'p':>8} {'test':<8}{'Holm p':>8}",
@@ -204,4 +205,47 @@ def paired_comparison_table(c: Comparison) -> str:
         f"{len(c.per_language)} languages). Changes are candidate minus baseline, in points."
     )
     lines += [f"warning: {w}" for w in c.warnings]
+    return "\n".join(lines)
+
+
+def _cell_change(change: Change | None) -> str:
+    if change is None or change.difference is None:
+        return "-"
+    star = "*" if change.p_value is not None and change.p_value < 0.05 else ""
+    return f"{100 * change.difference:+.1f} {_interval(change, 100)} p={_p(change.p_value)}{star}"
+
+
+def study_table(r: StudyResults) -> str:
+    """The matrix twice: task score with its change over the baseline, then the change of the
+    non-English standard deviation (points; * p < 0.05)."""
+    width = max(len(_cell_change(None)), 44)
+    head = f"{'':<22}" + "".join(f"{t:>{width}}" for t in r.targets)
+
+    def block(title: str, show: Callable[[CellResult], str]) -> list[str]:
+        lines = [title, head]
+        for row, cells in zip(r.rows[r.offset :], r.cells, strict=False):
+            lines.append(f"{row:<22}" + "".join(f"{show(c):>{width}}" for c in cells))
+        return lines
+
+    def score(c: CellResult) -> str:
+        if c.xtreme_score is None:
+            return c.status
+        text = f"{100 * c.xtreme_score:.1f}"
+        return text if c.score_change is None else f"{text}  {_cell_change(c.score_change)}"
+
+    def std(c: CellResult) -> str:
+        if c.non_english_std is None:
+            return c.status
+        text = f"{100 * c.non_english_std:.2f}"
+        return (
+            text
+            if c.non_english_std_change is None
+            else f"{text}  {_cell_change(c.non_english_std_change)}"
+        )
+
+    lines = [
+        f"study {r.id} ({r.name}): {len(r.rows)} rows x {len(r.targets)} targets, seeds {r.seeds}"
+    ]
+    lines += ["", *block("XTREME task score, change over the baseline [95% interval]", score)]
+    lines += ["", *block("non-English standard deviation, change over the baseline", std)]
     return "\n".join(lines)

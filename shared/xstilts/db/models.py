@@ -47,6 +47,19 @@ class StageKind(str, Enum):
     EVALUATE = "evaluate"
 
 
+class Study(Base):
+    """A grid of experiments (intermediate task sets x targets) submitted as one: its cells are
+    experiments whose ``study_id`` is this study's, sharing stages by key like any experiments."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]]
+    owner: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Experiment(Base):
     __tablename__ = "experiments"
     __table_args__ = (UniqueConstraint("owner", "idempotency_key"),)
@@ -63,6 +76,10 @@ class Experiment(Base):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The study this experiment is a cell of (None: submitted on its own).
+    study_id: Mapped[str | None] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), default=None, index=True
+    )
 
     links: Mapped[list[ExperimentStage]] = relationship(
         back_populates="experiment", order_by="ExperimentStage.position"

@@ -75,49 +75,64 @@ def submit_experiment(
 ) -> str:
     """Store the experiment and its stages (reusing stages that exist) in one transaction."""
     with sessions.begin() as s:
-        exp = Experiment(
-            name=spec.name,
-            spec=spec.model_dump(mode="json"),
-            status=Status.QUEUED.value,
-            owner=owner,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
+        return store_experiment(s, spec, planned, owner, idempotency_key, request_hash)
+
+
+def store_experiment(
+    s: Session,
+    spec: ExperimentSpec,
+    planned: list[PlannedStage],
+    owner: str | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    study_id: str | None = None,
+) -> str:
+    """:func:`submit_experiment` inside the caller's transaction (a study stores all its cells in
+    one)."""
+    exp = Experiment(
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        status=Status.QUEUED.value,
+        owner=owner,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        study_id=study_id,
+    )
+    s.add(exp)
+    _insert_stages_if_new(s, planned)
+    s.flush()  # the experiment's id
+    keys = list(dict.fromkeys(p.key for p in planned))
+    rows = [
+        row
+        for begin in range(0, len(keys), BATCH)
+        for row in s.execute(
+            select(Stage.id, Stage.key, Stage.status).where(
+                Stage.key.in_(keys[begin : begin + BATCH])
+            )
         )
-        s.add(exp)
-        _insert_stages_if_new(s, planned)
-        s.flush()  # the experiment's id
-        keys = list(dict.fromkeys(p.key for p in planned))
-        rows = [
-            row
-            for begin in range(0, len(keys), BATCH)
-            for row in s.execute(
-                select(Stage.id, Stage.key, Stage.status).where(
-                    Stage.key.in_(keys[begin : begin + BATCH])
-                )
-            )
-        ]
-        stages = {key: (sid, status) for sid, key, status in rows}
-        # A new request retries what failed or was cancelled before.
-        retry = [sid for sid, status in stages.values() if status in RETRIED]
-        for begin in range(0, len(retry), BATCH):
-            s.execute(
-                update(Stage)
-                .where(Stage.id.in_(retry[begin : begin + BATCH]), Stage.status.in_(RETRIED))
-                .values(status=Status.PENDING.value)
-                .execution_options(synchronize_session=False)
-            )
-        links = [
-            {
-                "experiment_id": exp.id,
-                "stage_id": stages[p.key][0],
-                "position": position,
-                "role": p.role,
-                "seed": p.seed,
-                "reused": stages[p.key][1] == Status.SUCCEEDED.value,
-            }
-            for position, p in enumerate(planned)
-        ]
-        for begin in range(0, len(links), BATCH):
-            s.execute(insert(ExperimentStage), links[begin : begin + BATCH])
-        s.flush()
-        return exp.id
+    ]
+    stages = {key: (sid, status) for sid, key, status in rows}
+    # A new request retries what failed or was cancelled before.
+    retry = [sid for sid, status in stages.values() if status in RETRIED]
+    for begin in range(0, len(retry), BATCH):
+        s.execute(
+            update(Stage)
+            .where(Stage.id.in_(retry[begin : begin + BATCH]), Stage.status.in_(RETRIED))
+            .values(status=Status.PENDING.value)
+            .execution_options(synchronize_session=False)
+        )
+    links = [
+        {
+            "experiment_id": exp.id,
+            "stage_id": stages[p.key][0],
+            "position": position,
+            "role": p.role,
+            "seed": p.seed,
+            "reused": stages[p.key][1] == Status.SUCCEEDED.value,
+        }
+        for position, p in enumerate(planned)
+    ]
+    for begin in range(0, len(links), BATCH):
+        s.execute(insert(ExperimentStage), links[begin : begin + BATCH])
+    s.flush()
+    return exp.id

@@ -1,0 +1,118 @@
+"""``/studies``: the paper's grid as one object: submit, progress, the result matrix, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from xstilts.api.deps import (
+    CurrentOwner,
+    ExecutorDep,
+    SessionsDep,
+    SettingsDep,
+    json_object,
+    read_body,
+)
+from xstilts.api.schemas import ErrorDetail, ValidationErrors
+from xstilts.runtime.artifacts import ArtifactStore
+from xstilts.runtime.orchestration import start
+from xstilts.studies import (
+    StudySpec,
+    cancel_study,
+    parse_study,
+    study_results,
+    study_state,
+    submit_study,
+)
+from xstilts.studies.model import StudyResults, StudyState
+
+router = APIRouter(
+    prefix="/studies",
+    tags=["studies"],
+    responses={
+        401: {"model": ErrorDetail, "description": "missing or unknown API key"},
+        503: {"model": ErrorDetail, "description": "the database is unavailable (Retry-After)"},
+    },
+)
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "no such study of this key's owner"}
+}
+StudyId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="a study id (32 hex)")]
+Limit = Annotated[int, Query(ge=1, le=100)]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+
+
+def study_body(body: Annotated[bytes, Depends(read_body)]) -> StudySpec:
+    return parse_study(json_object(body))
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=StudyState,
+    responses={
+        413: {"model": ErrorDetail, "description": "body over 1 MiB"},
+        422: {
+            "model": ValidationErrors,
+            "description": "invalid study: each error names its field, or its cell "
+            "(cells.<row>/<target>.<field>); nothing is stored",
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StudySpec"}}},
+        }
+    },
+)
+def create_study(
+    owner: CurrentOwner,
+    study: Annotated[StudySpec, Depends(study_body)],
+    response: Response,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    executor: ExecutorDep,
+) -> StudyState:
+    """Validate every cell, store the study and its cells (experiments sharing stages by key:
+    an intermediate model trains once per seed for all targets) and start them."""
+    study_id, experiment_ids = submit_study(sessions, settings, study, owner)
+    for exp_id in experiment_ids:  # after the commit
+        start(sessions, executor, exp_id)
+    response.headers["Location"] = f"/studies/{study_id}"
+    return study_state(sessions, study_id, owner)
+
+
+@router.get("/{study_id}", responses=NOT_FOUND)
+def get_study(
+    study_id: StudyId,
+    owner: CurrentOwner,
+    sessions: SessionsDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> StudyState:
+    """Progress over all cells (counts by status) and a page of the cells."""
+    return study_state(sessions, study_id, owner, limit, offset)
+
+
+@router.get("/{study_id}/results", responses=NOT_FOUND)
+def get_study_results(
+    study_id: StudyId,
+    owner: CurrentOwner,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> StudyResults:
+    """The matrix for a page of rows: each cell's XTREME task score and, once it and its
+    baseline have succeeded, the change in task score and in non-English standard deviation over
+    the baseline, each with a paired interval and a p-value (as ``GET /comparisons``)."""
+    store = ArtifactStore(settings.artifacts_dir)
+    return study_results(sessions, store, study_id, owner, None, limit, offset)
+
+
+@router.post("/{study_id}/cancel", status_code=202, responses=NOT_FOUND)
+def cancel(study_id: StudyId, owner: CurrentOwner, sessions: SessionsDep) -> StudyState:
+    """Cancel every cell that has not finished (stages another live experiment needs go on)."""
+    cancel_study(sessions, study_id, owner)
+    return study_state(sessions, study_id, owner)

@@ -1,0 +1,228 @@
+"""Studies: the paper's grid as one object. A study's cells are experiments submitted together (in
+one transaction) whose identical stages are shared by key, so each intermediate model trains
+once per seed whatever the number of targets. Its results are the paper-style matrix: rows the
+intermediate task sets, columns the targets, each cell compared with the baseline row."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from xstilts.comparisons import ANY_OWNER, CompareOptions, compare_experiments
+from xstilts.comparisons.model import StatisticChange
+from xstilts.config import Settings
+from xstilts.db.models import Experiment, Status, Study
+from xstilts.errors import NotFoundError, XstiltsError
+from xstilts.experiments.plan import PlannedStage
+from xstilts.experiments.results import experiment_results
+from xstilts.experiments.submit import plan, store_experiment
+from xstilts.runtime.artifacts import ArtifactStore
+from xstilts.spec import ExperimentSpec, SpecError
+from xstilts.studies.model import (
+    CellResult,
+    CellState,
+    StudyResults,
+    StudyState,
+)
+from xstilts.studies.spec import StudySpec, expand, parse_study, set_label
+
+__all__ = [
+    "StudySpec",
+    "cancel_study",
+    "parse_study",
+    "study_results",
+    "study_state",
+    "submit_study",
+]
+
+_ORDER = (Status.RUNNING, Status.QUEUED, Status.PENDING, Status.FAILED, Status.CANCELLED)
+
+
+def plan_study(
+    study: StudySpec, settings: Settings
+) -> list[tuple[list[str], str, ExperimentSpec, list[PlannedStage]]]:
+    """Every cell's experiment spec and stages; one :class:`SpecError` lists every bad cell."""
+    cells = expand(study)
+    planned = []
+    problems = []
+    total = 0
+    for tasks, target, spec in cells:
+        try:
+            stages = plan(spec, settings)
+        except XstiltsError as e:
+            where = ("cells", f"{set_label(tasks)}/{target}")
+            problems.append(((*where, *(e.field or "").split(".")), e.reason))
+            continue
+        total += len(stages)
+        planned.append((tasks, target, spec, stages))
+    if problems:
+        raise SpecError([(tuple(p for p in loc if p != ""), msg) for loc, msg in problems])
+    if total > settings.max_stages * 50:
+        raise SpecError(
+            [
+                (
+                    ("intermediate_sets",),
+                    f"the study plans {total} stage links; this server plans at most "
+                    f"{settings.max_stages * 50} per study: use fewer cells or seeds",
+                )
+            ]
+        )
+    return planned
+
+
+def submit_study(
+    sessions: sessionmaker[Session], settings: Settings, study: StudySpec, owner: str | None
+) -> tuple[str, list[str]]:
+    """Validate and plan every cell, then store the study and all its cells in one transaction.
+    Returns the study id and its experiments' ids (rows first); nothing runs yet."""
+    planned = plan_study(study, settings)
+    with sessions.begin() as s:
+        row = Study(name=study.name, spec=study.model_dump(mode="json"), owner=owner)
+        s.add(row)
+        s.flush()
+        ids = [
+            store_experiment(s, spec, stages, owner=owner, study_id=row.id)
+            for _, _, spec, stages in planned
+        ]
+        return row.id, ids
+
+
+def _owned(s: Session, study_id: str, owner: str | None) -> Study:
+    study = s.get(Study, study_id)
+    if study is None or (owner != ANY_OWNER and study.owner != owner):
+        raise NotFoundError(f"study {study_id} not found")
+    return study
+
+
+def _cells(s: Session, study_id: str) -> list[Experiment]:
+    return list(
+        s.scalars(
+            select(Experiment)
+            .where(Experiment.study_id == study_id)
+            .order_by(Experiment.created_at, Experiment.id)
+        )
+    )
+
+
+def study_status(statuses: list[str]) -> str:
+    """A study is running while any cell is live, succeeded when all did, else failed/cancelled."""
+    for status in _ORDER:
+        if status.value in statuses:
+            return (
+                Status.RUNNING.value if status in (Status.QUEUED, Status.PENDING) else status.value
+            )
+    return Status.SUCCEEDED.value
+
+
+def study_state(
+    sessions: sessionmaker[Session],
+    study_id: str,
+    owner: str | None,
+    limit: int = 100,
+    offset: int = 0,
+) -> StudyState:
+    """Progress over all cells (counts by status) and a page of the cells."""
+    with sessions() as s:
+        study = _owned(s, study_id, owner)
+        cells = _cells(s, study_id)
+        spec = StudySpec.model_validate(study.spec)
+    statuses = [c.status for c in cells]
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    page = [
+        CellState(
+            intermediate_tasks=list(c.spec["intermediate"]["tasks"]),
+            row=set_label(list(c.spec["intermediate"]["tasks"])),
+            target=c.spec["target"]["task"],
+            experiment_id=c.id,
+            status=status,
+        )
+        for c, status in list(zip(cells, statuses, strict=True))[offset : offset + limit]
+    ]
+    return StudyState(
+        id=study.id,
+        name=study.name,
+        status=study_status(statuses),
+        rows=[set_label(t) for t in spec.intermediate_sets],
+        targets=spec.targets,
+        seeds=spec.seeds,
+        total_cells=len(cells),
+        counts=counts,
+        limit=limit,
+        offset=offset,
+        cells=page,
+    )
+
+
+def cancel_study(sessions: sessionmaker[Session], study_id: str, owner: str | None) -> None:
+    """Cancel every cell that has not finished; finished cells stay as they are."""
+    from xstilts.runtime.orchestration import cancel
+
+    with sessions() as s:
+        _owned(s, study_id, owner)
+        live = [c.id for c in _cells(s, study_id)]
+    for exp_id in live:
+        try:
+            cancel(sessions, exp_id)
+        except XstiltsError:
+            pass  # finished already: nothing to cancel
+
+
+def study_results(
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    study_id: str,
+    owner: str | None,
+    options: CompareOptions | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> StudyResults:
+    """The matrix: for a page of rows (intermediate sets), every target's cell with its XTREME
+    task score and, once it and its baseline cell have succeeded, the change of the task score
+    and of the non-English standard deviation over the baseline, with intervals and p-values."""
+    with sessions() as s:
+        study = _owned(s, study_id, owner)
+        cells = {
+            (set_label(list(c.spec["intermediate"]["tasks"])), c.spec["target"]["task"]): (
+                c.id,
+                c.status,
+            )
+            for c in _cells(s, study_id)
+        }
+        spec = StudySpec.model_validate(study.spec)
+    rows = [set_label(t) for t in spec.intermediate_sets]
+    matrix: list[list[CellResult]] = []
+    for row in rows[offset : offset + limit]:
+        line = []
+        for target in spec.targets:
+            exp_id, status = cells[(row, target)]
+            base_id, base_status = cells[("baseline", target)]
+            cell = CellResult(row=row, target=target, experiment_id=exp_id, status=status)
+            if status == Status.SUCCEEDED.value:
+                summary = experiment_results(sessions, exp_id).summary
+                if summary is not None:
+                    cell.xtreme_score = summary.xtreme_score
+                    cell.non_english_std = summary.non_english_std
+                    cell.per_seed_non_english_std = [
+                        v.non_english_std for v in summary.per_seed.values()
+                    ]
+            if row != "baseline" and status == base_status == Status.SUCCEEDED.value:
+                comparison = compare_experiments(sessions, store, base_id, exp_id, owner, options)
+                stats: dict[str, StatisticChange] = {c.statistic: c for c in comparison.statistics}
+                cell.score_change = stats.get("xtreme_score")
+                cell.non_english_std_change = stats.get("non_english_std")
+                cell.warnings = comparison.warnings
+            line.append(cell)
+        matrix.append(line)
+    return StudyResults(
+        id=study.id,
+        name=study.name,
+        rows=rows,
+        targets=spec.targets,
+        seeds=spec.seeds,
+        total_rows=len(rows),
+        limit=limit,
+        offset=offset,
+        cells=matrix,
+    )

@@ -1,0 +1,172 @@
+"""A study spec: the paper's grid (intermediate task sets x targets x seeds) as one object, and its
+expansion into one experiment spec per cell.
+
+Every cell is validated (and planned, by the caller) before anything is stored: a study with one
+bad cell is refused as a whole, each error naming the cell and the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from xstilts.spec import (
+    MAX_SEEDS_SCHEMA,
+    DataConfig,
+    EvaluationConfig,
+    ExperimentSpec,
+    IntermediateConfig,
+    Loc,
+    ModelConfig,
+    SpecError,
+    TrainingConfig,
+    _enum,
+    _Strict,
+)
+from xstilts.tasks import intermediate_task_names, target_task_names
+
+MAX_CELLS = 400  # intermediate sets x targets a study may hold
+
+
+class StudySpec(_Strict):
+    """``intermediate_sets``: the rows, each a list of intermediate tasks; ``[]`` (no intermediate
+    training) is the baseline every row is compared with, and must be one of them. ``targets``:
+    the columns. ``overrides``: per target, fields of its cells' experiment spec (deep-merged:
+    ``{"xnli": {"target": {"training": {"epochs": 2}}}}``)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] = "study"
+    model: ModelConfig = ModelConfig()
+    intermediate_sets: Annotated[
+        list[list[Annotated[str, _enum(intermediate_task_names())]]],
+        Field(min_length=1, max_length=100),
+    ]
+    targets: Annotated[
+        list[Annotated[str, _enum(target_task_names())]], Field(min_length=1, max_length=50)
+    ]
+    intermediate: IntermediateConfig = IntermediateConfig()
+    target_training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    seeds: Annotated[
+        list[Annotated[int, Field(ge=0, lt=2**31)]],
+        Field(min_length=1, max_length=MAX_SEEDS_SCHEMA),
+    ] = [42]
+    data: DataConfig = DataConfig()
+    overrides: dict[Annotated[str, _enum(target_task_names())], dict[str, Any]] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("intermediate_sets")
+    @classmethod
+    def _distinct_sets(cls, sets: list[list[str]]) -> list[list[str]]:
+        valid = intermediate_task_names()
+        sets = [[t.lower() for t in tasks] for tasks in sets]
+        for i, tasks in enumerate(sets):
+            for t in tasks:
+                if t not in valid:
+                    raise ValueError(
+                        f"set {i} {tasks}: unknown intermediate task {t!r}; valid: {', '.join(valid)}"
+                    )
+        seen: set[tuple[str, ...]] = set()
+        for tasks in sets:
+            if len(set(tasks)) != len(tasks):
+                raise ValueError(f"the set {tasks} names a task twice")
+            key = tuple(sorted(tasks))
+            if key in seen:
+                raise ValueError(f"the set {tasks} is listed twice")
+            seen.add(key)
+        if () not in seen:
+            raise ValueError(
+                "must include [] (no intermediate task): the baseline every row is compared with"
+            )
+        return sets
+
+    @field_validator("targets")
+    @classmethod
+    def _distinct_targets(cls, targets: list[str]) -> list[str]:
+        valid = target_task_names()
+        targets = [t.lower() for t in targets]
+        for t in targets:
+            if t not in valid:
+                raise ValueError(f"unknown target task {t!r}; valid: {', '.join(valid)}")
+        if len(set(targets)) != len(targets):
+            raise ValueError("a target is listed twice")
+        return targets
+
+    @model_validator(mode="after")
+    def _checks(self) -> StudySpec:
+        if self.intermediate.tasks:
+            raise ValueError(
+                "intermediate.tasks: the rows of a study are its intermediate_sets; "
+                "intermediate holds only their training and sampling settings"
+            )
+        unknown = sorted(set(self.overrides) - set(self.targets))
+        if unknown:
+            raise ValueError(f"overrides: {', '.join(unknown)} is not one of the targets")
+        cells = len(self.intermediate_sets) * len(self.targets)
+        if cells > MAX_CELLS:
+            raise ValueError(f"{cells} cells; a study holds at most {MAX_CELLS}")
+        return self
+
+
+def set_label(tasks: list[str]) -> str:
+    """A row's name: its tasks joined by ``+``; the baseline is ``baseline``."""
+    return "+".join(tasks) if tasks else "baseline"
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def cell_spec_data(study: StudySpec, tasks: list[str], target: str) -> dict[str, Any]:
+    """The experiment spec of one cell, before validation."""
+    shared = study.model_dump(mode="json", exclude_unset=True)
+    data: dict[str, Any] = {
+        "name": f"{study.name}/{set_label(tasks)}/{target}",
+        "intermediate": {**shared.get("intermediate", {}), "tasks": tasks},
+        "target": {"task": target, "training": shared.get("target_training", {})},
+        "seeds": study.seeds,
+    }
+    for key in ("model", "evaluation", "data"):
+        if key in shared:
+            data[key] = shared[key]
+    return _merge(data, study.overrides.get(target, {}))
+
+
+def expand(study: StudySpec) -> list[tuple[list[str], str, ExperimentSpec]]:
+    """Every cell as (intermediate tasks, target, its experiment spec), rows first. Raises one
+    :class:`SpecError` with every bad cell's errors, each located as
+    ``cells.<set label>/<target>.<field>``."""
+    cells = []
+    problems: list[tuple[Loc, str]] = []
+    for tasks in study.intermediate_sets:
+        for target in study.targets:
+            try:
+                spec = ExperimentSpec.model_validate(cell_spec_data(study, tasks, target))
+            except ValidationError as e:
+                where = ("cells", f"{set_label(tasks)}/{target}")
+                problems += [
+                    ((*where, *err["loc"]), err["msg"].removeprefix("Value error, "))
+                    for err in e.errors()
+                ]
+                continue
+            cells.append((tasks, target, spec))
+    if problems:
+        raise SpecError(problems)
+    return cells
+
+
+def parse_study(data: Any) -> StudySpec:
+    """Validate a decoded study spec; :class:`SpecError` names each bad field."""
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(
+            [(err["loc"], err["msg"].removeprefix("Value error, ")) for err in e.errors()]
+        ) from None
