@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from xstilts.api.deps import FinishedResults, redact
-from xstilts.api.routes import comparisons, experiments, health, studies, tasks
+from xstilts.api.routes import comparisons, experiments, health, reports, studies, tasks
 from xstilts.config import Settings
 from xstilts.errors import ConflictError, IdempotencyConflictError, NotFoundError, XstiltsError
 from xstilts.runtime.executors import ThreadExecutor
@@ -191,6 +191,6 @@ def create_app(settings: Settings, executor_factory: ExecutorFactory | None = No
     _install_error_handlers(app)
     _install_deadline(app, settings.request_timeout_s)
     _document_spec_schema(app)
-    for module in (experiments, studies, comparisons, tasks, health):
+    for module in (reports, experiments, studies, comparisons, tasks, health):
         app.include_router(module.router)
     return app

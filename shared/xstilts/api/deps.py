@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
@@ -127,7 +127,31 @@ async def current_owner(
     """The name of the API key in ``Authorization: Bearer <key>``; 401 when missing or unknown."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized("missing API key (Authorization: Bearer <key>)")
-    digest = hashlib.sha256(credentials.credentials.encode()).hexdigest()
+    return _owner_of(credentials.credentials, settings)
+
+
+async def page_owner(
+    settings: Annotated[Settings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="the API key, for a browser that cannot send the Authorization header "
+            "(it may be kept in browser history and access logs: prefer the header)",
+        ),
+    ] = None,
+) -> str:
+    """:func:`current_owner`, or the key in ``?api_key=`` (report pages opened in a browser)."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return _owner_of(credentials.credentials, settings)
+    if api_key:
+        return _owner_of(api_key, settings)
+    raise _unauthorized("missing API key (Authorization: Bearer <key>, or ?api_key=<key>)")
+
+
+def _owner_of(key: str, settings: Settings) -> str:
+    digest = hashlib.sha256(key.encode()).hexdigest()
     owner = None
     for name, expected in settings.api_keys.items():  # compare every key: timing says nothing
         if hmac.compare_digest(digest, expected.strip().lower()):
@@ -196,3 +220,4 @@ CurrentOwner = Annotated[str, Depends(current_owner)]
 RawBody = Annotated[bytes, Depends(read_body)]
 SpecBody = Annotated[ExperimentSpec, Depends(spec_body)]
 OwnedExperimentId = Annotated[str, Depends(owned_experiment_id)]
+PageOwner = Annotated[str, Depends(page_owner)]

@@ -202,6 +202,21 @@ def cmd_study(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from xstilts.comparisons import ANY_OWNER
+    from xstilts.reports import report_for, write_report
+    from xstilts.runtime.workspace import Workspace
+
+    ws = Workspace(Settings())
+    try:
+        report = report_for(ws.sessions, ws.store, args.what, ANY_OWNER)
+    finally:
+        ws.close()
+    for path in write_report(report, Path(args.out)):
+        print(path)
+    return EXIT_OK
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "run",
@@ -249,6 +264,17 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", metavar="OUT", help="also write the result matrix as JSON to OUT")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser(
+        "report",
+        help="figures (PNG and SVG) and one self-contained HTML page about an experiment, a "
+        "study, or a comparison A..B",
+    )
+    p.add_argument(
+        "what", help="an experiment id, a study id, or BASELINE..CANDIDATE (two experiment ids)"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the files into")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "compare",

@@ -118,6 +118,8 @@ def compare(a: SideItems, b: SideItems, options: CompareOptions | None = None) -
             LanguageChange(
                 language=lang,
                 n=index.sizes[lang],
+                baseline_ci=_percentiles(boot_a[:, j], options.confidence),
+                candidate_ci=_percentiles(boot_b[:, j], options.confidence),
                 p_adjusted=None,
                 significant=False,
                 **change.model_dump(),
@@ -365,13 +367,7 @@ def _change(
     p: float,
     options: CompareOptions,
 ) -> Change:
-    tail = (1 - options.confidence) / 2
-    finite = diffs[~np.isnan(diffs)]
-    low, high = (
-        (float(np.quantile(finite, tail)), float(np.quantile(finite, 1 - tail)))
-        if finite.size
-        else (None, None)
-    )
+    low, high = _percentiles(diffs, options.confidence) or (None, None)
     return Change(
         baseline=_num(a),
         candidate=_num(b),
@@ -384,6 +380,14 @@ def _change(
         candidate_per_seed=[_num(x) for x in seeds_b],
         welch=_welch(seeds_a, seeds_b),
     )
+
+
+def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float] | None:
+    finite = values[~np.isnan(values)]
+    if not finite.size:
+        return None
+    tail = (1 - confidence) / 2
+    return float(np.quantile(finite, tail)), float(np.quantile(finite, 1 - tail))
 
 
 def _welch(a: np.ndarray, b: np.ndarray) -> Welch | None:

@@ -57,6 +57,9 @@ class Change(BaseModel):
 class LanguageChange(Change):
     language: str
     n: int  # evaluated items (examples, questions, sentences)
+    # Each side's own interval of its score (the same resamples; with seeds, hierarchical).
+    baseline_ci: tuple[float, float] | None = None
+    candidate_ci: tuple[float, float] | None = None
     p_adjusted: float | None  # Holm's step-down adjustment across the languages
     significant: bool  # adjusted p below alpha
 

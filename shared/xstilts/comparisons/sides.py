@@ -18,7 +18,13 @@ from xstilts.runtime.artifacts import PREDICTIONS_FILE
 from xstilts.spec import ExperimentSpec
 from xstilts.tasks import Task, get_task
 
-ANY_OWNER = "*"  # the CLI's view: every experiment of the local database
+
+class AnyOwner(str):
+    """The CLI's view: every experiment of the local database. A type of its own, so no API key
+    (whatever its name) can stand for it."""
+
+
+ANY_OWNER = AnyOwner("*")
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ def side_ref(sessions: sessionmaker[Session], exp_id: str, owner: str | None) ->
 
 
 def _experiment(s: Session, exp_id: str, owner: str | None) -> Experiment:
-    if owner == ANY_OWNER:
+    if isinstance(owner, AnyOwner):
         exp = s.get(Experiment, exp_id)
         if exp is None:
             raise NotFoundError(f"experiment {exp_id} not found")

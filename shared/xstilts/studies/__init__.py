@@ -8,8 +8,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from xstilts.comparisons import ANY_OWNER, CompareOptions, compare_experiments
+from xstilts.comparisons import CompareOptions, compare_experiments
 from xstilts.comparisons.model import StatisticChange
+from xstilts.comparisons.sides import AnyOwner
 from xstilts.config import Settings
 from xstilts.db.models import Experiment, Status, Study
 from xstilts.errors import NotFoundError, XstiltsError
@@ -89,7 +90,7 @@ def submit_study(
 
 def _owned(s: Session, study_id: str, owner: str | None) -> Study:
     study = s.get(Study, study_id)
-    if study is None or (owner != ANY_OWNER and study.owner != owner):
+    if study is None or (not isinstance(owner, AnyOwner) and study.owner != owner):
         raise NotFoundError(f"study {study_id} not found")
     return study
 
