@@ -407,3 +407,36 @@ def test_parallel_tasks_share_item_keys_across_languages(task: str, data_dir: Pa
         else:
             assert keys[lang] == keys["en"]
     assert not get_task("tatoeba").parallel_items
+
+
+def test_agrees_with_scipy_on_one_language() -> None:
+    """Within one language and one seed, our paired bootstrap interval and permutation p-value of
+    a change in F1-like scores agree with scipy's ``bootstrap(paired=True)`` and
+    ``permutation_test(permutation_type="samples")`` (different random streams: approximately)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(12)
+    n = 400
+    a = rng.random(n)
+    b = np.clip(a + rng.normal(0.03, 0.2, n), 0, 1)
+
+    def side(v: np.ndarray, exp_id: str) -> SideItems:
+        items = unit_items(
+            [f"en-q{i}" for i in range(n)], {"f1": v, "exact_match": (v > 0.5) * 1.0}
+        )
+        return make_side("tydiqa", {1: {"en": items}}, exp_id)
+
+    ours = compare(side(a, "a" * 32), side(b, "b" * 32), CompareOptions(samples=4000))
+    row = ours.per_language[0]
+    ref = stats.bootstrap(
+        (a, b), lambda x, y: np.mean(y) - np.mean(x), paired=True, n_resamples=4000,
+        method="percentile", random_state=1,
+    )  # fmt: skip
+    assert row.ci_low == pytest.approx(ref.confidence_interval.low, abs=0.006)
+    assert row.ci_high == pytest.approx(ref.confidence_interval.high, abs=0.006)
+    perm = stats.permutation_test(
+        (a, b), lambda x, y: np.mean(y) - np.mean(x), permutation_type="samples",
+        n_resamples=4000, random_state=1,
+    )  # fmt: skip
+    assert row.test == "paired_permutation"
+    assert row.p_value == pytest.approx(perm.pvalue, abs=0.01)

@@ -129,3 +129,15 @@ def test_compare_on_the_command_line(
     assert main(["compare", str(files["baseline"]), str(files["fewer"])]) == 2
     err = capsys.readouterr().err
     assert "candidate:" in err and "examples evaluated in en" in err
+
+    # Predictions this process cannot read (a store not mounted here): a clear error, not a crash.
+    from xstilts.comparisons import ANY_OWNER
+    from xstilts.comparisons.sides import side_ref
+    from xstilts.runtime.workspace import Workspace
+
+    fewer = json.loads(files["fewer"].read_text())["experiment"]["id"]
+    ws = Workspace(settings)
+    (side_ref(ws.sessions, fewer, ANY_OWNER).predicts[0].output / "predictions.json").unlink()
+    ws.close()
+    assert main(["compare", fewer, fewer, "--recompute"]) == 2
+    assert "cannot be read here" in capsys.readouterr().err

@@ -100,7 +100,7 @@ def test_grid_trains_each_intermediate_model_once(
     monkeypatch.setenv("XSTILTS_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("XSTILTS_MODEL_ROOTS", str(tiny_model_dir.parent))
     spec_file = tmp_path / "study.json"
-    sets = [[], ["qqp"], ["snli"], ["qqp", "snli"]]
+    sets = [[], ["qqp"], ["snli"], ["snli", "qqp"]]  # a set: its row is "qqp+snli"
     # UD's German treebank has a test file only: the override moves udpos's cells to it.
     data = study_data(
         tiny_model_dir,

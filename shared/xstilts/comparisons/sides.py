@@ -109,7 +109,15 @@ def load_items(ref: SideRef) -> SideItems:
     items: dict[int, dict[str, ItemScores]] = {}
     splits = set()
     for p in ref.predicts:
-        data = json.loads((p.output / PREDICTIONS_FILE).read_text())
+        try:
+            data = json.loads((p.output / PREDICTIONS_FILE).read_text())
+        except (OSError, ValueError):
+            # Not the client's doing: this process cannot read the artifact store (not mounted,
+            # or the output was deleted by hand). Say which experiment and stage.
+            raise ConflictError(
+                f"experiment {ref.id}: the stored predictions of its {p.language} stage (seed "
+                f"{p.seed}) cannot be read here; is XSTILTS_ARTIFACTS_DIR the workers' store?"
+            ) from None
         splits.add(data["split"])
         items.setdefault(p.seed, {})[p.language] = metric.item_scores(
             task, p.language, data["rows"]

@@ -60,7 +60,8 @@ class StudySpec(_Strict):
     @classmethod
     def _distinct_sets(cls, sets: list[list[str]]) -> list[list[str]]:
         valid = intermediate_task_names()
-        sets = [[t.lower() for t in tasks] for tasks in sets]
+        # A set of tasks: [snli, qqp] is the row [qqp, snli] (and its intermediate stage).
+        sets = [sorted(t.lower() for t in tasks) for tasks in sets]
         for i, tasks in enumerate(sets):
             for t in tasks:
                 if t not in valid:
@@ -71,7 +72,7 @@ class StudySpec(_Strict):
         for tasks in sets:
             if len(set(tasks)) != len(tasks):
                 raise ValueError(f"the set {tasks} names a task twice")
-            key = tuple(sorted(tasks))
+            key = tuple(tasks)
             if key in seen:
                 raise ValueError(f"the set {tasks} is listed twice")
             seen.add(key)
