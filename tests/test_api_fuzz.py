@@ -1,5 +1,5 @@
 """Schema-driven fuzzing of the API in process (schemathesis over ASGI): whatever a client sends to
-the experiments, tasks and health endpoints, the answer is never a server error, and it conforms
+the experiments, studies, comparisons, reports, tasks and health endpoints, the answer is never a server error, and it conforms
 to the status codes and response schemas the OpenAPI document declares.
 
 The executor records deliveries and runs nothing, so a generated spec that happens to be valid is
@@ -50,6 +50,14 @@ OPERATIONS = [
     ("GET", "/experiments/{exp_id}"),
     ("GET", "/experiments/{exp_id}/metrics"),
     ("POST", "/experiments/{exp_id}/cancel"),
+    ("GET", "/experiments/{exp_id}/report"),
+    ("POST", "/studies"),
+    ("GET", "/studies/{study_id}"),
+    ("GET", "/studies/{study_id}/results"),
+    ("POST", "/studies/{study_id}/cancel"),
+    ("GET", "/studies/{study_id}/report"),
+    ("GET", "/comparisons"),
+    ("GET", "/comparisons/report"),
     ("GET", "/tasks"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),

@@ -9,16 +9,23 @@ from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse
 
 from xstilts.api.deps import PageOwner, SessionsDep, SettingsDep
-from xstilts.api.routes.comparisons import COMPARE_RESPONSES, ExperimentParam
-from xstilts.api.schemas import ErrorDetail
+from xstilts.api.routes.comparisons import ExperimentParam
 from xstilts.reports import Report, comparison_report, experiment_report, study_report
 from xstilts.runtime.artifacts import ArtifactStore
+
+
+def _json(description: str, schema: str = "ErrorDetail") -> dict[str, Any]:
+    """An error response of an HTML route: its body is JSON (a ``model`` would be documented
+    under the route's text/html)."""
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
 
 router = APIRouter(
     tags=["reports"],
     responses={
-        401: {"model": ErrorDetail, "description": "missing or unknown API key"},
-        503: {"model": ErrorDetail, "description": "the database is unavailable (Retry-After)"},
+        401: _json("missing or unknown API key"),
+        503: _json("the database is unavailable (Retry-After)"),
     },
 )
 HTML: dict[int | str, dict[str, Any]] = {
@@ -36,7 +43,11 @@ def _page(report: Report) -> HTMLResponse:
 @router.get(
     "/experiments/{exp_id}/report",
     response_class=HTMLResponse,
-    responses={**HTML, 404: {"model": ErrorDetail, "description": "no such experiment"}},
+    responses={
+        **HTML,
+        404: _json("no such experiment"),
+        422: _json("a bad id", "ValidationErrors"),
+    },
 )
 def get_experiment_report(exp_id: Id, owner: PageOwner, sessions: SessionsDep) -> HTMLResponse:
     """The experiment's per-language scores with intervals and its spread across languages."""
@@ -46,7 +57,15 @@ def get_experiment_report(exp_id: Id, owner: PageOwner, sessions: SessionsDep) -
 @router.get(
     "/comparisons/report",
     response_class=HTMLResponse,
-    responses={**HTML, **COMPARE_RESPONSES},
+    responses={
+        **HTML,
+        404: _json("no such experiment of this key's owner"),
+        409: _json("an experiment has not succeeded (yet)"),
+        422: _json(
+            "a bad parameter, or the two experiments were not evaluated alike",
+            "ValidationErrors",
+        ),
+    },
 )
 def get_comparison_report(
     baseline: ExperimentParam,
@@ -63,7 +82,7 @@ def get_comparison_report(
 @router.get(
     "/studies/{study_id}/report",
     response_class=HTMLResponse,
-    responses={**HTML, 404: {"model": ErrorDetail, "description": "no such study"}},
+    responses={**HTML, 404: _json("no such study"), 422: _json("a bad id", "ValidationErrors")},
 )
 def get_study_report(
     study_id: Id, owner: PageOwner, sessions: SessionsDep, settings: SettingsDep
