@@ -27,5 +27,6 @@ echo "service up at $url (API docs: $url/docs)"
 xstilts submit examples/demo-baseline.yaml --url "$url" --wait --json results/demo-baseline.json
 xstilts submit examples/demo-xstilts.yaml --url "$url" --wait --json results/demo-xstilts.json
 echo
-echo "== baseline vs X-STILTs (XNLI accuracy %, per language; spread over non-English languages) =="
+echo "== X-STILTs vs baseline: XNLI accuracy per language and the spread over non-English languages,"
+echo "   each change with a paired 95% interval and a p-value (one seed a side: see the warning) =="
 xstilts compare results/demo-baseline.json results/demo-xstilts.json

@@ -13,7 +13,7 @@ from xstilts.comparisons.model import StatisticChange
 from xstilts.comparisons.sides import AnyOwner
 from xstilts.config import Settings
 from xstilts.db.models import Experiment, Status, Study
-from xstilts.errors import NotFoundError, XstiltsError
+from xstilts.errors import ConflictError, NotFoundError, XstiltsError
 from xstilts.experiments.plan import PlannedStage
 from xstilts.experiments.results import experiment_results
 from xstilts.experiments.submit import plan, store_experiment
@@ -36,6 +36,7 @@ __all__ = [
     "submit_study",
 ]
 
+FINISHED = (Status.SUCCEEDED.value, Status.FAILED.value)
 _ORDER = (Status.RUNNING, Status.QUEUED, Status.PENDING, Status.FAILED, Status.CANCELLED)
 
 
@@ -95,13 +96,17 @@ def _owned(s: Session, study_id: str, owner: str | None) -> Study:
     return study
 
 
-def _cells(s: Session, study_id: str) -> list[Experiment]:
-    return list(
-        s.scalars(
-            select(Experiment)
-            .where(Experiment.study_id == study_id)
-            .order_by(Experiment.created_at, Experiment.id)
-        )
+def _cells(s: Session, study: Study) -> list[Experiment]:
+    """The study's cells in the grid's order: rows (intermediate sets) first, then targets."""
+    spec = StudySpec.model_validate(study.spec)
+    rows = [set_label(t) for t in spec.intermediate_sets]
+    cells = s.scalars(select(Experiment).where(Experiment.study_id == study.id)).all()
+    return sorted(
+        cells,
+        key=lambda c: (
+            rows.index(set_label(list(c.spec["intermediate"]["tasks"]))),
+            spec.targets.index(c.spec["target"]["task"]),
+        ),
     )
 
 
@@ -125,7 +130,7 @@ def study_state(
     """Progress over all cells (counts by status) and a page of the cells."""
     with sessions() as s:
         study = _owned(s, study_id, owner)
-        cells = _cells(s, study_id)
+        cells = _cells(s, study)
         spec = StudySpec.model_validate(study.spec)
     statuses = [c.status for c in cells]
     counts: dict[str, int] = {}
@@ -161,13 +166,13 @@ def cancel_study(sessions: sessionmaker[Session], study_id: str, owner: str | No
     from xstilts.runtime.orchestration import cancel
 
     with sessions() as s:
-        _owned(s, study_id, owner)
-        live = [c.id for c in _cells(s, study_id)]
+        study = _owned(s, study_id, owner)
+        live = [c.id for c in _cells(s, study) if c.status not in FINISHED]
     for exp_id in live:
         try:
             cancel(sessions, exp_id)
-        except XstiltsError:
-            pass  # finished already: nothing to cancel
+        except ConflictError:
+            pass  # it finished meanwhile: it stays as it is
 
 
 def study_results(
@@ -189,7 +194,7 @@ def study_results(
                 c.id,
                 c.status,
             )
-            for c in _cells(s, study_id)
+            for c in _cells(s, study)
         }
         spec = StudySpec.model_validate(study.spec)
     rows = [set_label(t) for t in spec.intermediate_sets]
