@@ -236,6 +236,9 @@ def test_a_planted_change_is_found() -> None:
     assert stats["non_english_mean"].ci_low > 0 and stats["non_english_mean"].significant
     assert stats["non_english_std"].ci_high < 0 and stats["non_english_std"].significant
     assert stats["non_english_std"].test == "paired_permutation"
+    worst = min(LANGS[1:], key=lambda lang: base[lang].mean())
+    assert result.worst_language_baseline == worst
+    assert stats["worst_value"].baseline == pytest.approx(base[worst].mean())
     assert result.resampling == "joint_items"
 
 

@@ -293,8 +293,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "experiments",
         nargs="+",
-        metavar="A B",
-        help="baseline and candidate: experiment ids or results files written by 'run --json'",
+        metavar="EXPERIMENT",
+        help="baseline then candidate: experiment ids, or results files written by 'run --json'",
     )
     p.add_argument("--json", metavar="OUT", help="also write the comparison as JSON to OUT")
     p.add_argument("--recompute", action="store_true", help="ignore a cached result")

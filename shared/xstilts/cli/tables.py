@@ -192,6 +192,8 @@ def paired_comparison_table(c: Comparison) -> str:
     ]
     for s in c.statistics:
         label, scale = _STAT_LABELS[s.statistic]
+        if s.statistic == "worst_value":
+            label = f"worst ({c.worst_language_baseline} -> {c.worst_language_candidate})"
         value = _num if scale == 1e4 else _pct
         lines.append(
             f"{label:<30}{value(s.baseline):>10}{value(s.candidate):>11}"

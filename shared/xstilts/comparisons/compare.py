@@ -192,6 +192,8 @@ def compare(a: SideItems, b: SideItems, options: CompareOptions | None = None) -
         seed=options.seed,
         per_language=per_language,
         statistics=statistics,
+        worst_language_baseline=_worst(languages, obs_a),
+        worst_language_candidate=_worst(languages, obs_b),
         warnings=_warnings(a, b, n_lang),
     )
 
@@ -380,6 +382,12 @@ def _change(
         candidate_per_seed=[_num(x) for x in seeds_b],
         welch=_welch(seeds_a, seeds_b),
     )
+
+
+def _worst(languages: list[str], values: np.ndarray) -> str | None:
+    others = [(float(values[j]), lang) for j, lang in enumerate(languages) if lang != ENGLISH]
+    finite = [x for x in others if math.isfinite(x[0])]
+    return min(finite)[1] if finite else None
 
 
 def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float] | None:

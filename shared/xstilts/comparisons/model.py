@@ -87,5 +87,8 @@ class Comparison(BaseModel):
     multiple_comparisons: Literal["holm"] = "holm"
     per_language: list[LanguageChange]
     statistics: list[StatisticChange]
+    # Which non-English language is worst on each side (the worst_value statistic's languages).
+    worst_language_baseline: str | None = None
+    worst_language_candidate: str | None = None
     warnings: list[str]
     cached: bool = False

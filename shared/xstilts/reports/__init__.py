@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.comparisons import CompareOptions, compare_experiments
@@ -54,18 +55,46 @@ def write_report(report: Report, out: Path) -> list[Path]:
     return [*written, out / "index.html"]
 
 
-def _per_seed_non_english(result: ExperimentResults) -> dict[int, list[float]]:
+SeedScores = dict[int, dict[str, float]]  # seed -> non-English language -> score
+
+
+def _per_seed_non_english(result: ExperimentResults) -> SeedScores:
     if result.summary is None:
         return {}
     primary = result.summary.metric
     return {
-        seed: [
-            m.value
+        seed: {
+            m.language: m.value
             for m in result.metrics
             if m.seed == seed and m.metric == primary and m.language != ENGLISH
-        ]
+        }
         for seed in result.summary.seeds
     }
+
+
+def _spread(
+    groups: list[tuple[str, SeedScores]], title: str, name: str = "spread"
+) -> figures.Drawn:
+    fig = figures.spread(
+        [(label, {seed: list(v.values()) for seed, v in seeds.items()}) for label, seeds in groups],
+        title,
+    )
+    return figures.Drawn(name, fig.caption, fig.png, fig.svg)
+
+
+def _spread_table(title: str, groups: list[tuple[str, SeedScores]]) -> Table:
+    """The numbers behind a spread figure: each experiment's and seed's non-English scores."""
+    langs = list(dict.fromkeys(lang for _, seeds in groups for v in seeds.values() for lang in v))
+    rows = []
+    for label, seeds in groups:
+        for seed, values in seeds.items():
+            xs = [values[lang] for lang in langs if lang in values]
+            std = float(np.std(xs, ddof=1)) if len(xs) > 1 else None
+            rows.append(
+                [label, str(seed), *(fmt_pts(values.get(lang)) for lang in langs),
+                 fmt_pts(float(np.mean(xs)) if xs else None), fmt_pts(std, 2)]
+            )  # fmt: skip
+    return Table(title, ["experiment", "seed", *langs, "mean", "std"], rows)
 
 
 def experiment_report(sessions: sessionmaker[Session], exp_id: str, owner: str | None) -> Report:
@@ -102,7 +131,7 @@ def experiment_report(sessions: sessionmaker[Session], exp_id: str, owner: str |
     )
     figs = [
         figures.experiment_scores(exp.name, summary.task, primary, result),
-        figures.spread([(exp.name, _per_seed_non_english(result))], f"{summary.task}: spread"),
+        _spread([(exp.name, _per_seed_non_english(result))], f"{summary.task}: spread"),
     ]
     stats = [
         ["non-English mean", fmt_pts(summary.non_english_mean)],
@@ -125,6 +154,9 @@ def experiment_report(sessions: sessionmaker[Session], exp_id: str, owner: str |
             rows,
         ),
         Table("across the non-English languages (seed means)", ["statistic", "value"], stats),
+        _spread_table(
+            "non-English scores per seed (points)", [(exp.name, _per_seed_non_english(result))]
+        ),
     ]
     return Report(f"{exp.name}: {summary.task}", meta, figs, tables)
 
@@ -154,26 +186,25 @@ def _comparison_page(c: Comparison) -> Report:
         f"per-language p-values adjusted with Holm's method.",
     ]
 
-    def non_english(per_seed_of: str, seeds: list[int]) -> dict[int, list[float]]:
+    def non_english(per_seed_of: str, seeds: list[int]) -> SeedScores:
         return {
-            seed: [
-                value
+            seed: {
+                r.language: value
                 for r in c.per_language
                 if r.language != ENGLISH and (value := getattr(r, per_seed_of)[s]) is not None
-            ]
+            }
             for s, seed in enumerate(seeds)
         }
+
+    spread_groups = [
+        (c.baseline.name, non_english("baseline_per_seed", c.baseline.seeds)),
+        (c.candidate.name, non_english("candidate_per_seed", c.candidate.seeds)),
+    ]
 
     figs = [
         figures.per_language_scores(c),
         figures.per_language_changes(c),
-        figures.spread(
-            [
-                (c.baseline.name, non_english("baseline_per_seed", c.baseline.seeds)),
-                (c.candidate.name, non_english("candidate_per_seed", c.candidate.seeds)),
-            ],
-            f"{c.task}: spread across the non-English languages",
-        ),
+        _spread(spread_groups, f"{c.task}: spread across the non-English languages"),
     ]
     lang_rows = [
         [
@@ -196,9 +227,12 @@ def _comparison_page(c: Comparison) -> Report:
         def v(x: float | None, scale: float = scale) -> str:
             return "–" if x is None else f"{scale * x:.2f}"
 
+        label = _STAT_NAMES[s.statistic]
+        if s.statistic == "worst_value":
+            label += f" ({c.worst_language_baseline} → {c.worst_language_candidate})"
         stat_rows.append(
             [
-                _STAT_NAMES[s.statistic],
+                label,
                 v(s.baseline),
                 v(s.candidate),
                 "–" if s.difference is None else f"{scale * s.difference:+.2f}",
@@ -241,6 +275,7 @@ def _comparison_page(c: Comparison) -> Report:
             {i for i, s in enumerate(c.statistics) if s.significant},
             "Variance in points squared; the rest in points.",
         ),  # fmt: skip
+        _spread_table("non-English scores per seed (points)", spread_groups),
     ]
     title = f"{c.task}: {c.candidate.name} vs {c.baseline.name}"
     return Report(title, meta, figs, tables, c.warnings)
@@ -259,6 +294,7 @@ def study_report(
 
 def _study_page(sessions: sessionmaker[Session], r: StudyResults) -> Report:
     figs = [figures.grid_heatmap(r)]
+    spread_tables = []
     for j, target in enumerate(r.targets):
         groups = []
         for row, line in zip(r.rows, r.cells, strict=True):
@@ -267,8 +303,9 @@ def _study_page(sessions: sessionmaker[Session], r: StudyResults) -> Report:
                 result = experiment_results(sessions, cell.experiment_id)
                 groups.append((row, _per_seed_non_english(result)))
         if groups:
-            fig = figures.spread(groups, f"{target}: non-English scores per row and seed")
-            figs.append(figures.Drawn(f"spread_{target}", fig.caption, fig.png, fig.svg))
+            title = f"{target}: non-English scores per row and seed"
+            figs.append(_spread(groups, title, f"spread_{target}"))
+            spread_tables.append(_spread_table(f"{title} (points)", groups))
     rows: list[list[str]] = []
     bold: set[int] = set()
     for line in r.cells:
@@ -304,7 +341,7 @@ def _study_page(sessions: sessionmaker[Session], r: StudyResults) -> Report:
         f"study {r.id}: {len(r.rows)} intermediate task sets x {len(r.targets)} targets, "
         f"seeds {r.seeds}"
     ]
-    return Report(f"study {r.name}", meta, figs, [table], warnings)
+    return Report(f"study {r.name}", meta, figs, [table, *spread_tables], warnings)
 
 
 def report_for(
