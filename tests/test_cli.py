@@ -130,3 +130,21 @@ def test_run_writes_json_and_validate_lists_stages(
     sw = next(line for line in table if line.startswith("sw "))
     assert sw.split()[1:] == [f"{100 * result['metrics'][1]['value']:.1f}", "-", "-"]
     assert next(line for line in table if line.startswith("mean (all)")).split()[-1] == "-"
+
+
+def test_submit_without_a_server_says_where_and_how(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No traceback and not exit 1 ("a stage failed"): the URL it tried and how to start one."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"target": {"task": "xnli"}}))
+    url = f"http://127.0.0.1:{port}"
+    assert main(["submit", str(spec), "--url", url, "--api-key", "k"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach the xstilts API at {url}" in err and "xstilts serve" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1

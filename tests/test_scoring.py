@@ -185,6 +185,15 @@ def test_export_then_score_reproduces_the_stored_metrics(
                 labels / "xnli" / f"dev-{rows['language']}.tsv",
                 "".join(f"{r['label']}\n" for r in rows["rows"]),
             )
-    scored = score_folder(out, labels, split="dev")["xnli"]["languages"]
+    # Exported dev files are scored as dev without being told (export writes dev-*).
+    scored = score_folder(out, labels)["xnli"]["languages"]
+    assert scored == score_folder(out, labels, split="dev")["xnli"]["languages"]
     for m in result.metrics:
         assert scored[m.language]["accuracy"] == pytest.approx(100 * m.value)
+    from xstilts.errors import DataNotFoundError
+
+    with pytest.raises(DataNotFoundError, match="it holds dev files: pass --split dev"):
+        score_folder(out, labels, split="test")
+    _write(out / "xnli" / "test-en.tsv", "entailment\n")
+    with pytest.raises(DataNotFoundError, match="the splits dev, test; pass one of them"):
+        score_folder(out, labels)

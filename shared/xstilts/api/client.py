@@ -21,11 +21,24 @@ FINAL = ("succeeded", "failed", "cancelled")
 
 class Client:
     def __init__(self, base_url: str, api_key: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
         self.http = httpx.Client(
-            base_url=base_url.rstrip("/"),
+            base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=timeout,
         )
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; a server that cannot be reached is an error a user can act on."""
+        try:
+            return self.http.request(method, path, **kwargs)
+        except httpx.TransportError as e:
+            reason = str(e) or type(e).__name__
+            raise XstiltsError(
+                f"cannot reach the xstilts API at {self.base_url} ({reason}); start one with "
+                "'xstilts serve --port 8000' or pass the URL of a running one with --url",
+                field="url",
+            ) from None
 
     def _check(self, response: httpx.Response) -> bytes:
         if response.status_code >= 400:
@@ -40,16 +53,16 @@ class Client:
 
     def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> ExperimentState:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        response = self.http.post("/experiments", json=spec, headers=headers)
+        response = self._send("POST", "/experiments", json=spec, headers=headers)
         return ExperimentState.model_validate_json(self._check(response))
 
     def experiment(self, exp_id: str) -> ExperimentState:
         return ExperimentState.model_validate_json(
-            self._check(self.http.get(f"/experiments/{exp_id}"))
+            self._check(self._send("GET", f"/experiments/{exp_id}"))
         )
 
     def metrics(self, exp_id: str) -> ExperimentResults:
-        response = self.http.get(f"/experiments/{exp_id}/metrics")
+        response = self._send("GET", f"/experiments/{exp_id}/metrics")
         return ExperimentResults.model_validate_json(self._check(response))
 
     def wait(

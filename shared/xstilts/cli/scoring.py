@@ -81,7 +81,11 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--predictions", required=True, help="folder of <task>/<split>-<lang> files")
     p.add_argument("--labels", required=True, help="folder of gold files in the same layout")
-    p.add_argument("--split", default="test", help="file prefix to score (default: test)")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="file prefix to score, dev or test (default: the one split the files are of)",
+    )
     p.add_argument("--json", metavar="OUT", help="also write the scores as JSON")
     p.set_defaults(func=cmd_score)
 

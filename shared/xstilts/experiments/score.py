@@ -34,14 +34,31 @@ def score_language(task: Task, lang: str, pred: Path, gold: Path) -> dict[str, f
     return {name: scores[name] for name in get_metric(task.metric).reported}
 
 
-def score_folder(predictions: Path, labels: Path, split: str = "test") -> dict[str, Any]:
+def score_folder(predictions: Path, labels: Path, split: str | None = None) -> dict[str, Any]:
     """Every ``<task>/<split>-<lang>`` prediction file that has a labels file, per task and language.
+    ``split`` None: the one split the files are of (``export`` of a validation run writes ``dev``).
 
     Returns ``{task: {"languages": {lang: {metric: value}}, "average": {metric: value},
     "score": value}}`` where ``score`` is XTREME's task score (QA: the mean of F1 and EM).
     """
     if not predictions.is_dir():
         raise DataNotFoundError(f"--predictions: {predictions} is not a folder")
+    present = sorted(
+        {
+            m["split"]
+            for task_dir in predictions.iterdir()
+            if task_dir.is_dir()
+            for f in task_dir.iterdir()
+            if (m := _NAME.match(f.name))
+        }
+    )
+    if split is None:
+        if len(present) > 1:
+            raise DataNotFoundError(
+                f"--split: the predictions hold the splits {', '.join(present)}; "
+                f"pass one of them (--split {present[0]})"
+            )
+        split = present[0] if present else "test"
     out: dict[str, Any] = {}
     for task_dir in sorted(p for p in predictions.iterdir() if p.is_dir()):
         if task_dir.name not in TASKS:
@@ -61,8 +78,11 @@ def score_folder(predictions: Path, labels: Path, split: str = "test") -> dict[s
         if per_lang:
             out[task_dir.name] = {"languages": per_lang, **_averages(task, per_lang.values())}
     if not out:
+        found = (
+            f"; it holds {', '.join(present)} files: pass --split {present[0]}" if present else ""
+        )
         raise DataNotFoundError(
-            f"--predictions: no <task>/{split}-<lang> files under {predictions}"
+            f"--predictions: no <task>/{split}-<lang> files under {predictions}{found}"
         )
     return out
 
