@@ -438,7 +438,7 @@ def test_openapi_documents_the_result_fields(client: TestClient) -> None:
         "$ref": "#/components/schemas/ExperimentResults"
     }
     results = components["ExperimentResults"]["properties"]
-    assert set(results) == {"experiment", "metrics", "summary", "stages"}
+    assert set(results) == {"experiment", "metrics", "summary", "stages", "warnings"}
     summary = components["Summary"]["properties"]
     for field in ("mean", "transfer_gap", "non_english_cv", "worst_language", "per_seed"):
         assert field in summary

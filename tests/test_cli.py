@@ -115,7 +115,7 @@ def test_run_writes_json_and_validate_lists_stages(
     sw_change = next(line for line in table.splitlines() if line.startswith("sw "))
     assert sw_change.split()[4:6] == ["+0.00", "[+0.00,"]
     # The keys of the file are the results' keys, in the model that `compare` parses them with.
-    assert set(result) == {"experiment", "metrics", "summary", "stages"}
+    assert set(result) == {"experiment", "metrics", "summary", "stages", "warnings"}
     assert set(result["summary"]) >= {"mean", "transfer_gap", "per_seed", "xtreme_score"}
     assert set(result["stages"][0]) == {
         "role", "seed", "kind", "key", "status", "reused", "steps_run", "attempts", "selection"

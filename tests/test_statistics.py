@@ -44,3 +44,29 @@ def test_across_seeds_mean_and_sample_std() -> None:
     assert out["english"]["std"] == pytest.approx(math.sqrt(0.02))  # (0.9-0.8)^2+(0.7-0.8)^2, n-1=1
     assert out["non_english_mean"]["mean"] == pytest.approx((0.7 + 0.6) / 2)
     assert "worst_language" not in out
+
+
+def test_degenerate_results_are_named_with_their_cause() -> None:
+    from xstilts.experiments.results import degenerate_warnings
+    from xstilts.runtime.runners.evaluate import single_prediction
+
+    assert single_prediction([{"prediction": "neutral"}, {"prediction": "neutral"}])
+    assert not single_prediction([{"prediction": "neutral"}, {"prediction": "entailment"}])
+    assert not single_prediction([{"prediction": "neutral"}])  # one example says nothing
+    # A tagger that tags every token O; one that tags a single token otherwise is not.
+    assert single_prediction([{"prediction": ["O", "O"]}, {"prediction": ["O"]}])
+    assert not single_prediction([{"prediction": ["O", "O"]}, {"prediction": ["B-PER"]}])
+
+    warnings = degenerate_warnings(
+        [
+            (1, "target", {"loss_start": 1.1, "loss_end": 1.12}),
+            (1, "intermediate", {"loss_start": 1.1, "loss_end": 0.4}),  # fell: fine
+            (1, "evaluate", {"one_class": ["de", "sw"]}),
+            (2, "evaluate", {"one_class": []}),
+            (2, "predict:de", None),
+        ]
+    )
+    assert warnings[0].startswith("seed 1 target training: the loss did not fall (1.100")
+    assert "learning rate" in warnings[0]
+    assert warnings[1].startswith("seed 1: every prediction in de, sw is the same class")
+    assert len(warnings) == 2

@@ -73,6 +73,9 @@ def test_resume_after_crash_equals_uninterrupted_run(
     model_a, feats, pad = _setup(tiny_model_dir, data_dir)
     res_a = train(model_a, "snli", feats, CFG, 7, tmp_path / "a", pad)
     assert res_a.total_steps == 12 and res_a.steps_run == 12 and res_a.resumed_from_step == 0
+    # The loss at the start and the end: the mean of the first and of the last step (12 // 10).
+    assert res_a.loss_end == pytest.approx(res_a.final_loss)
+    assert res_a.loss_start is not None and res_a.loss_start != res_a.loss_end
 
     # Crash at step 6: the checkpoint from step 4 survives.
     model_b, _, _ = _setup(tiny_model_dir, data_dir)

@@ -82,6 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         ws.close()
     print(f"experiment {result.experiment.id} ({spec.name})")
     print(results_table(result))
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     trained = sum(st.steps_run for st in result.stages if not st.reused)
     reused = sum(1 for st in result.stages if st.reused)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux

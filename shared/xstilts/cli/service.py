@@ -96,6 +96,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if tty and not args.quiet:
         print(file=sys.stderr)
     print(results_table(result))
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     if args.json:
         write_json(Path(args.json), result.model_dump(mode="json"))
         print(f"results written to {args.json}")

@@ -116,6 +116,9 @@ class ExperimentResults(BaseModel):
     metrics: list[MetricRow]
     summary: Summary | None  # None until the first metric exists (older files hold {})
     stages: list[StageRow]
+    # Signs that a result is degenerate (a model that predicts one class, a loss that did not
+    # fall), each with its likely cause.
+    warnings: list[str] = []
 
     @field_validator("summary", mode="before")
     @classmethod
@@ -157,9 +160,39 @@ def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> Experime
             for link in links
         ]
         ref = ExperimentRef(id=exp_id, name=spec.name, status=exp.status, error=exp.error)
+        warnings = degenerate_warnings(
+            [(link.seed, link.role, stages[link.stage_id].result) for link in links]
+        )
     return ExperimentResults(
-        experiment=ref, metrics=metrics, summary=summarize(metrics, spec), stages=stage_rows
+        experiment=ref,
+        metrics=metrics,
+        summary=summarize(metrics, spec),
+        stages=stage_rows,
+        warnings=warnings,
     )
+
+
+def degenerate_warnings(stages: list[tuple[int, str, dict[str, Any] | None]]) -> list[str]:
+    """Warnings from the stages' results: a training whose loss did not fall, an evaluation
+    whose predictions are one class for every example."""
+    out = []
+    for seed, role, result in stages:
+        if not result:
+            continue
+        start, end = result.get("loss_start"), result.get("loss_end")
+        if start is not None and end is not None and end >= start:
+            out.append(
+                f"seed {seed} {role} training: the loss did not fall ({start:.3f} at the start, "
+                f"{end:.3f} at the end): too few steps, or a learning rate too high or too low"
+            )
+        one_class = result.get("one_class") or []
+        if one_class:
+            out.append(
+                f"seed {seed}: every prediction in {', '.join(one_class)} is the same class: the "
+                "model learnt nothing useful (too few training steps? learning rate?) and the "
+                "metric measures the class balance"
+            )
+    return out
 
 
 def summarize(all_metrics: list[MetricRow], spec: ExperimentSpec) -> Summary | None:

@@ -45,6 +45,10 @@ class TrainResult:
     # Mean training loss and number of micro-batches per task over this call's steps.
     task_losses: dict[str, float] = field(default_factory=dict)
     task_batches: dict[str, int] = field(default_factory=dict)
+    # Mean loss over the first and the last tenth of this call's steps (at least one step each):
+    # a loss that did not fall says the model learnt nothing (too few steps, learning rate).
+    loss_start: float | None = None
+    loss_end: float | None = None
     # select: best_english_dev: {"metric", "selected_step", "selected_score", "total_steps",
     # "history": [[step, score], ...]}; None when the stage keeps its last model.
     selection: dict[str, Any] | None = None
@@ -266,6 +270,7 @@ def train_multi(
     loss_sum = dict.fromkeys(tasks, 0.0)
     loss_n = dict.fromkeys(tasks, 0)
     seen, loss_value, t0 = 0, float("nan"), time.perf_counter()
+    step_losses: list[float] = []
     for step in range(start, total):
         step_loss = 0.0
         for micro in range(accum):
@@ -286,6 +291,7 @@ def train_multi(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         loss_value = step_loss
+        step_losses.append(step_loss)
         done = step + 1
         if selector is not None and done in eval_at:
             selector.evaluate(model, done)
@@ -325,6 +331,7 @@ def train_multi(
     if selector is not None:
         chosen = {**selector.restore_best(model, device), "total_steps": total}
     model.eval()
+    window = max(1, len(step_losses) // 10)
     return TrainResult(
         steps_run=total - start,
         total_steps=total,
@@ -334,6 +341,8 @@ def train_multi(
         num_examples=sum(sizes.values()),
         task_losses={t: loss_sum[t] / loss_n[t] for t in tasks if loss_n[t]},
         task_batches={t: loss_n[t] for t in tasks},
+        loss_start=sum(step_losses[:window]) / window if step_losses else None,
+        loss_end=sum(step_losses[-window:]) / window if step_losses else None,
         selection=chosen,
     )
 

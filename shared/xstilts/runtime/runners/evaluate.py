@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import Any
 
 from sqlalchemy import delete
 
@@ -23,11 +24,14 @@ def run(ctx: StageContext, stage: StageRef, spec: EvaluateStageSpec) -> StageOut
     fmt = get_format(task.format.value)
     values: dict[str, float] = {}
     rows: list[Metric] = []
+    one_class: list[str] = []  # languages whose every prediction is the same
     for key in spec.deps:  # the predict stages, one per language
         data = json.loads((ctx.stage_output(key) / PREDICTIONS_FILE).read_text())
         lang = data["language"]
         scores = fmt.score(task, lang, data["rows"], spec.bootstrap_samples)
         values[lang] = scores[0].value  # the task's primary metric
+        if single_prediction(data["rows"]):
+            one_class.append(lang)
         rows.extend(
             Metric(stage_id=stage.id, task=task.name, language=lang, seed=spec.seed, **asdict(sc))
             for sc in scores
@@ -43,4 +47,17 @@ def run(ctx: StageContext, stage: StageRef, spec: EvaluateStageSpec) -> StageOut
         (tmp / METRICS_FILE).write_text(
             json.dumps({"metrics": metrics, "summary": summary}, indent=2)
         )
-    return StageOutcome(out, {"summary": summary, "steps_run": 0})
+    return StageOutcome(out, {"summary": summary, "one_class": one_class, "steps_run": 0})
+
+
+def single_prediction(rows: list[dict[str, Any]]) -> bool:
+    """Whether more than one example got one and the same prediction (a tagger's: every token the
+    same tag), which a model that learnt nothing does."""
+    seen: set[str] = set()
+    for r in rows:
+        pred = r["prediction"]
+        for p in pred if isinstance(pred, list) else [pred]:
+            seen.add(json.dumps(p))
+            if len(seen) > 1:
+                return False
+    return len(rows) > 1
