@@ -147,10 +147,16 @@ def test_retrieval_settings_are_explicit_fields() -> None:
 def test_example_specs_are_valid() -> None:
     from xstilts.spec import load_spec
 
+    from xstilts.spec import read_spec_data
+    from xstilts.studies import expand, parse_study
+
     examples = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
     assert len(examples) >= 4
     for path in examples:
-        load_spec(path)  # raises SpecError naming the field
+        if path.name.startswith("study-"):  # a study: every cell must be a valid spec
+            assert expand(parse_study(read_spec_data(path)))
+        else:
+            load_spec(path)  # raises SpecError naming the field
 
 
 def test_checkpoint_selection_fields_name_themselves() -> None:
@@ -168,3 +174,27 @@ def test_checkpoint_selection_fields_name_themselves() -> None:
     inter = {"tasks": ["qqp"], "training": {"select": "best_english_dev"}}
     bad = _errors({"target": {"task": "xnli"}, "intermediate": inter})
     assert "valid: last" in bad["intermediate.training.select"]
+
+
+def test_every_problem_at_once_with_the_closest_valid_name() -> None:
+    from xstilts.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError) as e:
+        parse_spec(
+            {
+                "target": {"task": "xnli", "trainig": {}},
+                "intermediate": {"tasks": ["qqq"]},
+                "seedz": [1],
+            }
+        )
+    errors = dict(e.value.errors)
+    assert errors["target.trainig"].startswith("unknown field 'trainig' (did you mean 'training'?)")
+    assert "valid fields here: task, training, train_task" in errors["target.trainig"]
+    assert "(did you mean 'qqp'?)" in errors["intermediate.tasks"]
+    assert "(did you mean 'seeds'?)" in errors["seedz"]
+
+    with pytest.raises(SpecError) as e:
+        parse_spec({"target": {"task": "xnli"}, "evaluation": {"languages": ["de", "xx", "deu"]}})
+    ((field, message),) = e.value.errors
+    assert field == "evaluation.languages"
+    assert "unknown languages 'xx', 'deu' (did you mean 'de'?)" in message

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
+
+
+def did_you_mean(value: object, valid: Iterable[str]) -> str:
+    """`` (did you mean 'qqp'?)`` for the closest valid name, or nothing when none is close."""
+    close = difflib.get_close_matches(str(value).lower(), list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class XstiltsError(Exception):
@@ -26,7 +33,9 @@ class UnknownNameError(XstiltsError, ValueError):
         self.value = value
         self.valid = sorted(valid)
         super().__init__(
-            f"unknown value {value!r}; valid values: {', '.join(self.valid)}", field=field
+            f"unknown value {value!r}{did_you_mean(value, self.valid)}; valid values: "
+            f"{', '.join(self.valid)}",
+            field=field,
         )
 
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from xstilts.errors import XstiltsError
+from xstilts.errors import XstiltsError, did_you_mean
 from xstilts.tasks import Split, all_tasks, get_task, intermediate_task_names, target_task_names
 from xstilts.tasks.registry import compatible_train_tasks
 
@@ -263,7 +263,10 @@ class IntermediateConfig(_Strict):
         tasks = [t.lower() for t in tasks]
         for t in tasks:
             if t not in valid:
-                raise ValueError(f"unknown intermediate task {t!r}; valid: {', '.join(valid)}")
+                raise ValueError(
+                    f"unknown intermediate task {t!r}{did_you_mean(t, valid)}; "
+                    f"valid: {', '.join(valid)}"
+                )
         if len(set(tasks)) != len(tasks):
             raise ValueError("a task is listed twice")
         return sorted(tasks)  # a set of tasks: [qqp, snli] and [snli, qqp] are one stage
@@ -281,7 +284,10 @@ class TargetConfig(_Strict):
     def _known_task(cls, task: str) -> str:
         valid = target_task_names()
         if task.lower() not in valid:
-            raise ValueError(f"unknown target task {task!r}; valid: {', '.join(valid)}")
+            raise ValueError(
+                f"unknown target task {task!r}{did_you_mean(task, valid)}; "
+                f"valid: {', '.join(valid)}"
+            )
         return task.lower()
 
     @model_validator(mode="after")
@@ -359,14 +365,15 @@ class ExperimentSpec(_Strict):
         task = get_task(self.target.task)
         split = Split(self.evaluation.split)
         valid = task.split_languages(split)
-        for lang in self.evaluation.languages or ():
-            if lang not in valid:
-                raise invalid(
-                    ("evaluation", "languages"),
-                    f"unknown language {lang!r} for {task.name} {split.value}; "
-                    f"valid: {', '.join(valid)}",
-                    lang,
-                )
+        unknown = [lang for lang in self.evaluation.languages or () if lang not in valid]
+        if unknown:  # every one of them at once, each with the closest valid code
+            named = ", ".join(f"{lang!r}{did_you_mean(lang, valid)}" for lang in unknown)
+            raise invalid(
+                ("evaluation", "languages"),
+                f"unknown language{'s' if len(unknown) > 1 else ''} {named} for {task.name} "
+                f"{split.value}; valid: {', '.join(valid)}",
+                unknown,
+            )
         languages = self.evaluation.languages or []
         repeated = sorted({lang for lang in languages if languages.count(lang) > 1})
         if repeated:
@@ -411,9 +418,40 @@ def parse_spec(data: Any) -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(
-            [(err["loc"], err["msg"].removeprefix("Value error, ")) for err in e.errors()]
-        ) from None
+        raise SpecError(spec_errors(ExperimentSpec, e)) from None
+
+
+def spec_errors(model: type[BaseModel], e: ValidationError) -> list[tuple[Loc, str]]:
+    """Each error as (loc, message); an unknown field's message lists the valid fields of its
+    section and the closest one."""
+    out = []
+    for err in e.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            fields = _fields_at(model, err["loc"][:-1])
+            if fields:
+                name = err["loc"][-1]
+                msg = (
+                    f"unknown field {name!r}{did_you_mean(name, fields)}; valid fields here: "
+                    f"{', '.join(fields)}"
+                )
+        out.append((err["loc"], msg))
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The field names of the spec section at ``loc`` (an empty list where it is not a section)."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = field.annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
 
 
 def read_spec_data(path: Path) -> dict[str, Any]:

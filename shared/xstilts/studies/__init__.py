@@ -29,6 +29,7 @@ from xstilts.studies.spec import StudySpec, expand, parse_study, set_label
 
 __all__ = [
     "StudySpec",
+    "expand",
     "cancel_study",
     "parse_study",
     "study_results",

@@ -23,6 +23,7 @@ from xstilts.spec import (
     TrainingConfig,
     _enum,
     _Strict,
+    spec_errors,
 )
 from xstilts.tasks import intermediate_task_names, target_task_names
 
@@ -152,10 +153,7 @@ def expand(study: StudySpec) -> list[tuple[list[str], str, ExperimentSpec]]:
                 spec = ExperimentSpec.model_validate(cell_spec_data(study, tasks, target))
             except ValidationError as e:
                 where = ("cells", f"{set_label(tasks)}/{target}")
-                problems += [
-                    ((*where, *err["loc"]), err["msg"].removeprefix("Value error, "))
-                    for err in e.errors()
-                ]
+                problems += [((*where, *loc), msg) for loc, msg in spec_errors(ExperimentSpec, e)]
                 continue
             cells.append((tasks, target, spec))
     if problems:
@@ -168,6 +166,4 @@ def parse_study(data: Any) -> StudySpec:
     try:
         return StudySpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(
-            [(err["loc"], err["msg"].removeprefix("Value error, ")) for err in e.errors()]
-        ) from None
+        raise SpecError(spec_errors(StudySpec, e)) from None
