@@ -218,3 +218,21 @@ def test_stage_specs_round_trip_through_json(data_dir: Path) -> None:
             spec = parse_stage_spec(json.loads(json.dumps(p.params())))
             assert spec == p.spec and type(spec) is type(p.spec)
             assert spec.kind == p.kind.value
+
+
+def test_every_missing_data_file_is_named_at_once(data_dir: Path, tmp_path: Path) -> None:
+    """A spec reading several absent files is told about all of them, not the first."""
+    from xstilts.errors import DataNotFoundError
+
+    (tmp_path / "panx").mkdir()
+    for name in ("train-en.tsv", "dev-de.tsv"):
+        (tmp_path / "panx" / name).symlink_to(data_dir / "panx" / name)
+    spec = parse_spec(
+        {"target": {"task": "panx"}, "evaluation": {"languages": ["de", "fr", "es"]}, "seeds": [1]}
+    )
+    with pytest.raises(DataNotFoundError) as e:
+        plan_experiment(spec, MODEL, DataSource("local", tmp_path))
+    message = str(e.value)
+    assert message.startswith("2 data files are missing:")
+    assert "panx validation [fr]" in message and "panx validation [es]" in message
+    assert "[de]" not in message

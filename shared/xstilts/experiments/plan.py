@@ -22,8 +22,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from xstilts.data import DataSource, fingerprint_split
+from xstilts.data.loading import resolve_local_files
 from xstilts.db.models import StageKind
-from xstilts.errors import XstiltsError
+from xstilts.errors import DataNotFoundError, XstiltsError
 from xstilts.modeling.sources import ResolvedModel
 from xstilts.spec import EvaluationConfig, ExperimentSpec, SamplingConfig, TrainingConfig
 from xstilts.tasks import Split, Task, TaskFormat, get_task
@@ -302,6 +303,25 @@ def _decode_settings(target: Task, evaluation: EvaluationConfig) -> dict[str, An
     return None
 
 
+def check_files(needed: list[tuple[Task, Split, str]], data: DataSource) -> None:
+    """Every data file the experiment reads exists: one error listing every missing one (a
+    spec's first missing file would otherwise hide the next)."""
+    if data.kind != "local" or data.path is None:
+        return
+    missing = []
+    unique = {(task.name, split, lang): (task, split, lang) for task, split, lang in needed}
+    for task, split, lang in unique.values():
+        for part in [get_task(name) for name in task.combines] or [task]:
+            try:
+                resolve_local_files(part, split, lang, data.path)
+            except DataNotFoundError as e:
+                missing.append(str(e))
+    if len(missing) > 1:
+        raise DataNotFoundError(f"{len(missing)} data files are missing: " + "; ".join(missing))
+    if missing:
+        raise DataNotFoundError(missing[0])
+
+
 def plan_experiment(
     spec: ExperimentSpec, model: ResolvedModel, data: DataSource
 ) -> list[PlannedStage]:
@@ -322,6 +342,16 @@ def plan_experiment(
     tuning_split = target.threshold_tuning_split if split is Split.TEST else None
     if decode is not None and tuning_split is not None:
         decode["tuning_split"] = tuning_split.value
+
+    needed = [(get_task(name), Split.TRAIN, "en") for name in spec.intermediate.tasks]
+    if train_task is not None:
+        needed.append((train_task, Split.TRAIN, "en"))
+        if spec.target.training.select == "best_english_dev":
+            needed.append((train_task, Split.VALIDATION, "en"))
+    needed += [(target, split, lang) for lang in spec.languages]
+    if tuning_split is not None and decode is not None:
+        needed += [(target, tuning_split, lang) for lang in spec.languages]
+    check_files(needed, data)
 
     plan: list[PlannedStage] = []
     for seed in spec.seeds:
