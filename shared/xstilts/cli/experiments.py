@@ -51,7 +51,11 @@ class _BarReporter:
 
         if self._stage != stage.id:
             self.close()
-            self._bar = tqdm(total=total, desc="  train", unit="step", file=sys.stderr, leave=False)
+            # Counted from the first step reported (a resumed stage starts past 0), so the first
+            # rate shown is a real one; the finished bar stays, showing the last step and its rate.
+            self._bar = tqdm(
+                total=total, initial=step, desc="  train", unit="step", file=sys.stderr, leave=True
+            )
             self._stage = stage.id
         self._bar.n = step
         self._bar.set_postfix_str(f"{examples_per_s:.1f} ex/s", refresh=False)
