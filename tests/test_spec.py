@@ -145,9 +145,7 @@ def test_retrieval_settings_are_explicit_fields() -> None:
 
 
 def test_example_specs_are_valid() -> None:
-    from xstilts.spec import load_spec
-
-    from xstilts.spec import read_spec_data
+    from xstilts.spec import load_spec, read_spec_data
     from xstilts.studies import expand, parse_study
 
     examples = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))

@@ -213,7 +213,7 @@ def paired_comparison_table(c: Comparison) -> str:
 def _cell_change(change: Change | None) -> str:
     if change is None or change.difference is None:
         return "-"
-    star = "*" if change.p_value is not None and change.p_value < 0.05 else ""
+    star = "*" if change.p_value is not None and change.p_value < 0.05 else " "
     return f"{100 * change.difference:+.1f} {_interval(change, 100)} p={_p(change.p_value)}{star}"
 
 

@@ -21,7 +21,7 @@ from xstilts.comparisons.sides import ANY_OWNER, SideRef, load_items, side_ref
 from xstilts.runtime.artifacts import ArtifactStore
 
 # Part of every cache key: bump it when the computation changes, so no stale result is served.
-VERSION = 2
+VERSION = 3
 
 __all__ = [
     "ANY_OWNER",
