@@ -197,8 +197,8 @@ def _comparison_page(c: Comparison) -> Report:
         }
 
     spread_groups = [
-        (c.baseline.name, non_english("baseline_per_seed", c.baseline.seeds)),
-        (c.candidate.name, non_english("candidate_per_seed", c.candidate.seeds)),
+        ("baseline", non_english("baseline_per_seed", c.baseline.seeds)),
+        ("candidate", non_english("candidate_per_seed", c.candidate.seeds)),
     ]
 
     figs = [

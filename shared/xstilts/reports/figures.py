@@ -167,7 +167,8 @@ def spread(groups: Sequence[tuple[str, Mapping[int, Sequence[float]]]], title: s
             )
             ax.hlines(ys.mean(), pos - 0.25, pos + 0.25, color="#d55e00", lw=2)
             ticks.append(pos)
-            labels.append(f"{label}\nseed {seed}")
+            short = label if len(label) <= 16 else label[:15] + "…"
+            labels.append(f"{short}\nseed {seed}")
             pos += 1
         pos += 0.5
     ax.set_xticks(ticks, labels, fontsize=8)
