@@ -13,13 +13,14 @@ bash scripts/setup.sh
 
 port=${XSTILTS_DEMO_PORT:-8765}
 url="http://127.0.0.1:$port"
-mkdir -p results .xstilts
-xstilts serve --port "$port" 2> .xstilts/serve.log &
+home=${XSTILTS_HOME:-$HOME/.xstilts}
+mkdir -p results "$home"
+xstilts serve --port "$port" 2> "$home/serve.log" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
   curl -fs "$url/healthz" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { cat .xstilts/serve.log >&2; exit 1; }
+  kill -0 "$server" 2>/dev/null || { cat "$home/serve.log" >&2; exit 1; }
   sleep 0.5
 done
 echo "service up at $url (API docs: $url/docs)"

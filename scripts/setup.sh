@@ -35,4 +35,13 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id 
     >/dev/null 2>&1 || echo "could not install chromium: the report screenshot test will skip" >&2
 fi
 
+# The default data folder of every xstilts command (XSTILTS_DATA_DIR overrides it): the real data
+# beside the repository, recorded once in the xstilts home so a new shell needs no export.
+home=${XSTILTS_HOME:-$HOME/.xstilts}
+if [ ! -s "$home/data-dir" ] && [ -d ../shared/data ]; then
+  mkdir -p "$home"
+  (cd ../shared/data && pwd) > "$home/data-dir"
+  echo "default data folder: $(cat "$home/data-dir") (in $home/data-dir)" >&2
+fi
+
 xstilts models prepare >/dev/null

@@ -84,7 +84,7 @@ def test_model_outside_allowed_roots_exits_2(
 
 
 def test_run_writes_json_and_validate_lists_stages(
-    env, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    env, settings, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tiny_spec(
         tiny_model_dir,
@@ -106,6 +106,17 @@ def test_run_writes_json_and_validate_lists_stages(
     assert set(result["metrics"][0]) >= {"task", "language", "metric", "value", "n", "seed"}
     assert result["summary"]["english"] == result["metrics"][0]["value"]
     assert f"{100 * result['metrics'][1]['value']:.1f}" in out  # the table shows the sw value
+
+    # The same home's embedded API (`xstilts serve` names its key "local") lists the run.
+    import hashlib
+
+    from fastapi.testclient import TestClient
+    from xstilts.api.app import create_app
+
+    api = settings.model_copy(update={"api_keys": {"local": hashlib.sha256(b"k").hexdigest()}})
+    with TestClient(create_app(api)) as client:
+        listed = client.get("/experiments", headers={"Authorization": "Bearer k"}).json()
+    assert result["experiment"]["id"] in [e["id"] for e in listed["items"]]
 
     # Two results files of experiments in this workspace: the paired comparison (here of the
     # experiment with itself: no change anywhere, p = 1).

@@ -47,7 +47,7 @@ def settings_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
 
 def test_defaults_live_under_home(tmp_path: Path) -> None:
     s = Settings()
-    home = tmp_path / ".xstilts"
+    home = tmp_path / "user" / ".xstilts"  # one home whatever the working directory
     assert s.home == home
     assert s.artifacts_dir == home / "artifacts"
     assert s.database_url == f"sqlite:///{home / 'xstilts.db'}"
@@ -59,6 +59,21 @@ def test_defaults_live_under_home(tmp_path: Path) -> None:
     assert s.lease_seconds == 60.0
     assert s.executor == "celery"
     assert s.env == "development"
+
+
+def test_default_data_folder_is_recorded_in_the_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Set-up writes $XSTILTS_HOME/data-dir; every command then finds the data without an export,
+    and XSTILTS_DATA_DIR still wins."""
+    home = tmp_path / "user" / ".xstilts"
+    home.mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    (home / "data-dir").write_text(f"{tmp_path / 'data'}\n")
+    assert Settings().data_dir == tmp_path / "data"
+    assert Settings().allowed_data_roots == (tmp_path / "data",)
+    monkeypatch.setenv("XSTILTS_DATA_DIR", str(tmp_path))
+    assert Settings().data_dir == tmp_path
 
 
 def test_defaults_follow_xstilts_home_and_paths_are_resolved(

@@ -1,7 +1,8 @@
 """Settings: every ``XSTILTS_*`` environment variable, read and checked in one place.
 
 Everything has a default that works on a fresh checkout (the *embedded* mode): an SQLite database and
-an artifact folder under ``XSTILTS_HOME`` (default ``./.xstilts``), data from ``XSTILTS_DATA_DIR``.
+an artifact folder under ``XSTILTS_HOME`` (default ``~/.xstilts``), data from ``XSTILTS_DATA_DIR``
+(default: the folder named in ``$XSTILTS_HOME/data-dir``, which set-up writes).
 A bad value stops start-up with a :class:`SettingsError` whose message starts with the variable's
 name and says what would be valid; nothing is silently dropped. The README's settings table lists
 the same variables.
@@ -47,6 +48,11 @@ def _split_url(
     return scheme, rest
 
 
+# The owner of experiments made on the command line (run, study): the name of the key that
+# `xstilts serve` makes, so the embedded API shows them.
+LOCAL_OWNER = "local"
+
+
 def env_var(field: str) -> str:
     """The environment variable that sets a :class:`Settings` field (``lease_seconds`` -> ``XSTILTS_LEASE_SECONDS``)."""
     return ENV_PREFIX + field.upper()
@@ -90,6 +96,17 @@ def _resolve(path: Path) -> Path:
     return path.expanduser().resolve()
 
 
+DATA_DIR_FILE = "data-dir"  # in XSTILTS_HOME: the default data folder, one path
+
+
+def _configured_data_dir(home: Path) -> Path | None:
+    try:
+        text = (Path(home).expanduser() / DATA_DIR_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return Path(text) if text else None
+
+
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "xstilts"
 
@@ -106,8 +123,9 @@ class Settings(BaseSettings):
     )
 
     # Declared before the fields whose defaults live under it (pydantic validates in order).
-    home: Path = Path(".xstilts")
-    data_dir: Path | None = None
+    home: Path = Field(default_factory=lambda: Path.home() / ".xstilts")
+    # Default: the folder named in $XSTILTS_HOME/data-dir (scripts/setup.sh writes it), if any.
+    data_dir: Path | None = Field(default_factory=lambda data: _configured_data_dir(data["home"]))
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     artifacts_dir: Path = Field(default_factory=lambda data: data["home"] / "artifacts")
     database_url: str = Field(

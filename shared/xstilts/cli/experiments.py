@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from xstilts.cli.common import EXIT_OK, quiet_transformers, write_json
-from xstilts.config import Settings
+from xstilts.config import LOCAL_OWNER, Settings
 from xstilts.errors import XstiltsError
 
 
@@ -78,7 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     reporter = _BarReporter(enabled=not args.quiet)
     ws = Workspace(Settings())
     try:
-        exp_id = ws.submit(spec)
+        # Owned like the embedded server's key, so `xstilts serve` on this home shows it.
+        exp_id = ws.submit(spec, owner=LOCAL_OWNER)
         ws.follow(exp_id, reporter, on_poll=lambda _: reporter.watch(ws, exp_id))
         result = ws.results(exp_id)
     finally:
@@ -190,7 +191,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     reporter = _BarReporter(enabled=not args.quiet)
     ws = Workspace(Settings())
     try:
-        study_id, cells = submit_study(ws.sessions, ws.settings, study, owner=None)
+        study_id, cells = submit_study(ws.sessions, ws.settings, study, owner=LOCAL_OWNER)
         for n, exp_id in enumerate(cells, 1):
             if not args.quiet:
                 name = ws.results(exp_id).experiment.name

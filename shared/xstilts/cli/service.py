@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts.cli.common import EXIT_OK, quiet_transformers, write_json
-from xstilts.config import Settings
+from xstilts.config import LOCAL_OWNER, Settings
 from xstilts.errors import XstiltsError
 
 
@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(24))
         digest = hashlib.sha256(key_file.read_text().strip().encode()).hexdigest()
-        settings = settings.model_copy(update={"api_keys": {"local": digest}})
+        settings = settings.model_copy(update={"api_keys": {LOCAL_OWNER: digest}})
         print(f"API key for this installation: {key_file}", file=sys.stderr)
     print(
         f"xstilts serving on http://{args.host}:{args.port} (docs at /docs); "
