@@ -196,3 +196,18 @@ def test_every_problem_at_once_with_the_closest_valid_name() -> None:
     ((field, message),) = e.value.errors
     assert field == "evaluation.languages"
     assert "unknown languages 'xx', 'deu' (did you mean 'de'?)" in message
+
+
+def test_language_errors_show_beside_other_errors() -> None:
+    """pydantic skips the cross-field languages check when a field fails; both still show."""
+    from xstilts.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError) as e:
+        parse_spec(
+            {
+                "target": {"task": "xnli", "training": {"learning_rate": -1}},
+                "evaluation": {"languages": ["de", "xx"]},
+            }
+        )
+    fields = [f for f, _ in e.value.errors]
+    assert fields == ["target.training.learning_rate", "evaluation.languages"]

@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from xstilts.errors import XstiltsError, did_you_mean
-from xstilts.tasks import Split, all_tasks, get_task, intermediate_task_names, target_task_names
+from xstilts.tasks import (
+    Split,
+    Task,
+    all_tasks,
+    get_task,
+    intermediate_task_names,
+    target_task_names,
+)
 from xstilts.tasks.registry import compatible_train_tasks
 
 OFFLINE_PREFIX = "offline:"
@@ -364,16 +371,9 @@ class ExperimentSpec(_Strict):
     def _check_languages(self) -> ExperimentSpec:
         task = get_task(self.target.task)
         split = Split(self.evaluation.split)
-        valid = task.split_languages(split)
-        unknown = [lang for lang in self.evaluation.languages or () if lang not in valid]
-        if unknown:  # every one of them at once, each with the closest valid code
-            named = ", ".join(f"{lang!r}{did_you_mean(lang, valid)}" for lang in unknown)
-            raise invalid(
-                ("evaluation", "languages"),
-                f"unknown language{'s' if len(unknown) > 1 else ''} {named} for {task.name} "
-                f"{split.value}; valid: {', '.join(valid)}",
-                unknown,
-            )
+        problem = unknown_languages(task, split, self.evaluation.languages or [])
+        if problem:
+            raise invalid(("evaluation", "languages"), problem, self.evaluation.languages)
         languages = self.evaluation.languages or []
         repeated = sorted({lang for lang in languages if languages.count(lang) > 1})
         if repeated:
@@ -418,7 +418,39 @@ def parse_spec(data: Any) -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(spec_errors(ExperimentSpec, e)) from None
+        problems = spec_errors(ExperimentSpec, e)
+        if not any(loc[:2] == ("evaluation", "languages") for loc, _ in problems):
+            problems += _language_problems(data)  # pydantic skips the cross-field check
+        raise SpecError(problems) from None
+
+
+def _language_problems(data: Any) -> list[tuple[Loc, str]]:
+    """The languages check of :meth:`ExperimentSpec._check_languages`, on a spec that failed
+    elsewhere (so one pass reports every problem), where its task and languages are readable."""
+    try:
+        target = data["target"]["task"].lower()
+        languages = data["evaluation"]["languages"]
+        split = Split(data["evaluation"].get("split", "validation"))
+        task = get_task(target)
+    except Exception:  # noqa: BLE001 (anything unreadable is reported by its own error)
+        return []
+    if not isinstance(languages, list) or not all(isinstance(x, str) for x in languages):
+        return []
+    problem = unknown_languages(task, split, languages)
+    return [(("evaluation", "languages"), problem)] if problem else []
+
+
+def unknown_languages(task: Task, split: Split, languages: Sequence[str]) -> str | None:
+    """Every language the task's split lacks, each with the closest valid code; None if none."""
+    valid = task.split_languages(split)
+    unknown = [lang for lang in languages if lang not in valid]
+    if not unknown:
+        return None
+    named = ", ".join(f"{lang!r}{did_you_mean(lang, valid)}" for lang in unknown)
+    return (
+        f"unknown language{'s' if len(unknown) > 1 else ''} {named} for {task.name} "
+        f"{split.value}; valid: {', '.join(valid)}"
+    )
 
 
 def spec_errors(model: type[BaseModel], e: ValidationError) -> list[tuple[Loc, str]]:
