@@ -266,17 +266,23 @@ class IntermediateConfig(_Strict):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, tasks: list[str]) -> list[str]:
-        valid = intermediate_task_names()
-        tasks = [t.lower() for t in tasks]
-        for t in tasks:
-            if t not in valid:
-                raise ValueError(
-                    f"unknown intermediate task {t!r}{did_you_mean(t, valid)}; "
-                    f"valid: {', '.join(valid)}"
-                )
-        if len(set(tasks)) != len(tasks):
-            raise ValueError("a task is listed twice")
-        return sorted(tasks)  # a set of tasks: [qqp, snli] and [snli, qqp] are one stage
+        return intermediate_task_set(tasks)
+
+
+def intermediate_task_set(tasks: list[str], where: str = "") -> list[str]:
+    """Known intermediate task names, lower-cased and sorted: a set of tasks ([qqp, snli] and
+    [snli, qqp] are one stage). ``where`` prefixes the messages (a study's row)."""
+    valid = intermediate_task_names()
+    tasks = [t.lower() for t in tasks]
+    for t in tasks:
+        if t not in valid:
+            raise ValueError(
+                f"{where}unknown intermediate task {t!r}{did_you_mean(t, valid)}; "
+                f"valid: {', '.join(valid)}"
+            )
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"{where}a task is listed twice")
+    return sorted(tasks)
 
 
 class TargetConfig(_Strict):

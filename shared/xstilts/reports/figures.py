@@ -46,6 +46,15 @@ def _render(fig: Figure, name: str, caption: str) -> Drawn:
     return Drawn(name, caption, png.getvalue(), svg.getvalue())
 
 
+def _language_ticks(ax: plt.Axes, x: np.ndarray, languages: Sequence[str]) -> None:
+    ax.set_xticks(x, [f"{lang}*" if lang == ENGLISH else lang for lang in languages])
+
+
+def _y_grid(ax: plt.Axes) -> None:
+    ax.grid(axis="y", color="0.85", lw=0.6)
+    ax.set_axisbelow(True)
+
+
 def _pts(x: float | None) -> float:
     return np.nan if x is None else 100 * x
 
@@ -68,7 +77,7 @@ def per_language_scores(c: Comparison) -> Drawn:
             x + offset, ys, yerr=err, fmt=style["marker"], color=style["color"],
             mfc=style["mfc"], capsize=3, ms=6, label=style["label"], lw=1.2,
         )  # fmt: skip
-    ax.set_xticks(x, [f"{r.language}*" if r.language == ENGLISH else r.language for r in rows])
+    _language_ticks(ax, x, [r.language for r in rows])
     ax.set_ylabel(f"{c.metric} (points)")
     ax.set_title(f"{c.task}: {c.metric} per language, {int(100 * c.confidence)}% intervals")
     if any(r.language == ENGLISH for r in rows):
@@ -78,8 +87,7 @@ def per_language_scores(c: Comparison) -> Drawn:
             color="0.9", zorder=0,
         )  # fmt: skip
     ax.legend(loc="best", frameon=False)
-    ax.grid(axis="y", color="0.85", lw=0.6)
-    ax.set_axisbelow(True)
+    _y_grid(ax)
     return _render(
         fig,
         "per_language",
@@ -107,11 +115,10 @@ def experiment_scores(name: str, task: str, metric: str, result: ExperimentResul
         if len(ms) > 1:
             ax.plot([xi] * len(ms), [100 * m.value for m in ms], ".", color="0.5", ms=4)
         ax.plot(xi, mean, "o", color=BASELINE["color"], ms=7)
-    ax.set_xticks(x, [f"{lang}*" if lang == ENGLISH else lang for lang in order])
+    _language_ticks(ax, x, order)
     ax.set_ylabel(f"{metric} (points)")
     ax.set_title(f"{name}: {task} {metric} per language")
-    ax.grid(axis="y", color="0.85", lw=0.6)
-    ax.set_axisbelow(True)
+    _y_grid(ax)
     return _render(
         fig,
         "per_language",
@@ -136,12 +143,11 @@ def per_language_changes(c: Comparison) -> Drawn:
     for xi, r in zip(x, rows, strict=True):
         if r.significant:
             ax.annotate("*", (xi, _pts(r.ci_high)), ha="center", va="bottom", fontsize=12)
-    ax.set_xticks(x, [f"{r.language}*" if r.language == ENGLISH else r.language for r in rows])
+    _language_ticks(ax, x, [r.language for r in rows])
     ax.set_ylabel("change (points)")
     ax.set_title(f"{c.task}: candidate minus baseline, {int(100 * c.confidence)}% paired intervals")
     ax.legend(loc="best", frameon=False)
-    ax.grid(axis="y", color="0.85", lw=0.6)
-    ax.set_axisbelow(True)
+    _y_grid(ax)
     return _render(
         fig,
         "per_language_change",
@@ -174,8 +180,7 @@ def spread(groups: Sequence[tuple[str, Mapping[int, Sequence[float]]]], title: s
     ax.set_xticks(ticks, labels, fontsize=8)
     ax.set_ylabel("non-English score (points)")
     ax.set_title(title)
-    ax.grid(axis="y", color="0.85", lw=0.6)
-    ax.set_axisbelow(True)
+    _y_grid(ax)
     return _render(
         fig,
         "spread",

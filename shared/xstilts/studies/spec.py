@@ -23,6 +23,7 @@ from xstilts.spec import (
     TrainingConfig,
     _enum,
     _Strict,
+    intermediate_task_set,
     spec_errors,
 )
 from xstilts.tasks import intermediate_task_names, target_task_names
@@ -60,23 +61,13 @@ class StudySpec(_Strict):
     @field_validator("intermediate_sets")
     @classmethod
     def _distinct_sets(cls, sets: list[list[str]]) -> list[list[str]]:
-        valid = intermediate_task_names()
         # A set of tasks: [snli, qqp] is the row [qqp, snli] (and its intermediate stage).
-        sets = [sorted(t.lower() for t in tasks) for tasks in sets]
-        for i, tasks in enumerate(sets):
-            for t in tasks:
-                if t not in valid:
-                    raise ValueError(
-                        f"set {i} {tasks}: unknown intermediate task {t!r}; valid: {', '.join(valid)}"
-                    )
+        sets = [intermediate_task_set(tasks, f"set {i} {tasks}: ") for i, tasks in enumerate(sets)]
         seen: set[tuple[str, ...]] = set()
         for tasks in sets:
-            if len(set(tasks)) != len(tasks):
-                raise ValueError(f"the set {tasks} names a task twice")
-            key = tuple(tasks)
-            if key in seen:
+            if tuple(tasks) in seen:
                 raise ValueError(f"the set {tasks} is listed twice")
-            seen.add(key)
+            seen.add(tuple(tasks))
         if () not in seen:
             raise ValueError(
                 "must include [] (no intermediate task): the baseline every row is compared with"
