@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from xstilts.cli.tables import results_table
 from xstilts.experiments.export import export_predictions
 from xstilts.experiments.score import score_folder
 from xstilts.runtime.workspace import Workspace
@@ -78,6 +79,12 @@ def test_target_runs_and_export_scores_back(
     primary = {m.language: m for m in result.metrics if m.metric == summary.metric}
     assert set(primary) == set(languages)
     assert all(0.0 <= m.value <= 1.0 and m.n > 0 for m in primary.values())
+    table = results_table(result).splitlines()
+    # Retrieval of one translation: the candidates each sentence was picked from, beside its score.
+    assert ("candidates" in table[1]) == (name == "tatoeba")
+    if name == "tatoeba":
+        de = next(line for line in table if line.startswith("de "))
+        assert de.split()[-1] == str(primary["de"].n)
 
     prefix = "test" if evaluation.get("split") == "test" else "dev"
     written = export_predictions(

@@ -125,6 +125,14 @@ def test_run_writes_json_and_validate_lists_stages(
     assert "non-English mean" in table and "McNemar" in table and "Holm p" in table
     sw_change = next(line for line in table.splitlines() if line.startswith("sw "))
     assert sw_change.split()[4:6] == ["+0.00", "[+0.00,"]
+    # The verdict in words reads off the same numbers: nothing moved, so no clear difference.
+    assert (
+        "Accuracy: no intermediate task (vs no intermediate task) did not change the "
+        "non-English mean accuracy (95% interval [+0.0, +0.0], p=1)" in table
+    )
+    assert table.count("no clear difference at this sample size") == 1
+    assert "Spread:" not in table  # one non-English language has no spread to speak of
+    assert "0 of 1 non-English languages significantly higher, 0 lower" in table
     # The keys of the file are the results' keys, in the model that `compare` parses them with.
     assert set(result) == {"experiment", "metrics", "summary", "stages", "warnings"}
     assert set(result["summary"]) >= {"mean", "transfer_gap", "per_seed", "xtreme_score"}

@@ -240,6 +240,40 @@ def test_a_planted_change_is_found() -> None:
     assert result.worst_language_baseline == worst
     assert stats["worst_value"].baseline == pytest.approx(base[worst].mean())
     assert result.resampling == "joint_items"
+    # The verdict in words reads off those numbers.
+    mean, std = stats["non_english_mean"], stats["non_english_std"]
+    assert result.verdict == [
+        "Accuracy: no intermediate task (vs no intermediate task) raised the non-English mean "
+        f"accuracy by {100 * mean.difference:.1f} points (95% interval [{100 * mean.ci_low:+.1f}, "
+        f"{100 * mean.ci_high:+.1f}], p={mean.p_value:.2g}): evidence of better transfer.",
+        "Spread: it lowered the standard deviation across non-English languages by "
+        f"{-100 * std.difference:.1f} points (95% interval [{100 * std.ci_low:+.1f}, "
+        f"{100 * std.ci_high:+.1f}], p={std.p_value:.2g}): evidence of more even transfer.",
+        "Languages: 2 of 4 non-English languages significantly higher (ar, sw), 0 lower after "
+        "Holm's adjustment.",
+    ]
+
+
+def test_verdict_of_a_worse_candidate_warns_that_a_smaller_spread_may_be_a_collapse() -> None:
+    """Every non-English language falls towards chance (1/3): the spread shrinks with the mean,
+    which the verdict must not call evener transfer without saying so."""
+    rng = np.random.default_rng(4)
+    base = random_correct(rng, 600, RATES)
+    cand = {
+        lang: (rng.random(600) < (0.8 if lang == "en" else 0.34)).astype(float) for lang in LANGS
+    }
+    result = compare(
+        make_side("xnli", {1: xnli_items(base)}, "a" * 32),
+        make_side("xnli", {1: xnli_items(cand)}, "b" * 32, ("qqp",)),
+    )
+    accuracy, spread, languages = result.verdict
+    assert accuracy.startswith("Accuracy: QQP (vs no intermediate task) lowered the non-English")
+    assert accuracy.endswith("evidence of worse transfer.")
+    assert "lowered the standard deviation" in spread and "evidence of more even transfer" in spread
+    assert spread.endswith("can be scores crowding towards chance rather than evener transfer)")
+    assert languages.startswith(
+        "Languages: 0 of 4 non-English languages significantly higher, 4 lower"
+    )
 
 
 def test_same_seed_same_numbers_and_the_seed_matters() -> None:

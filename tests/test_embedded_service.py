@@ -76,6 +76,9 @@ def test_serve_and_submit_over_http(
         err = capsys.readouterr().err
         # A progress line for each stage the poller saw running (logged: one per stage, then 10 s).
         assert "[seed 1] " in err, err
+        # A log gets a line when a stage starts and when its count moved, never the same twice.
+        shown = [line.split("ex/s")[0].split()[:4] for line in err.splitlines() if "[seed" in line]
+        assert len(shown) == len({tuple(x) for x in shown}), err
         served = json.loads(out.read_text())
         key = (home / "api-key").read_text().strip()
         listed = httpx.get(f"{url}/experiments", headers={"Authorization": f"Bearer {key}"})

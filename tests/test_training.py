@@ -373,3 +373,46 @@ def test_loop_takes_the_steps_hf_trainer_takes(
         diff += float(((step_ours - step_ref) ** 2).sum())
     assert moved > 0
     assert math.sqrt(diff / moved) < 1e-4
+
+
+def test_recent_rate_skips_warm_up_and_forgets_old_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first step (warm-up) is not in any rate; the rate covers the last `window` steps."""
+    import xstilts.training.rate as rate_module
+
+    clock = iter([10.0, 11.0, 12.0, 14.0])  # step ends: a 10 s first step, then 1, 1 and 2 s
+    monkeypatch.setattr(rate_module.time, "perf_counter", lambda: next(clock))
+    rate = rate_module.RecentRate(window=2)
+    assert rate.update(32) == 0.0  # one step: no rate yet
+    assert rate.update(64) == 32.0  # 32 examples in the 1 s since the first step ended
+    assert rate.update(96) == 32.0
+    assert rate.update(128) == pytest.approx(64 / 3)  # the last two steps: 64 in 3 s
+
+
+def test_prediction_progress_rate_is_the_rest_at_the_token_rate(
+    tiny_model_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches run longest first; the rows/s the callback gets is what the remaining (shorter)
+    batches should run at: rows left x tokens/s / tokens left."""
+    import itertools
+
+    import xstilts.training.rate as rate_module
+    from xstilts.training.batching import sorted_batches
+    from xstilts.training.predict import predict
+
+    ticks = itertools.count()  # every batch takes one second on this clock
+    monkeypatch.setattr(rate_module.time, "perf_counter", lambda: float(next(ticks)))
+    model, feats, pad_id = _setup(tiny_model_dir, data_dir)
+    calls: list[tuple[int, int, float]] = []
+    predict(model, "snli", feats, 8, pad_id, progress=lambda d, t, r, _: calls.append((d, t, r)))
+    batches = sorted_batches(feats.lengths, 8)
+    assert len(batches) >= 3
+    assert [c[0] for c in calls] == list(np.cumsum([len(b) for b in batches]))
+    assert calls[0][2] == 0.0  # no rate from the first (warm-up) batch alone
+    cost = [len(b) * int(feats.lengths[b].max()) for b in batches]
+    # After batch 2: cost[1] tokens/s; the rest is sum(cost[2:]) tokens over len(rest) rows.
+    rows_left = len(feats) - len(batches[0]) - len(batches[1])
+    assert calls[1][2] == pytest.approx(rows_left * cost[1] / sum(cost[2:]))
+    # At the end: the mean rows/s of the stage at the token rate since the first batch.
+    token_rate = sum(cost[1:]) / (len(batches) - 1)
+    assert calls[-1][:2] == (len(feats), len(feats))
+    assert calls[-1][2] == pytest.approx(len(feats) * token_rate / sum(cost))

@@ -14,7 +14,7 @@ import httpx
 
 from xstilts.errors import StageFailedError, XstiltsError
 from xstilts.experiments.results import ExperimentResults
-from xstilts.experiments.status import ExperimentState
+from xstilts.experiments.status import ExperimentState, StageState
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -90,16 +90,21 @@ class Client:
         return self.metrics(exp_id)
 
 
+def running_stage(exp: ExperimentState) -> StageState | None:
+    """The stage that is running now (None when none is)."""
+    return next((st for st in exp.stages if st.status == "running"), None)
+
+
 def progress_line(exp: ExperimentState) -> str | None:
     """One line about the stage that is running now (None when none is)."""
-    for st in exp.stages:
-        if st.status == "running":
-            p = st.progress
-            done = f"{p.step}/{p.total}" if p.total else "starting"
-            parts = [f"[seed {st.seed}] {st.role:<14} {done}"]
-            if p.examples_per_s:
-                parts.append(f"{p.examples_per_s:.1f} ex/s")
-            if p.eta_s is not None:
-                parts.append(f"ETA {p.eta_s:.0f} s")
-            return "  ".join(parts)
-    return None
+    st = running_stage(exp)
+    if st is None:
+        return None
+    p = st.progress
+    done = f"{p.step}/{p.total}" if p.total else "starting"
+    parts = [f"[seed {st.seed}] {st.role:<14} {done}"]
+    if p.examples_per_s:
+        parts.append(f"{p.examples_per_s:.1f} ex/s")
+    if p.eta_s is not None:
+        parts.append(f"ETA {p.eta_s:.0f} s")
+    return "  ".join(parts)

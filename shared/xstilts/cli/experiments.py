@@ -58,7 +58,8 @@ class _BarReporter:
             )
             self._stage = stage.id
         self._bar.n = step
-        self._bar.set_postfix_str(f"{examples_per_s:.1f} ex/s", refresh=False)
+        if examples_per_s > 0:  # none until the second step (the first one is warm-up)
+            self._bar.set_postfix_str(f"{examples_per_s:.1f} ex/s", refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:

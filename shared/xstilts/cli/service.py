@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from xstilts.api.client import Client, progress_line
+    from xstilts.api.client import Client, progress_line, running_stage
     from xstilts.cli.tables import results_table
     from xstilts.experiments.status import ExperimentState
     from xstilts.spec import load_spec
@@ -76,21 +76,21 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(exp.id)
         return EXIT_OK
     tty = sys.stderr.isatty()
-    last_role, last_at = [""], [0.0]
+    last_stage, last_step, last_at = [""], [""], [0.0]
 
     def show(e: ExperimentState) -> None:
-        line = progress_line(e)
-        if not line or args.quiet:
+        line, st = progress_line(e), running_stage(e)
+        if not line or st is None or args.quiet:
             return
-        # On a terminal one line updates in place; in a log, a line per stage and every 10 s.
-        role = line.split("]", 1)[1].split()[0]
+        # On a terminal one line updates in place; in a log, a line when a stage starts and then
+        # at most every 10 s while its step count moves (an unchanged line is not repeated).
+        stage, step = f"{st.seed}/{st.role}", str(st.progress.step)
         now = time.monotonic()
         if tty:
             print(f"\r  {line:<78}", end="", file=sys.stderr, flush=True)
-        elif role != last_role[0] or now - last_at[0] >= 10:
+        elif stage != last_stage[0] or (step != last_step[0] and now - last_at[0] >= 10):
             print(f"  {line}", file=sys.stderr, flush=True)
-            last_at[0] = now
-        last_role[0] = role
+            last_stage[0], last_step[0], last_at[0] = stage, step, now
 
     result = client.wait(exp.id, on_update=show, poll_s=args.poll)
     if tty and not args.quiet:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from xstilts.comparisons.model import Change, Comparison
 from xstilts.experiments.results import CrossLanguageStats, ExperimentResults, MetricRow, Summary
 from xstilts.studies.model import CellResult, StudyResults
+from xstilts.tasks.base import TaskFormat
+from xstilts.tasks.registry import REGISTRY
 
 
 def _pct(x: float | None) -> str:
@@ -30,9 +32,15 @@ def results_table(result: ExperimentResults) -> str:
         else:
             others.setdefault((m.language, m.metric), []).append(m.value)
     extra = [k for k in summary.metric_means if k != summary.metric]
+    # Retrieval of one translation per sentence: a score means little without the number of
+    # candidates it was picked from (the language's English sentences, as many as its own).
+    task = REGISTRY.get(summary.task)
+    candidates = task is not None and task.format is TaskFormat.RETRIEVAL and not task.mines_pairs
     lines = [
         f"{summary.task} {summary.metric} (%), seeds {summary.seeds}",
-        f"{'lang':<6}{'value':>8}{'n':>7}  {'95% CI':<12}" + "".join(f"{k:>16}" for k in extra),
+        f"{'lang':<6}{'value':>8}{'n':>7}  {'95% CI':<12}"
+        + (f"{'candidates':>11}" if candidates else "")
+        + "".join(f"{k:>16}" for k in extra),
     ]
     for lang, ms in by_lang.items():
         value = sum(m.value for m in ms) / len(ms)
@@ -42,7 +50,13 @@ def results_table(result: ExperimentResults) -> str:
             vals = others.get((lang, k), [])
             mean = sum(vals) / len(vals) if vals else None
             cells += f"{_num(mean, 100) if k == 'threshold' else _pct(mean):>16}"
-        lines.append(f"{lang:<6}{_pct(value):>8}{ms[0].n:>7}  {ci:<12}{cells}".rstrip())
+        pool = f"{ms[0].n:>11}" if candidates else ""
+        lines.append(f"{lang:<6}{_pct(value):>8}{ms[0].n:>7}  {ci:<12}{pool}{cells}".rstrip())
+    if candidates:
+        lines.append(
+            "each sentence picks its translation among its language's candidates (chance 1 in "
+            "that many): with few candidates, accuracy is high"
+        )
     lines.append("")
     lines.extend(summary_lines(summary))
     means = summary.metric_means
@@ -207,6 +221,8 @@ def paired_comparison_table(c: Comparison) -> str:
         f"{len(c.per_language)} languages). Changes are candidate minus baseline, in points."
     )
     lines += [f"warning: {w}" for w in c.warnings]
+    if c.verdict:
+        lines += ["", *c.verdict]
     return "\n".join(lines)
 
 

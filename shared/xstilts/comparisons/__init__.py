@@ -18,6 +18,7 @@ from xstilts.comparisons.compare import (
 )
 from xstilts.comparisons.model import STATISTICS, Comparison
 from xstilts.comparisons.sides import ANY_OWNER, SideRef, load_items, side_ref
+from xstilts.comparisons.verdict import verdict
 from xstilts.runtime.artifacts import ArtifactStore
 
 # Part of every cache key: bump it when the computation changes, so no stale result is served.
@@ -55,6 +56,7 @@ def compare_experiments(
     if not recompute and path.exists():
         cached = Comparison.model_validate_json(path.read_bytes())
         cached.cached = True
+        cached.verdict = verdict(cached)  # words are read off the numbers, never stale
         return cached
     result = compare(load_items(a), load_items(b), options)
     path.parent.mkdir(parents=True, exist_ok=True)

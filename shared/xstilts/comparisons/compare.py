@@ -34,6 +34,7 @@ from xstilts.comparisons.model import (
 )
 from xstilts.comparisons.resampling import ScoreCube, bootstrap, permutation
 from xstilts.comparisons.sides import SideItems
+from xstilts.comparisons.verdict import verdict
 from xstilts.errors import XstiltsError
 from xstilts.experiments.statistics import ENGLISH
 from xstilts.metrics import ItemScores, get_metric
@@ -170,7 +171,7 @@ def compare(a: SideItems, b: SideItems, options: CompareOptions | None = None) -
         )
 
     joint = task.parallel_items
-    return Comparison(
+    result = Comparison(
         baseline=_side(a),
         candidate=_side(b),
         task=task.name,
@@ -196,6 +197,8 @@ def compare(a: SideItems, b: SideItems, options: CompareOptions | None = None) -
         worst_language_candidate=_worst(languages, obs_b),
         warnings=_warnings(a, b, n_lang),
     )
+    result.verdict = verdict(result)
+    return result
 
 
 def check_comparable(a: SideItems, b: SideItems) -> None:

@@ -91,4 +91,6 @@ class Comparison(BaseModel):
     worst_language_baseline: str | None = None
     worst_language_candidate: str | None = None
     warnings: list[str]
+    # The answer in words: non-English mean, spread, languages that changed (see .verdict).
+    verdict: list[str] = []
     cached: bool = False

@@ -278,7 +278,7 @@ def _comparison_page(c: Comparison) -> Report:
         _spread_table("non-English scores per seed (points)", spread_groups),
     ]
     title = f"{c.task}: {c.candidate.name} vs {c.baseline.name}"
-    return Report(title, meta, figs, tables, c.warnings)
+    return Report(title, [*c.verdict, *meta], figs, tables, c.warnings)
 
 
 def study_report(

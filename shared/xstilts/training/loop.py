@@ -26,6 +26,7 @@ from xstilts.formats.base import Batch, Features
 from xstilts.modeling.classifier import MultiHeadClassifier
 from xstilts.spec import TrainingConfig
 from xstilts.training.batching import epoch_batches
+from xstilts.training.rate import RecentRate
 from xstilts.training.sampling import TaskSchedule, sampling_probabilities
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,7 @@ def train_multi(
     loss_sum = dict.fromkeys(tasks, 0.0)
     loss_n = dict.fromkeys(tasks, 0)
     seen, loss_value, t0 = 0, float("nan"), time.perf_counter()
+    recent = RecentRate()
     step_losses: list[float] = []
     for step in range(start, total):
         step_loss = 0.0
@@ -321,7 +323,7 @@ def train_multi(
                 total,
                 {t: round(loss_sum[t] / max(loss_n[t], 1), 4) for t in tasks},
             )
-        rate = seen / max(time.perf_counter() - t0, 1e-9)
+        rate = recent.update(seen)
         if progress is not None:
             progress(done, total, rate, loss_value)
         if should_stop is not None and should_stop():

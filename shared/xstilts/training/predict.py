@@ -3,7 +3,6 @@ batches, returned in the original row order."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -13,6 +12,7 @@ from xstilts.formats.base import Features
 from xstilts.modeling.classifier import MultiHeadClassifier
 from xstilts.training.batching import sorted_batches
 from xstilts.training.loop import ProgressFn, pick_device, to_device
+from xstilts.training.rate import RecentRate
 
 
 @torch.inference_mode()
@@ -31,14 +31,25 @@ def predict(
     fmt = get_trained_format(features.format)
     out: list[Any] = [None] * len(features)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    done, t0 = 0, time.perf_counter()
-    for index in sorted_batches(features.lengths, batch_size):
+    batches = sorted_batches(features.lengths, batch_size)
+    # Cost grows with padded tokens, and batches run longest first, so the rate that predicts the
+    # time left is in tokens: the progress callback gets the rows per second the remaining
+    # batches should run at (rows left over seconds left), not the rate of the long ones so far.
+    cost = [len(index) * int(features.lengths[index].max()) for index in batches]
+    total_tokens = tokens_left = sum(cost)
+    done, recent = 0, RecentRate()
+    for index, tokens in zip(batches, cost, strict=True):
         batch = to_device(fmt.collate(features, index, pad_id), device)
         with autocast:
             logits = model(batch, task)
         for i, row in zip(index.tolist(), fmt.outputs(logits, batch), strict=True):
             out[i] = row
         done += len(index)
+        tokens_left -= tokens
+        token_rate = recent.update(total_tokens - tokens_left)
         if progress is not None:  # rows done / total; doubles as the stage's heartbeat
-            progress(done, len(features), done / max(time.perf_counter() - t0, 1e-9), float("nan"))
+            rows_left = len(features) - done
+            left = (rows_left, tokens_left) if rows_left else (len(features), total_tokens)
+            rate = left[0] * token_rate / left[1]  # at the end: the stage's mean rows/s
+            progress(done, len(features), rate, float("nan"))
     return out
