@@ -132,6 +132,14 @@ def test_run_writes_json_and_validate_lists_stages(
     )
     assert table.count("no clear difference at this sample size") == 1
     assert "Spread:" not in table  # one non-English language has no spread to speak of
+    # Report and export take the results file where they take an id.
+    assert main(["report", str(result_file), str(result_file), "--out", str(tmp_path / "rep")]) == 0
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "did not change the non-English mean accuracy" in page
+    assert main(["export", str(result_file), str(tmp_path / "exp")]) == 0
+    assert (tmp_path / "exp" / "xnli" / "dev-sw.tsv").is_file()
+    assert main(["report", str(result_file), str(result_file), "x", "--out", "r"]) == 2
+    capsys.readouterr()
     assert "0 of 1 non-English languages significantly higher, 0 lower" in table
     # The keys of the file are the results' keys, in the model that `compare` parses them with.
     assert set(result) == {"experiment", "metrics", "summary", "stages", "warnings"}
@@ -149,6 +157,8 @@ def test_run_writes_json_and_validate_lists_stages(
     sw = next(line for line in table if line.startswith("sw "))
     assert sw.split()[1:] == [f"{100 * result['metrics'][1]['value']:.1f}", "-", "-"]
     assert next(line for line in table if line.startswith("mean (all)")).split()[-1] == "-"
+    worst = next(line for line in table if line.startswith("worst language")).split()[2:]
+    assert worst == [result["summary"]["worst_language"], "-", "-"]  # names it, not only its score
 
 
 def test_submit_without_a_server_says_where_and_how(

@@ -121,7 +121,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     ws = Workspace(Settings())
     labels = Path(args.labels) if args.labels else None
-    for path in export_predictions(ws.sessions, args.experiment, Path(args.out), args.seed, labels):
+    for path in export_predictions(
+        ws.sessions, _experiment_id(args.experiment), Path(args.out), args.seed, labels
+    ):
         print(path)
     return EXIT_OK
 
@@ -156,6 +158,11 @@ def _read_results(path: str) -> Any:
         raise XstiltsError(f"cannot read {path}: {e}", field="results") from None
 
 
+def _experiment_id(ref: str) -> str:
+    """An id as given, or the experiment id inside a results file (``run``/``submit --json``)."""
+    return _read_results(ref).experiment.id if Path(ref).is_file() else ref
+
+
 def _paired(args: argparse.Namespace) -> Any:
     """The comparison of the two experiments (ids, or results files naming them); None when they
     are files of experiments that are not in this workspace."""
@@ -163,7 +170,7 @@ def _paired(args: argparse.Namespace) -> Any:
     from xstilts.errors import NotFoundError
     from xstilts.runtime.workspace import Workspace
 
-    ids = [_read_results(x).experiment.id if Path(x).is_file() else x for x in args.experiments]
+    ids = [_experiment_id(x) for x in args.experiments]
     options = CompareOptions(
         samples=args.samples, confidence=args.confidence, alpha=args.alpha, seed=args.seed
     )
@@ -215,9 +222,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from xstilts.reports import report_for, write_report
     from xstilts.runtime.workspace import Workspace
 
+    if len(args.what) > 2:
+        raise XstiltsError(
+            f"report takes one experiment or study, or two experiments; got {len(args.what)}",
+            field="what",
+        )
+    what = "..".join(_experiment_id(x) for x in args.what)
     ws = Workspace(Settings())
     try:
-        report = report_for(ws.sessions, ws.store, args.what, ANY_OWNER)
+        report = report_for(ws.sessions, ws.store, what, ANY_OWNER)
     finally:
         ws.close()
     for path in write_report(report, Path(args.out)):
@@ -248,7 +261,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "export", help="write an experiment's predictions in XTREME's submission layout"
     )
-    p.add_argument("experiment", help="experiment id (printed by run/submit)")
+    p.add_argument("experiment", help="experiment id (printed by run/submit) or its results file")
     p.add_argument(
         "out", help="folder to write <task>/<dev|test>-<lang>.tsv (QA: .json) files into"
     )
@@ -279,7 +292,10 @@ def add_parsers(sub: Any) -> None:
         "study, or a comparison A..B",
     )
     p.add_argument(
-        "what", help="an experiment id, a study id, or BASELINE..CANDIDATE (two experiment ids)"
+        "what",
+        nargs="+",
+        help="an experiment (id, or the results file run/submit --json wrote), a study id, or two "
+        "experiments BASELINE CANDIDATE (also written BASELINE..CANDIDATE) for their comparison",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the files into")
     p.set_defaults(func=cmd_report)

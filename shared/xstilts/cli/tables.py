@@ -144,6 +144,8 @@ def comparison_table(results: Sequence[ExperimentResults]) -> str:
         lines.append(
             row(label, [None if r.summary is None else statistic(r.summary) for r in results], fmt)
         )
+    worst = [(r.summary.worst_language if r.summary else None) or "-" for r in results]
+    lines.append(f"{'worst language':<28}" + "".join(f"{w:>{width}}" for w in worst))
     return "\n".join(lines)
 
 
