@@ -1,9 +1,16 @@
-"""Training throughput: our loop against Hugging Face Trainer, same model, data, batch and steps.
+"""Training throughput: our loop against Hugging Face Trainer, same model, data, batch size and steps,
+measured fairly on a shared machine.
 
-Prints a table of examples/s, model-FLOPs utilisation (against this machine's measured fp32 matmul
-peak) and peak resident memory. Each configuration runs in its own process so peak memory is its own.
+The configurations alternate in rounds (A, B, C, A, B, C, ...), each run in a fresh process (so its
+peak memory is its own and no run inherits another's warm caches). A run is timed from the end of
+its first optimiser step (warm-up) to the end of its last, so process start, model loading and
+tokenisation are left out. The table gives each configuration's median over the rounds with its
+range, model-FLOPs utilisation against this machine's fp32 matmul peak (measured before and after)
+on useful (unpadded) tokens and on the padded tokens actually computed, and the ratio of xstilts to
+each Trainer configuration: the median of the per-round ratios with a bootstrap 95% interval.
 
-    python bench/train_throughput.py --steps 12 --batch-size 32 --max-length 128
+    python bench/train_throughput.py --steps 12 --rounds 5
+    python bench/train_throughput.py --steps 100 --rounds 3 --json bench/results/train_throughput-100.json
 """
 
 from __future__ import annotations
@@ -12,10 +19,14 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 CONFIGS = ("xstilts", "trainer-default", "trainer-group-by-length")
 
@@ -34,25 +45,61 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
 
 
 def _examples(n: int):
+    from xstilts.config import Settings
     from xstilts.data import DataSource, load_split
     from xstilts.tasks import Split, get_task
 
-    data = Path(
-        os.environ.get("XSTILTS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
-    )
+    data = Path(os.environ.get("XSTILTS_DATA_DIR") or Settings().data_dir or "../shared/data")
     return load_split(
         get_task("mnli"), Split.TRAIN, "en", DataSource("local", data), max_examples=n
     )
 
 
-def _model_flops(model, lengths: list[int]) -> float:
-    """6 x non-embedding parameters per token, plus attention scores/values (fwd + bwd = 3x fwd)."""
-    cfg = model.config
-    emb = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
-    dense = sum(p.numel() for p in model.parameters()) - emb
-    tokens = sum(lengths)
-    attention = sum(3 * 4 * cfg.num_hidden_layers * cfg.hidden_size * L * L for L in lengths)
-    return 6 * dense * tokens + attention
+class StepLog:
+    """What each optimiser step computed (useful and padded tokens, attention terms) and when it
+    ended; filled by a forward pre-hook on the encoder and the step callback of either loop."""
+
+    def __init__(self, encoder, dense_params: int, layers: int, hidden: int) -> None:
+        self.dense, self.layers, self.hidden = dense_params, layers, hidden
+        self.pending = {"useful": 0.0, "padded": 0.0, "examples": 0}
+        self.steps: list[dict] = []
+        encoder.register_forward_pre_hook(self._forward, with_kwargs=True)
+
+    def _forward(self, module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        if mask is None or not module.training:
+            return
+        lengths = mask.sum(-1).tolist()
+        width = mask.shape[-1]
+        self.pending["useful"] += self._flops(lengths)
+        self.pending["padded"] += self._flops([width] * len(lengths))
+        self.pending["examples"] += len(lengths)
+
+    def _flops(self, lengths: list[int]) -> float:
+        """6 x non-embedding parameters per token, plus attention scores and values (the forward's
+        4 x layers x hidden x L^2 per sequence, times 3 for forward and backward)."""
+        attention = sum(3 * 4 * self.layers * self.hidden * n * n for n in lengths)
+        return 6 * self.dense * sum(lengths) + attention
+
+    def step_end(self) -> None:
+        self.steps.append({**self.pending, "t": time.perf_counter()})
+        self.pending = {"useful": 0.0, "padded": 0.0, "examples": 0}
+
+    def summary(self) -> dict:
+        timed = self.steps[1:]  # from the end of the first (warm-up) step
+        seconds = timed[-1]["t"] - self.steps[0]["t"]
+        return {
+            "timed_steps": len(timed),
+            "seconds": seconds,
+            "examples_per_s": sum(s["examples"] for s in timed) / seconds,
+            "useful_gflops": sum(s["useful"] for s in timed) / seconds / 1e9,
+            "padded_gflops": sum(s["padded"] for s in timed) / seconds / 1e9,
+        }
+
+
+def _dense(encoder) -> int:
+    emb = sum(p.numel() for n, p in encoder.named_parameters() if "embeddings" in n)
+    return sum(p.numel() for p in encoder.parameters()) - emb
 
 
 def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
@@ -73,25 +120,32 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
         torch.manual_seed(0)
         model = MultiHeadClassifier(load_encoder(str(folder)))
         model.add_head("mnli", 3)
-        cfg = TrainingConfig(
+        cfg = model.encoder.config
+        log = StepLog(model.encoder, _dense(model.encoder), cfg.num_hidden_layers, cfg.hidden_size)
+        train_cfg = TrainingConfig(
             batch_size=batch,
             max_steps=steps,
             max_seq_length=max_length,
             checkpoint_every_steps=10**9,
         )
-        import tempfile
-
-        t = time.perf_counter()
         with tempfile.TemporaryDirectory() as work:
-            train(model, "mnli", feats, cfg, 0, Path(work), tok.pad_token_id)
-        elapsed = time.perf_counter() - t
-        flops = _model_flops(model.encoder, [len(x) for x in feats.input_ids])
+            train(
+                model,
+                "mnli",
+                feats,
+                train_cfg,
+                0,
+                Path(work),
+                tok.pad_token_id,
+                progress=lambda *_: log.step_end(),
+            )
     else:
         from transformers import (
             AutoModelForSequenceClassification,
             AutoTokenizer,
             DataCollatorWithPadding,
             Trainer,
+            TrainerCallback,
             TrainingArguments,
         )
 
@@ -108,7 +162,12 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
         ]
         torch.manual_seed(0)
         model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=3)
-        import tempfile
+        cfg = model.config
+        log = StepLog(model.roberta, _dense(model.roberta), cfg.num_hidden_layers, cfg.hidden_size)
+
+        class Steps(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                log.step_end()
 
         with tempfile.TemporaryDirectory() as out:
             args = TrainingArguments(
@@ -132,64 +191,104 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
                 args=args,
                 train_dataset=rows,
                 data_collator=DataCollatorWithPadding(tok),
+                callbacks=[Steps()],
             )
-            t = time.perf_counter()
             trainer.train()
-            elapsed = time.perf_counter() - t
-        flops = _model_flops(model.roberta, [len(r["input_ids"]) for r in rows])
     return {
         "config": name,
-        "examples_per_s": steps * batch / elapsed,
-        "seconds": elapsed,
-        "model_tflops": flops / elapsed / 1e12,
+        **log.summary(),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
     }
+
+
+def _bootstrap_median(values: list[float], samples: int = 10_000) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    x = np.asarray(values)
+    meds = np.median(x[rng.integers(0, len(x), (samples, len(x)))], axis=1)
+    return float(np.quantile(meds, 0.025)), float(np.quantile(meds, 0.975))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--steps", type=int, default=12, help="optimiser steps per run (default 12)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of all configurations")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument(
-        "--only", choices=CONFIGS, help="run one configuration in this process (internal)"
-    )
+    p.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    p.add_argument("--json", metavar="OUT", help="also write every run and the summary here")
+    p.add_argument("--only", choices=CONFIGS, help=argparse.SUPPRESS)  # one run (internal)
     args = p.parse_args()
     if args.only:
         print(json.dumps(run_one(args.only, args.steps, args.batch_size, args.max_length)))
         return
-    peak = matmul_peak_gflops()
-    rows = []
-    for name in CONFIGS:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--only",
-            name,
-            "--steps",
-            str(args.steps),
-            "--batch-size",
-            str(args.batch_size),
-            "--max-length",
-            str(args.max_length),
-        ]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+    peaks = [matmul_peak_gflops()]
+    runs: dict[str, list[dict]] = {c: [] for c in args.configs}
+    for r in range(args.rounds):
+        for name in args.configs:
+            cmd = [sys.executable, __file__, "--only", name, "--steps", str(args.steps)]
+            cmd += ["--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            runs[name].append(json.loads(out.strip().splitlines()[-1]))
+            last = runs[name][-1]
+            print(
+                f"round {r + 1}/{args.rounds} {name:<26}{last['examples_per_s']:>7.1f} ex/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    peaks.append(matmul_peak_gflops())
+    peak = statistics.median(peaks)
+
     print(
-        f"offline model multilingual-e5-small, MNLI subset, batch {args.batch_size}, max length {args.max_length}, {args.steps} steps, {os.cpu_count()} cores"
+        f"offline multilingual-e5-small, MNLI, batch {args.batch_size}, max length "
+        f"{args.max_length}, {args.steps} steps (timed from the end of step 1), {args.rounds} "
+        f"alternating rounds, {os.cpu_count()} cores"
     )
-    print(f"measured fp32 matmul peak: {peak:.1f} GFLOP/s")
-    print(f"{'config':<26}{'ex/s':>8}{'seconds':>9}{'MFU %':>8}{'peak RSS GB':>13}")
-    for r in rows:
-        mfu = 100 * r["model_tflops"] * 1e3 / peak
+    print(f"fp32 matmul peak: {peaks[0]:.1f} GFLOP/s before, {peaks[1]:.1f} after")
+    print(
+        f"{'config':<26}{'ex/s median':>12}{'range':>16}{'MFU useful %':>14}"
+        f"{'MFU padded %':>14}{'peak RSS GB':>13}"
+    )
+    summary: dict[str, dict] = {}
+    for name, rs in runs.items():
+        rates = [x["examples_per_s"] for x in rs]
+        useful = statistics.median(x["useful_gflops"] for x in rs)
+        padded = statistics.median(x["padded_gflops"] for x in rs)
+        summary[name] = {
+            "examples_per_s_median": statistics.median(rates),
+            "examples_per_s_range": [min(rates), max(rates)],
+            "mfu_useful": useful / peak,
+            "mfu_padded": padded / peak,
+            "peak_rss_gb": max(x["peak_rss_gb"] for x in rs),
+        }
+        s = summary[name]
         print(
-            f"{r['config']:<26}{r['examples_per_s']:>8.1f}{r['seconds']:>9.1f}{mfu:>8.1f}{r['peak_rss_gb']:>13.2f}"
+            f"{name:<26}{s['examples_per_s_median']:>12.1f}"
+            f"{f'{min(rates):.1f}-{max(rates):.1f}':>16}{100 * s['mfu_useful']:>14.1f}"
+            f"{100 * s['mfu_padded']:>14.1f}{s['peak_rss_gb']:>13.2f}"
         )
-    ours = rows[0]["examples_per_s"]
-    grouped = rows[2]["examples_per_s"]
-    print(f"xstilts vs grouped Trainer: {100 * (ours / grouped - 1):+.0f}%")
+    ratios = {}
+    if "xstilts" in runs:
+        for other in (c for c in runs if c != "xstilts"):
+            per_round = [
+                a["examples_per_s"] / b["examples_per_s"]
+                for a, b in zip(runs["xstilts"], runs[other], strict=True)
+            ]
+            low, high = _bootstrap_median(per_round)
+            ratios[other] = {"median": statistics.median(per_round), "ci": [low, high]}
+            print(
+                f"xstilts / {other}: x{statistics.median(per_round):.2f} "
+                f"[{low:.2f}, {high:.2f}] (median of per-round ratios, bootstrap 95%)"
+            )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"args": vars(args), "peaks_gflops": peaks, "runs": runs, "summary": summary,
+                 "ratios": ratios},
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

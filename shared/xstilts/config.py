@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     # How long a running stage may go without a heartbeat before another runner may take it over.
     lease_seconds: float = 60.0
+    # Data-parallel replicas a worker runs one training stage on (DistributedDataParallel: one per
+    # GPU of the node with NCCL; CPU processes with gloo). Stages that select a checkpoint on the
+    # English dev set train in one process.
+    processes_per_stage: Annotated[int, Field(ge=1, le=64)] = 1
     # How the API runs stages: on Celery workers, or in a background thread of its own process.
     executor: Literal["celery", "thread"] = "celery"
     # "production" refuses settings that only make sense on one machine (an SQLite database).

@@ -62,6 +62,7 @@ def execute_stage(
         reporter,
         should_stop=_cancel_check(ws.sessions, stage_id),
         lease_seconds=ws.lease_seconds,
+        processes_per_stage=ws.settings.processes_per_stage,
     )
     try:
         run_stage(ctx, stage_id)

@@ -69,6 +69,8 @@ class StageContext:
     reporter: StageReporter | None = None
     should_stop: Callable[[], bool] | None = None
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    # Data-parallel replicas per training stage (XSTILTS_PROCESSES_PER_STAGE): one per GPU.
+    processes_per_stage: int = 1
 
     @property
     def heartbeat_seconds(self) -> float:

@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from xstilts.formats.base import Batch, Features
 from xstilts.modeling.classifier import MultiHeadClassifier
 from xstilts.spec import TrainingConfig
 from xstilts.training.batching import epoch_batches
+from xstilts.training.distributed import Replica
 from xstilts.training.rate import RecentRate
 from xstilts.training.sampling import TaskSchedule, sampling_probabilities
 
@@ -213,11 +215,16 @@ def train_multi(
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
     selection: Selection | None = None,
+    replica: Replica | None = None,
 ) -> TrainResult:
     """Train the shared encoder and one head per task; each micro-batch comes from one task, drawn
     with ``probabilities`` (default: proportional to size). Resumes from ``work_dir``. With a
     ``selection``, the model that scores best on it (``cfg.eval_every_steps``) is the one kept;
-    evaluating changes nothing in the training run itself."""
+    evaluating changes nothing in the training run itself. With a ``replica``, this process is one
+    of several data-parallel replicas (:mod:`.distributed`): it computes its share of each global
+    batch and only rank 0 writes checkpoints."""
+    if replica is not None and selection is not None:
+        raise ValueError("select: best_english_dev runs in one process (processes_per_stage: 1)")
     device = pick_device()
     torch.manual_seed(seed)
     if cfg.freeze_word_embeddings:
@@ -267,6 +274,14 @@ def train_multi(
         for i, t in enumerate(tasks)
     ]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    net: nn.Module = model
+    if replica is not None:
+        net = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
+            # A step trains one task's head, and the encoder's pooler (where it has one) is unused.
+            find_unused_parameters=True,
+        )
     model.train()
     loss_sum = dict.fromkeys(tasks, 0.0)
     loss_n = dict.fromkeys(tasks, 0)
@@ -279,13 +294,18 @@ def train_multi(
             i = schedule.task_at(step * accum + micro)
             task, features, fmt = tasks[i], data[tasks[i]], formats[i]
             _, index = next(streams[i])
-            batch = to_device(fmt.collate(features, index, pad_id), device)
-            with autocast:
-                logits = model(batch, task)
-            loss = fmt.loss(logits, batch)
-            (loss / accum).backward()
-            step_loss += loss.item() / accum
-            loss_sum[task] += loss.item()
+            rows, weight = (index, 1.0) if replica is None else replica.share(index)
+            batch = to_device(fmt.collate(features, rows, pad_id), device)
+            # Replicas reduce gradients once per optimiser step, on its last micro-batch.
+            sync = net.no_sync() if replica and micro < accum - 1 else nullcontext()  # type: ignore[operator]
+            with sync:
+                with autocast:
+                    logits = net(batch, task)
+                loss = fmt.loss(logits, batch)
+                (loss * weight / accum).backward()
+            value = loss.item() if replica is None else replica.mean(loss.item() * weight)
+            step_loss += value / accum
+            loss_sum[task] += value
             loss_n[task] += 1
             seen += len(index)
         nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -297,7 +317,11 @@ def train_multi(
         done = step + 1
         if selector is not None and done in eval_at:
             selector.evaluate(model, done)
-        if done % cfg.checkpoint_every_steps == 0 and done < total:
+        if (
+            done % cfg.checkpoint_every_steps == 0
+            and done < total
+            and (not replica or replica.main)
+        ):
             _save_checkpoint(
                 ckpt_path,
                 {
@@ -316,6 +340,8 @@ def train_multi(
             )
             if selector is not None:
                 selector.prune()
+        if replica is not None and done % cfg.checkpoint_every_steps == 0 and done < total:
+            replica.barrier()  # the others resume from rank 0's checkpoint: it must be whole
         if len(tasks) > 1 and done % 50 == 0:
             log.info(
                 "step %d/%d task losses %s",
@@ -326,7 +352,10 @@ def train_multi(
         rate = recent.update(seen)
         if progress is not None:
             progress(done, total, rate, loss_value)
-        if should_stop is not None and should_stop():
+        stop = should_stop is not None and should_stop()
+        if replica is not None:
+            stop = replica.any(stop)  # all replicas stop at the same step
+        if stop:
             raise CancelledError(f"training of {name} cancelled at step {done}/{total}")
     elapsed = time.perf_counter() - t0
     chosen = None

@@ -5,7 +5,9 @@ English training task)."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +28,7 @@ from xstilts.runtime.artifacts import TRAIN_RESULT_FILE
 from xstilts.runtime.lifecycle import ProgressRecorder, StageContext, StageOutcome, StageRef
 from xstilts.spec import TrainingConfig, doc_stride
 from xstilts.tasks import Split, Task, get_task
+from xstilts.training.distributed import Replica, run_replicated
 from xstilts.training.loop import Selection, train_multi
 from xstilts.training.predict import predict
 from xstilts.training.sampling import sampling_probabilities
@@ -34,40 +37,63 @@ from xstilts.training.sampling import sampling_probabilities
 def run(
     ctx: StageContext, stage: StageRef, spec: IntermediateStageSpec | TargetStageSpec
 ) -> StageOutcome:
+    upstream = None
+    if isinstance(spec, TargetStageSpec) and spec.upstream:
+        upstream = ctx.stage_output(spec.upstream)
+    job = _Job(spec, upstream, ctx.store.work_dir(stage.key))
+    out = ctx.store.stage_dir(stage.kind, stage.key)
+    progress = ProgressRecorder(ctx, stage)
+    # Checkpoint selection evaluates in one process; everything else may use several replicas.
+    replicas = 1 if spec.training.select == "best_english_dev" else ctx.processes_per_stage
+    with ctx.store.writing(out) as tmp:
+        if replicas > 1:
+            result = run_replicated(
+                replicas, _fit, replace(job, out=tmp), progress, ctx.should_stop
+            )
+        else:
+            result = _fit(None, replace(job, out=tmp), progress, ctx.should_stop)
+    ctx.store.discard_work(stage.key)
+    return StageOutcome(out, result, steps_run=result["steps_run"])
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a training process needs, picklable for data-parallel replicas."""
+
+    spec: IntermediateStageSpec | TargetStageSpec
+    upstream: Path | None  # the intermediate stage's output a target stage starts from
+    work: Path  # checkpoints
+    out: Path | None = None  # where the model and its training result are written
+
+
+def _fit(
+    replica: Replica | None,
+    job: _Job,
+    progress: Callable[[int, int, float, float], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> dict[str, Any]:
+    """Build the model and data, train, and (one process, or rank 0) write the model into
+    ``job.out``; returns the training result."""
+    spec = job.spec
     if isinstance(spec, IntermediateStageSpec):
         model, tokenizer = _pretrained(spec)
-        return _train(ctx, stage, spec, model, tokenizer, {t: t for t in spec.tasks})
-    if spec.upstream:
+        heads = {t: t for t in spec.tasks}
+    elif job.upstream is not None:
         # Encoder weights carry over from the intermediate model; its heads are dropped.
-        upstream, tokenizer = load_stage_model(ctx.stage_output(spec.upstream))
+        upstream, tokenizer = load_stage_model(job.upstream)
         model = MultiHeadClassifier(upstream.encoder, spec.model.pooling)
+        heads = {spec.head: spec.train_task}
     else:
         model, tokenizer = _pretrained(spec)
-    return _train(ctx, stage, spec, model, tokenizer, {spec.head: spec.train_task})
-
-
-def _pretrained(spec: IntermediateStageSpec | TargetStageSpec) -> tuple[MultiHeadClassifier, Any]:
-    m = spec.model
-    encoder = load_encoder(m.name_or_path, m.revision)
-    return MultiHeadClassifier(encoder, m.pooling), load_tokenizer(m.name_or_path, m.revision)
-
-
-def _train(
-    ctx: StageContext,
-    stage: StageRef,
-    spec: IntermediateStageSpec | TargetStageSpec,
-    model: MultiHeadClassifier,
-    tokenizer: Any,
-    heads: dict[str, str],
-) -> StageOutcome:
-    """Train a fresh head per entry of ``heads`` ({head name: task whose English train split feeds
-    it}) on a shared encoder; several heads make it multi-task training."""
+        heads = {spec.head: spec.train_task}
     cfg = spec.training
     data: dict[str, Features] = {}
     torch.manual_seed(spec.seed)  # the fresh heads' initialisation is part of the seeded run
     features_cfg = FeatureConfig(
         cfg.max_seq_length, doc_stride(cfg.max_seq_length, cfg.doc_stride), cfg.max_query_length
     )
+    # A fresh head per entry of heads ({head name: task whose English train split feeds it}) on
+    # a shared encoder; several heads make it multi-task training.
     for head, task_name in heads.items():
         task = get_task(task_name)
         fmt = get_trained_format(task.format.value)
@@ -95,20 +121,25 @@ def _train(
         data,
         cfg,
         spec.seed,
-        ctx.store.work_dir(stage.key),
+        job.work,
         tokenizer.pad_token_id,
         probabilities=probabilities,
-        progress=ProgressRecorder(ctx, stage),
-        should_stop=ctx.should_stop,
+        progress=progress if replica is None or replica.main else None,
+        should_stop=should_stop,
         selection=selection,
+        replica=replica,
     )
     result = {**asdict(res), "sampling_probabilities": probabilities}
-    out = ctx.store.stage_dir(stage.kind, stage.key)
-    with ctx.store.writing(out) as tmp:
-        save_stage_model(model, tokenizer, tmp)
-        (tmp / TRAIN_RESULT_FILE).write_text(json.dumps(result, indent=2))
-    ctx.store.discard_work(stage.key)
-    return StageOutcome(out, result, steps_run=res.steps_run)
+    if job.out is not None and (replica is None or replica.main):
+        save_stage_model(model, tokenizer, job.out)
+        (job.out / TRAIN_RESULT_FILE).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _pretrained(spec: IntermediateStageSpec | TargetStageSpec) -> tuple[MultiHeadClassifier, Any]:
+    m = spec.model
+    encoder = load_encoder(m.name_or_path, m.revision)
+    return MultiHeadClassifier(encoder, m.pooling), load_tokenizer(m.name_or_path, m.revision)
 
 
 DEV_BATCH_SIZE = 64
