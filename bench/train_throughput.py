@@ -284,8 +284,13 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"args": vars(args), "peaks_gflops": peaks, "runs": runs, "summary": summary,
-                 "ratios": ratios},
+                {
+                    "args": vars(args),
+                    "peaks_gflops": peaks,
+                    "runs": runs,
+                    "summary": summary,
+                    "ratios": ratios,
+                },
                 indent=1,
             )
         )

@@ -108,9 +108,12 @@ def test_seed_changes_the_run(tiny_model_dir: Path, data_dir: Path, tmp_path: Pa
     cfg = CFG.model_copy(update={"max_steps": 3})
     m1, feats, pad = _setup(tiny_model_dir, data_dir)
     m2, _, _ = _setup(tiny_model_dir, data_dir)
-    train(m1, "snli", feats, cfg, 1, tmp_path / "1", pad)
+    r1 = train(m1, "snli", feats, cfg, 1, tmp_path / "1", pad)
     train(m2, "snli", feats, cfg, 2, tmp_path / "2", pad)
     assert not torch.equal(m1.heads["snli"].out_proj.weight, m2.heads["snli"].out_proj.weight)
+    # The result says how fast, in model FLOPs; a CPU has no table peak, so no MFU.
+    assert r1.model_tflops is not None and r1.model_tflops > 0
+    assert r1.device == "cpu" and r1.mfu is None
 
 
 def test_frozen_word_embeddings_stay_fixed(
@@ -416,3 +419,25 @@ def test_prediction_progress_rate_is_the_rest_at_the_token_rate(
     token_rate = sum(cost[1:]) / (len(batches) - 1)
     assert calls[-1][:2] == (len(feats), len(feats))
     assert calls[-1][2] == pytest.approx(len(feats) * token_rate / sum(cost))
+
+
+def test_step_flops_by_hand_and_gpu_peaks() -> None:
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+    from xstilts.training.hardware import StepFlops, gpu_peak_flops
+
+    config = XLMRobertaConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=40, type_vocab_size=1,
+    )  # fmt: skip
+    # Per layer: q, k, v, o 4 x (32x32 + 32) = 4224; two LayerNorms 128; feed-forward
+    # 32x64 + 64 + 64x32 + 32 = 4192: 8544. Two layers and the pooler (1056): 18144.
+    flops = StepFlops(XLMRobertaModel(config))
+    assert flops.dense == 18144
+    # Rows of 3 and 5 tokens: 6 x 18144 x 8 tokens + 3 x 4 x 2 layers x 32 x (9 + 25).
+    assert flops([3, 5]) == 870912 + 26112
+    assert gpu_peak_flops("NVIDIA H100 80GB HBM3") == 989.4e12
+    assert gpu_peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert gpu_peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert gpu_peak_flops("NVIDIA L40S") == pytest.approx(362.1e12)
+    assert gpu_peak_flops("NVIDIA L4") == 121e12
+    assert gpu_peak_flops("Tesla V100-SXM2-16GB") is None  # no bf16 tensor cores

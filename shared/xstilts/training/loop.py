@@ -28,6 +28,7 @@ from xstilts.modeling.classifier import MultiHeadClassifier
 from xstilts.spec import TrainingConfig
 from xstilts.training.batching import epoch_batches
 from xstilts.training.distributed import Replica
+from xstilts.training.hardware import StepFlops, device_peak
 from xstilts.training.rate import RecentRate
 from xstilts.training.sampling import TaskSchedule, sampling_probabilities
 
@@ -55,6 +56,11 @@ class TrainResult:
     # select: best_english_dev: {"metric", "selected_step", "selected_score", "total_steps",
     # "history": [[step, score], ...]}; None when the stage keeps its last model.
     selection: dict[str, Any] | None = None
+    # Model FLOP/s on useful (unpadded) tokens over this call's steps, the device, and the share
+    # of its dense bf16 peak (None where the peak is unknown: CPUs, GPUs not in the table).
+    model_tflops: float | None = None
+    device: str = "cpu"
+    mfu: float | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +280,11 @@ def train_multi(
         for i, t in enumerate(tasks)
     ]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    if device.type == "cuda":  # the matmuls autocast leaves in fp32 (heads, losses) use TF32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    device_name, peak = device_peak(device)
+    step_flops, flops = StepFlops(model.encoder), 0.0
     net: nn.Module = model
     if replica is not None:
         net = nn.parallel.DistributedDataParallel(
@@ -308,6 +319,7 @@ def train_multi(
             loss_sum[task] += value
             loss_n[task] += 1
             seen += len(index)
+            flops += step_flops(features.lengths[index])
         nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -342,12 +354,22 @@ def train_multi(
                 selector.prune()
         if replica is not None and done % cfg.checkpoint_every_steps == 0 and done < total:
             replica.barrier()  # the others resume from rank 0's checkpoint: it must be whole
-        if len(tasks) > 1 and done % 50 == 0:
+        if done % 50 == 0 or done == total:
+            elapsed = max(time.perf_counter() - t0, 1e-9)
             log.info(
-                "step %d/%d task losses %s",
+                "%s step %d/%d: loss %.4f, %.1f examples/s, %.2f model TFLOP/s%s%s",
+                name,
                 done,
                 total,
-                {t: round(loss_sum[t] / max(loss_n[t], 1), 4) for t in tasks},
+                loss_value,
+                seen / elapsed,
+                flops / elapsed / 1e12,
+                f" = {100 * flops / elapsed / peak:.1f}% of {device_name}'s bf16 peak"
+                if peak
+                else "",
+                f"; task losses { ({t: round(loss_sum[t] / max(loss_n[t], 1), 4) for t in tasks}) }"
+                if len(tasks) > 1
+                else "",
             )
         rate = recent.update(seen)
         if progress is not None:
@@ -374,9 +396,18 @@ def train_multi(
         task_batches={t: loss_n[t] for t in tasks},
         loss_start=sum(step_losses[:window]) / window if step_losses else None,
         loss_end=sum(step_losses[-window:]) / window if step_losses else None,
+        model_tflops=flops / elapsed / 1e12 if elapsed > 0 and flops else None,
+        device=device_name,
+        mfu=flops / elapsed / peak if peak and elapsed > 0 else None,
         selection=chosen,
     )
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    """The batch's tensors on ``device``; to a GPU through pinned memory, without blocking."""
+    if device.type != "cuda":
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return {
+        k: v.pin_memory().to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
