@@ -1,10 +1,19 @@
-"""Inference throughput over all 15 XNLI languages: our predict path against a naive loop.
+"""Evaluation throughput over all 15 XNLI languages: the predict stages' path against a naive one.
 
-Ours: per language, batches sorted by length and padded to their longest row, under inference mode.
-Naive: per language in file order, every batch padded to the fixed max length, plain no_grad.
-Both use the offline model with the same (untrained) classification head; predictions must agree.
+Both start from a trained stage model on disk (the offline model with a 3-way head, saved as a
+target stage saves it) and predict every language's validation examples:
 
-    python bench/inference_throughput.py --per-language 200 --batch-size 64
+- naive: per language, load the model, tokenise in file order padded to the fixed max length,
+  predict under ``no_grad``;
+- xstilts: what the predict stages of one experiment do in a worker: the model comes from the
+  worker's model cache (loaded once for all languages), each language is featurised once, its
+  batches sorted by length and padded to their longest row, under ``inference_mode`` with
+  PyTorch's scaled-dot-product attention.
+
+The two alternate in rounds; the table gives each one's median over the rounds with its range, the
+speed-up per round, the model loads per experiment, and checks that the predictions agree.
+
+    python bench/inference_throughput.py --per-language 400 --rounds 3
 """
 
 from __future__ import annotations
@@ -12,90 +21,131 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 from xstilts.config import Settings
 from xstilts.data import DataSource, load_split
-from xstilts.formats.pair import featurize_pairs
-from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_tokenizer
+from xstilts.formats import get_trained_format
+from xstilts.formats.base import FeatureConfig
+from xstilts.modeling import classifier
 from xstilts.modeling.offline import prepare_offline_model
+from xstilts.runtime.runners.cache import ModelCache
 from xstilts.tasks import Split, get_task
 from xstilts.training.predict import predict
 
+LOADS = [0]
+_load = classifier.load_stage_model
 
-def naive_predict(
-    model: MultiHeadClassifier, tok, examples, batch_size: int, max_length: int
-) -> torch.Tensor:
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
-            chunk = examples[i : i + batch_size]
-            enc = tok(
-                [e.text_a for e in chunk],
-                [e.text_b for e in chunk],
-                truncation=True,
-                max_length=max_length,
-                padding="max_length",
-                return_tensors="pt",
-            )
-            out.append(
-                model(
-                    {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, "xnli"
-                ).argmax(-1)
-            )
-    return torch.cat(out)
+
+def counted_load(path: Path):
+    LOADS[0] += 1
+    return _load(path)
+
+
+classifier.load_stage_model = counted_load  # count every model load, both sides
+
+
+def naive(stage: Path, per_lang: dict, batch_size: int, max_length: int) -> dict:
+    out = {}
+    for lang, examples in per_lang.items():
+        model, tok = classifier.load_stage_model(stage)  # a stage per language, a load each
+        model.eval()
+        preds = []
+        with torch.no_grad():
+            for i in range(0, len(examples), batch_size):
+                chunk = examples[i : i + batch_size]
+                enc = tok(
+                    [e.text_a for e in chunk],
+                    [e.text_b for e in chunk],
+                    truncation=True,
+                    max_length=max_length,
+                    padding="max_length",
+                    return_tensors="pt",
+                )
+                batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+                preds.extend(model(batch, "mnli").argmax(-1).tolist())
+        out[lang] = preds
+    return out
+
+
+def ours(stage: Path, per_lang: dict, batch_size: int, max_length: int) -> dict:
+    models = ModelCache()  # one per worker process, shared by its predict stages
+    fmt = get_trained_format("pair_classification")
+    out = {}
+    for lang, examples in per_lang.items():
+        model, tok = models.stage_model(stage)
+        features = fmt.featurize(tok, examples, FeatureConfig(max_length), model.labels["mnli"])
+        out[lang] = [int(x) for x in predict(model, "mnli", features, batch_size, tok.pad_token_id)]
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--per-language", type=int, default=200)
+    p.add_argument("--per-language", type=int, default=400)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
 
-    folder = prepare_offline_model(Settings().cache_dir)
-    data = Path(
-        os.environ.get("XSTILTS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
-    )
+    settings = Settings()
+    folder = prepare_offline_model(settings.cache_dir)
+    data = Path(os.environ.get("XSTILTS_DATA_DIR") or settings.data_dir or "../shared/data")
     task = get_task("xnli")
-    tok = load_tokenizer(str(folder))
-    torch.manual_seed(0)
-    model = MultiHeadClassifier(load_encoder(str(folder)))
-    model.add_head("xnli", 3)
-    model.eval()
-    langs = list(task.languages)
     per_lang = {
         lang: load_split(task, Split.VALIDATION, lang, DataSource("local", data), args.per_language)
-        for lang in langs
+        for lang in task.languages
     }
     total = sum(len(v) for v in per_lang.values())
-
-    t = time.perf_counter()
-    ours = {}
-    for lang, ex in per_lang.items():
-        feats = featurize_pairs(tok, ex, args.max_length)
-        ours[lang] = predict(model, "xnli", feats, args.batch_size, tok.pad_token_id)
-    t_ours = time.perf_counter() - t
-
-    t = time.perf_counter()
-    naive = {
-        lang: naive_predict(model, tok, ex, args.batch_size, args.max_length)
-        for lang, ex in per_lang.items()
-    }
-    t_naive = time.perf_counter() - t
-
-    agree = sum(int((ours[lang] == naive[lang]).sum()) for lang in langs) / total
-    print(
-        f"XNLI validation, {len(langs)} languages x {args.per_language} examples = {total}, batch {args.batch_size}, max length {args.max_length}, {os.cpu_count()} cores"
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp)
+        torch.manual_seed(0)
+        model = classifier.MultiHeadClassifier(classifier.load_encoder(str(folder)), "mean")
+        model.add_head("mnli", 3, "sequence", ("entailment", "neutral", "contradiction"))
+        classifier.save_stage_model(model, classifier.load_tokenizer(str(folder)), stage)
+        del model
+        times: dict[str, list[float]] = {"naive": [], "xstilts": []}
+        loads: dict[str, int] = {}
+        results: dict[str, dict] = {}
+        for r in range(args.rounds):
+            for name, fn in (("naive", naive), ("xstilts", ours)):
+                LOADS[0] = 0
+                t = time.perf_counter()
+                results[name] = fn(stage, per_lang, args.batch_size, args.max_length)
+                times[name].append(time.perf_counter() - t)
+                loads[name] = LOADS[0]
+                print(f"round {r + 1} {name:<8}{total / times[name][-1]:>8.1f} ex/s", flush=True)
+    agree = sum(
+        a == b
+        for lang in per_lang
+        for a, b in zip(results["naive"][lang], results["xstilts"][lang], strict=True)
     )
-    print(f"{'method':<40}{'ex/s':>8}{'seconds':>9}")
-    print(f"{'naive (file order, fixed-length pad)':<40}{total / t_naive:>8.1f}{t_naive:>9.1f}")
-    print(f"{'xstilts (length-sorted, dynamic pad)':<40}{total / t_ours:>8.1f}{t_ours:>9.1f}")
-    print(f"speed-up x{t_naive / t_ours:.2f}; predictions agree on {100 * agree:.2f}% of examples")
+    print(
+        f"XNLI validation, {len(per_lang)} languages x {args.per_language} = {total} examples, "
+        f"batch {args.batch_size}, max length {args.max_length}, {args.rounds} alternating "
+        f"rounds, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    )
+    print(f"{'method':<60}{'ex/s median':>12}{'range':>14}{'model loads':>13}")
+    labels = {
+        "naive": "naive (load per language, file order, fixed-length pad)",
+        "xstilts": "xstilts (cached model, length-sorted, dynamic pad)",
+    }
+    for name, ts in times.items():
+        rates = [total / t for t in ts]
+        print(
+            f"{labels[name]:<60}{statistics.median(rates):>12.1f}"
+            f"{f'{min(rates):.1f}-{max(rates):.1f}':>14}{loads[name]:>13}"
+        )
+    ratios = [a / b for a, b in zip(times["naive"], times["xstilts"], strict=True)]
+    print(
+        f"speed-up x{statistics.median(ratios):.2f} (per round {min(ratios):.2f}-{max(ratios):.2f}); "
+        f"predictions agree on {100 * agree / total:.2f}% of examples"
+    )
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 
