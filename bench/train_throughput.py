@@ -126,7 +126,7 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
             batch_size=batch,
             max_steps=steps,
             max_seq_length=max_length,
-            checkpoint_every_steps=10**9,
+            checkpoint_every_steps=10**6,
         )
         with tempfile.TemporaryDirectory() as work:
             train(
@@ -229,7 +229,10 @@ def main() -> None:
         for name in args.configs:
             cmd = [sys.executable, __file__, "--only", name, "--steps", str(args.steps)]
             cmd += ["--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{name} failed:\n{done.stderr}")
+            out = done.stdout
             runs[name].append(json.loads(out.strip().splitlines()[-1]))
             last = runs[name][-1]
             print(
