@@ -45,6 +45,18 @@ def _setup(model_dir: Path, data_dir: Path):
     return model, feats, tok.pad_token_id
 
 
+def test_prediction_batches_cap_rows_and_padded_tokens() -> None:
+    from xstilts.training.batching import sorted_batches
+
+    lengths = np.array([10, 100, 30, 100, 50, 20, 90, 40])
+    batches = sorted_batches(lengths, batch_size=3, max_tokens=250)
+    # Longest first: 100, 100 (a third would pad to 300 tokens), then 90, 50 (2 x 90 = 180;
+    # a third: 270), then 40, 30, 20 (the row cap), then 10.
+    assert [lengths[b].tolist() for b in batches] == [[100, 100], [90, 50], [40, 30, 20], [10]]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(8))
+    assert [b.tolist() for b in sorted_batches(lengths, 3)] == [[1, 3, 6], [4, 7, 2], [5, 0]]
+
+
 def test_length_grouping_reduces_padding() -> None:
     rng = np.random.default_rng(0)
     lengths = rng.integers(5, 120, 4096)
@@ -407,7 +419,9 @@ def test_prediction_progress_rate_is_the_rest_at_the_token_rate(
     model, feats, pad_id = _setup(tiny_model_dir, data_dir)
     calls: list[tuple[int, int, float]] = []
     predict(model, "snli", feats, 8, pad_id, progress=lambda d, t, r, _: calls.append((d, t, r)))
-    batches = sorted_batches(feats.lengths, 8)
+    from xstilts.training.predict import CPU_MAX_TOKENS
+
+    batches = sorted_batches(feats.lengths, 8, CPU_MAX_TOKENS)
     assert len(batches) >= 3
     assert [c[0] for c in calls] == list(np.cumsum([len(b) for b in batches]))
     assert calls[0][2] == 0.0  # no rate from the first (warm-up) batch alone

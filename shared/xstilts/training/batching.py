@@ -29,10 +29,24 @@ def length_grouped_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Inference batches of similar length (longest first); callers restore the original order."""
+def sorted_batches(
+    lengths: np.ndarray, batch_size: int, max_tokens: int | None = None
+) -> list[np.ndarray]:
+    """Inference batches of similar length (longest first); callers restore the original order.
+
+    At most ``batch_size`` rows, and with ``max_tokens`` at most that many padded tokens (rows x
+    the batch's first, longest row): long rows come in smaller batches, so a batch spans a
+    narrower range of lengths and pads less. A row's outputs do not depend on its batch."""
     order = np.argsort(-lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if max_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches, start = [], 0
+    while start < len(order):
+        width = max(int(lengths[order[start]]), 1)
+        rows = max(1, min(batch_size, max_tokens // width))
+        batches.append(order[start : start + rows])
+        start += rows
+    return batches
 
 
 def epoch_batches(

@@ -14,6 +14,15 @@ from xstilts.training.batching import sorted_batches
 from xstilts.training.loop import ProgressFn, pick_device, to_device
 from xstilts.training.rate import RecentRate
 
+# Padded tokens per prediction batch. On a CPU, 2,048 tokens already keep the matrix products
+# efficient, and smaller batches of long rows pad less (on XNLI, 100 rows a language: 80% of the
+# computed tokens are real, against 65% with 64-row batches); a GPU wants larger batches.
+CPU_MAX_TOKENS, GPU_MAX_TOKENS = 2048, 65536
+
+
+def predict_max_tokens(device: torch.device) -> int:
+    return GPU_MAX_TOKENS if device.type == "cuda" else CPU_MAX_TOKENS
+
 
 @torch.inference_mode()
 def predict(
@@ -31,7 +40,7 @@ def predict(
     fmt = get_trained_format(features.format)
     out: list[Any] = [None] * len(features)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    batches = sorted_batches(features.lengths, batch_size)
+    batches = sorted_batches(features.lengths, batch_size, predict_max_tokens(device))
     # Cost grows with padded tokens, and batches run longest first, so the rate that predicts the
     # time left is in tokens: the progress callback gets the rows per second the remaining
     # batches should run at (rows left over seconds left), not the rate of the long ones so far.
