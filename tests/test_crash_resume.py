@@ -87,10 +87,16 @@ def test_ctrl_c_cancels_then_the_same_command_resumes(
 ) -> None:
     """Ctrl-C in `xstilts run` cancels the experiment through the same orchestration as the
     service: training stops at its next step, keeps its checkpoint, and a re-run resumes it."""
-    # 750 steps: on an idle machine the tiny model's 130 steps after the first checkpoint took
-    # less than the second the cancellation needs to be seen, and the run simply finished.
-    cmd, env = _run_command(settings, tiny_model_dir, tmp_path, 6000, 20)
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    cmd, env = _run_command(settings, tiny_model_dir, tmp_path, 1200, 20)
+    # A shell starts background jobs with SIGINT ignored, and a child inherits that: Python then
+    # installs no Ctrl-C handler. Give the CLI the default disposition, as a terminal would.
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     work = settings.home / "artifacts" / "work"
     _wait_for_checkpoint(proc, work)
     proc.send_signal(signal.SIGINT)
