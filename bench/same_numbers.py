@@ -135,6 +135,8 @@ def main() -> int:
         **os.environ,
         "XSTILTS_HOME": str(work / "home"),
         "XSTILTS_DATA_DIR": str(data),
+        # The overlay folder the specs name must lie under a data root, like any spec's data.path.
+        "XSTILTS_DATA_ROOTS": os.pathsep.join([str(data), str(work / "data")]),
         "XSTILTS_MODEL_ROOTS": str(model.parent),
         "TOKENIZERS_PARALLELISM": "false",
     }
