@@ -59,8 +59,10 @@ class StepLog:
     """What each optimiser step computed (useful and padded tokens, attention terms) and when it
     ended; filled by a forward pre-hook on the encoder and the step callback of either loop."""
 
-    def __init__(self, encoder, dense_params: int, layers: int, hidden: int) -> None:
-        self.dense, self.layers, self.hidden = dense_params, layers, hidden
+    def __init__(self, encoder) -> None:
+        from xstilts.training.hardware import StepFlops
+
+        self._flops = StepFlops(encoder)  # the loop's own count, for both loops alike
         self.pending = {"useful": 0.0, "padded": 0.0, "examples": 0}
         self.steps: list[dict] = []
         encoder.register_forward_pre_hook(self._forward, with_kwargs=True)
@@ -74,12 +76,6 @@ class StepLog:
         self.pending["useful"] += self._flops(lengths)
         self.pending["padded"] += self._flops([width] * len(lengths))
         self.pending["examples"] += len(lengths)
-
-    def _flops(self, lengths: list[int]) -> float:
-        """6 x non-embedding parameters per token, plus attention scores and values (the forward's
-        4 x layers x hidden x L^2 per sequence, times 3 for forward and backward)."""
-        attention = sum(3 * 4 * self.layers * self.hidden * n * n for n in lengths)
-        return 6 * self.dense * sum(lengths) + attention
 
     def step_end(self) -> None:
         self.steps.append({**self.pending, "t": time.perf_counter()})
@@ -95,11 +91,6 @@ class StepLog:
             "useful_gflops": sum(s["useful"] for s in timed) / seconds / 1e9,
             "padded_gflops": sum(s["padded"] for s in timed) / seconds / 1e9,
         }
-
-
-def _dense(encoder) -> int:
-    emb = sum(p.numel() for n, p in encoder.named_parameters() if "embeddings" in n)
-    return sum(p.numel() for p in encoder.parameters()) - emb
 
 
 def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
@@ -120,8 +111,7 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
         torch.manual_seed(0)
         model = MultiHeadClassifier(load_encoder(str(folder)))
         model.add_head("mnli", 3)
-        cfg = model.encoder.config
-        log = StepLog(model.encoder, _dense(model.encoder), cfg.num_hidden_layers, cfg.hidden_size)
+        log = StepLog(model.encoder)
         train_cfg = TrainingConfig(
             batch_size=batch,
             max_steps=steps,
@@ -162,8 +152,7 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
         ]
         torch.manual_seed(0)
         model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=3)
-        cfg = model.config
-        log = StepLog(model.roberta, _dense(model.roberta), cfg.num_hidden_layers, cfg.hidden_size)
+        log = StepLog(model.roberta)
 
         class Steps(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
