@@ -5,6 +5,7 @@ Profiles steps 2..N of a run (step 1 is warm-up) and prints the operations with 
 gradient clipping, optimiser step and the rest, measured with the same clock around each part.
 
     python bench/profile_train.py --steps 8 --top 25
+    python bench/profile_train.py --dense-grad   # as before training/embedding_grad.py
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument(
+        "--dense-grad",
+        action="store_true",
+        help="PyTorch's dense word-embedding gradient, allocated each step (the loop before)",
+    )
     args = p.parse_args()
 
     from xstilts.config import Settings
@@ -37,6 +43,7 @@ def main() -> None:
     from xstilts.spec import TrainingConfig
     from xstilts.tasks import Split, get_task
     from xstilts.training.batching import epoch_batches
+    from xstilts.training.embedding_grad import row_gradient
     from xstilts.training.loop import build_optimizer, to_device
 
     settings = Settings()
@@ -72,6 +79,7 @@ def main() -> None:
         scheduler.step()
         marks.append(time.perf_counter())
         optimizer.zero_grad(set_to_none=True)
+        clear_embedding_grad()
         marks.append(time.perf_counter())
         if record:
             for name, a, b in zip(
@@ -82,13 +90,16 @@ def main() -> None:
             ):
                 parts[name] += b - a
 
-    step(record=False)  # warm-up
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        for _ in range(args.steps - 1):
-            step(record=True)
+    rows = row_gradient(model.encoder, device, enabled=not args.dense_grad)
+    with rows as clear_embedding_grad:
+        step(record=False)  # warm-up
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(args.steps - 1):
+                step(record=True)
     print(
         f"offline multilingual-e5-small, MNLI, batch {args.batch_size}, max length "
-        f"{args.max_length}, steps 2-{args.steps}, {torch.get_num_threads()} threads"
+        f"{args.max_length}, steps 2-{args.steps}, {torch.get_num_threads()} threads, "
+        f"{'dense' if args.dense_grad else 'row-wise'} word-embedding gradient"
     )
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
     total = sum(parts.values())

@@ -11,6 +11,7 @@ each Trainer configuration: the median of the per-round ratios with a bootstrap 
 
     python bench/train_throughput.py --steps 12 --rounds 5
     python bench/train_throughput.py --steps 100 --rounds 3 --json bench/results/train_throughput-100.json
+    python bench/train_throughput.py --configs xstilts xstilts-dense-grad   # the row-wise gradient's gain
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-CONFIGS = ("xstilts", "trainer-default", "trainer-group-by-length")
+CONFIGS = ("xstilts", "trainer-default", "trainer-group-by-length", "xstilts-dense-grad")
+DEFAULT_CONFIGS = CONFIGS[
+    :3
+]  # xstilts-dense-grad: our loop with PyTorch's dense embedding gradient
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -100,7 +104,7 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
 
     folder = prepare_offline_model(Settings().cache_dir)
     examples = _examples(steps * batch)
-    if name == "xstilts":
+    if name.startswith("xstilts"):
         from xstilts.formats.pair import featurize_pairs
         from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_tokenizer
         from xstilts.spec import TrainingConfig
@@ -118,6 +122,11 @@ def run_one(name: str, steps: int, batch: int, max_length: int) -> dict:
             max_seq_length=max_length,
             checkpoint_every_steps=10**6,
         )
+        if name == "xstilts-dense-grad":  # the loop before training/embedding_grad.py
+            from xstilts.training import loop
+
+            dense = loop.row_gradient
+            loop.row_gradient = lambda encoder, device, enabled: dense(encoder, device, False)
         with tempfile.TemporaryDirectory() as work:
             train(
                 model,
@@ -205,7 +214,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5, help="rounds of all configurations")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    p.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(DEFAULT_CONFIGS))
     p.add_argument("--json", metavar="OUT", help="also write every run and the summary here")
     p.add_argument("--only", choices=CONFIGS, help=argparse.SUPPRESS)  # one run (internal)
     args = p.parse_args()

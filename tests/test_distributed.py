@@ -39,13 +39,17 @@ def _fit(replica: Replica | None, job: dict[str, Any], progress: Any, should_sto
         max_steps=4,
         checkpoint_every_steps=2,
     )
+    if job.get("crash_after"):  # every replica stops after that many steps (as on a crash)
+        calls = iter(range(1, 100))
+        should_stop = lambda: next(calls) >= job["crash_after"]  # noqa: E731
     res = train_multi(
         model, {"snli": features}, cfg, 3, job["work"], tok.pad_token_id,
         progress=progress, should_stop=should_stop, replica=replica,
     )  # fmt: skip
     out = str(job["work"] / "final.pt")
     if replica is None or replica.main:
-        torch.save({"state": model.state_dict(), "loss": res.final_loss}, out)
+        state = {"state": model.state_dict(), "loss": res.final_loss}
+        torch.save({**state, "resumed_from": res.resumed_from_step}, out)
     return out
 
 
@@ -66,6 +70,26 @@ def test_two_gloo_replicas_give_the_single_process_weights(
     assert steps == [1, 2, 3, 4]  # rank 0's progress, forwarded
     assert double["loss"] == pytest.approx(single["loss"], rel=1e-5)  # the global batch's loss
     worst = max((double["state"][k] - v).abs().max().item() for k, v in single["state"].items())
+    assert worst < 1e-5, worst
+
+
+def test_two_replicas_resume_from_rank_0s_checkpoint_exactly(
+    tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """Replicas stopped at step 3 (checkpoint of step 2 on disk) and started again: they resume at
+    step 2 and end with the weights of one uninterrupted process."""
+    from xstilts.errors import CancelledError
+
+    job = {"model": tiny_model_dir, "data": data_dir, "batch": 8, "accum": 1}
+    single = torch.load(_fit(None, {**job, "work": tmp_path / "one"}, None, None))
+    work = tmp_path / "two"
+    with pytest.raises(CancelledError):
+        run_replicated(2, _fit, {**job, "work": work, "crash_after": 3})
+    assert torch.load(work / "checkpoint.pt", weights_only=False)["step"] == 2
+    resumed = torch.load(run_replicated(2, _fit, {**job, "work": work}))
+    assert resumed["resumed_from"] == 2
+    assert resumed["loss"] == pytest.approx(single["loss"], rel=1e-5)
+    worst = max((resumed["state"][k] - v).abs().max().item() for k, v in single["state"].items())
     assert worst < 1e-5, worst
 
 

@@ -455,3 +455,47 @@ def test_step_flops_by_hand_and_gpu_peaks() -> None:
     assert gpu_peak_flops("NVIDIA L40S") == pytest.approx(362.1e12)
     assert gpu_peak_flops("NVIDIA L4") == 121e12
     assert gpu_peak_flops("Tesla V100-SXM2-16GB") is None  # no bf16 tensor cores
+
+
+def test_row_by_row_embedding_gradient_trains_bit_for_bit_as_the_dense_one(
+    tiny_model_dir: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The word-embedding gradient kept in one buffer and cleared row by row (on the CPU) gives the
+    very same weights as PyTorch's dense gradient allocated each step: with padding, gradient
+    accumulation (micro-batches summed in autograd's order), clipping and weight decay on every
+    row, including rows no batch touched."""
+    from xstilts.training import embedding_grad, loop
+
+    cfg = CFG.model_copy(update={"max_steps": 4, "gradient_accumulation_steps": 2})
+    writes = []
+    original_add = embedding_grad._RowGradient.add
+
+    def counted(self, ids, grad_out, padding_idx):  # type: ignore[no-untyped-def]
+        writes.append(int(ids.numel()))
+        original_add(self, ids, grad_out, padding_idx)
+
+    monkeypatch.setattr(embedding_grad._RowGradient, "add", counted)
+    rows, feats, pad = _setup(tiny_model_dir, data_dir)
+    embedding = rows.encoder.get_input_embeddings()
+    train(rows, "snli", feats, cfg, 3, tmp_path / "rows", pad)
+    assert len(writes) == 8  # 4 steps x 2 micro-batches went through the row buffer
+    assert rows.encoder.get_input_embeddings() is embedding and embedding.weight.grad is None
+
+    dense_only = loop.row_gradient
+
+    def dense(encoder, device, enabled):  # type: ignore[no-untyped-def]
+        return dense_only(encoder, device, enabled=False)
+
+    monkeypatch.setattr(loop, "row_gradient", dense)
+    reference, _, _ = _setup(tiny_model_dir, data_dir)
+    train(reference, "snli", feats, cfg, 3, tmp_path / "dense", pad)
+    assert len(writes) == 8
+    for (name, a), (_, b) in zip(
+        rows.state_dict().items(), reference.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    moved = (
+        embedding.weight.detach()
+        - _setup(tiny_model_dir, data_dir)[0].encoder.get_input_embeddings().weight
+    )
+    assert bool((moved != 0).any())

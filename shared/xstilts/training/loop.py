@@ -28,6 +28,7 @@ from xstilts.modeling.classifier import MultiHeadClassifier
 from xstilts.spec import TrainingConfig
 from xstilts.training.batching import epoch_batches
 from xstilts.training.distributed import Replica
+from xstilts.training.embedding_grad import row_gradient
 from xstilts.training.hardware import StepFlops, device_peak
 from xstilts.training.rate import RecentRate
 from xstilts.training.sampling import TaskSchedule, sampling_probabilities
@@ -299,86 +300,89 @@ def train_multi(
     seen, loss_value, t0 = 0, float("nan"), time.perf_counter()
     recent = RecentRate()
     step_losses: list[float] = []
-    for step in range(start, total):
-        step_loss = 0.0
-        for micro in range(accum):
-            i = schedule.task_at(step * accum + micro)
-            task, features, fmt = tasks[i], data[tasks[i]], formats[i]
-            _, index = next(streams[i])
-            rows, weight = (index, 1.0) if replica is None else replica.share(index)
-            batch = to_device(fmt.collate(features, rows, pad_id), device)
-            # Replicas reduce gradients once per optimiser step, on its last micro-batch.
-            sync = net.no_sync() if replica and micro < accum - 1 else nullcontext()  # type: ignore[operator]
-            with sync:
-                with autocast:
-                    logits = net(batch, task)
-                loss = fmt.loss(logits, batch)
-                (loss * weight / accum).backward()
-            value = loss.item() if replica is None else replica.mean(loss.item() * weight)
-            step_loss += value / accum
-            loss_sum[task] += value
-            loss_n[task] += 1
-            seen += len(index)
-            flops += step_flops(features.lengths[index])
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = step_loss
-        step_losses.append(step_loss)
-        done = step + 1
-        if selector is not None and done in eval_at:
-            selector.evaluate(model, done)
-        if (
-            done % cfg.checkpoint_every_steps == 0
-            and done < total
-            and (not replica or replica.main)
-        ):
-            _save_checkpoint(
-                ckpt_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng_cpu": torch.get_rng_state(),
-                    "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-                    "step": done,
-                    "config": cfg.model_dump(),
-                    "seed": seed,
-                    "tasks": tasks,
-                    "probabilities": probabilities,
-                    "selection": selector.state() if selector is not None else None,
-                },
-            )
-            if selector is not None:
-                selector.prune()
-        if replica is not None and done % cfg.checkpoint_every_steps == 0 and done < total:
-            replica.barrier()  # the others resume from rank 0's checkpoint: it must be whole
-        if done % 50 == 0 or done == total:
-            elapsed = max(time.perf_counter() - t0, 1e-9)
-            log.info(
-                "%s step %d/%d: loss %.4f, %.1f examples/s, %.2f model TFLOP/s%s%s",
-                name,
-                done,
-                total,
-                loss_value,
-                seen / elapsed,
-                flops / elapsed / 1e12,
-                f" = {100 * flops / elapsed / peak:.1f}% of {device_name}'s bf16 peak"
-                if peak
-                else "",
-                f"; task losses { ({t: round(loss_sum[t] / max(loss_n[t], 1), 4) for t in tasks}) }"
-                if len(tasks) > 1
-                else "",
-            )
-        rate = recent.update(seen)
-        if progress is not None:
-            progress(done, total, rate, loss_value)
-        stop = should_stop is not None and should_stop()
-        if replica is not None:
-            stop = replica.any(stop)  # all replicas stop at the same step
-        if stop:
-            raise CancelledError(f"training of {name} cancelled at step {done}/{total}")
+    # The word embeddings' gradient in one buffer cleared row by row (same numbers; see module).
+    with row_gradient(model.encoder, device, enabled=replica is None) as clear_embedding_grad:
+        for step in range(start, total):
+            step_loss = 0.0
+            for micro in range(accum):
+                i = schedule.task_at(step * accum + micro)
+                task, features, fmt = tasks[i], data[tasks[i]], formats[i]
+                _, index = next(streams[i])
+                rows, weight = (index, 1.0) if replica is None else replica.share(index)
+                batch = to_device(fmt.collate(features, rows, pad_id), device)
+                # Replicas reduce gradients once per optimiser step, on its last micro-batch.
+                sync = net.no_sync() if replica and micro < accum - 1 else nullcontext()  # type: ignore[operator]
+                with sync:
+                    with autocast:
+                        logits = net(batch, task)
+                    loss = fmt.loss(logits, batch)
+                    (loss * weight / accum).backward()
+                value = loss.item() if replica is None else replica.mean(loss.item() * weight)
+                step_loss += value / accum
+                loss_sum[task] += value
+                loss_n[task] += 1
+                seen += len(index)
+                flops += step_flops(features.lengths[index])
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            clear_embedding_grad()
+            loss_value = step_loss
+            step_losses.append(step_loss)
+            done = step + 1
+            if selector is not None and done in eval_at:
+                selector.evaluate(model, done)
+            if (
+                done % cfg.checkpoint_every_steps == 0
+                and done < total
+                and (not replica or replica.main)
+            ):
+                _save_checkpoint(
+                    ckpt_path,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng_cpu": torch.get_rng_state(),
+                        "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                        "step": done,
+                        "config": cfg.model_dump(),
+                        "seed": seed,
+                        "tasks": tasks,
+                        "probabilities": probabilities,
+                        "selection": selector.state() if selector is not None else None,
+                    },
+                )
+                if selector is not None:
+                    selector.prune()
+            if replica is not None and done % cfg.checkpoint_every_steps == 0 and done < total:
+                replica.barrier()  # the others resume from rank 0's checkpoint: it must be whole
+            if done % 50 == 0 or done == total:
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                log.info(
+                    "%s step %d/%d: loss %.4f, %.1f examples/s, %.2f model TFLOP/s%s%s",
+                    name,
+                    done,
+                    total,
+                    loss_value,
+                    seen / elapsed,
+                    flops / elapsed / 1e12,
+                    f" = {100 * flops / elapsed / peak:.1f}% of {device_name}'s bf16 peak"
+                    if peak
+                    else "",
+                    f"; task losses { ({t: round(loss_sum[t] / max(loss_n[t], 1), 4) for t in tasks}) }"
+                    if len(tasks) > 1
+                    else "",
+                )
+            rate = recent.update(seen)
+            if progress is not None:
+                progress(done, total, rate, loss_value)
+            stop = should_stop is not None and should_stop()
+            if replica is not None:
+                stop = replica.any(stop)  # all replicas stop at the same step
+            if stop:
+                raise CancelledError(f"training of {name} cancelled at step {done}/{total}")
     elapsed = time.perf_counter() - t0
     chosen = None
     if selector is not None:
