@@ -73,6 +73,9 @@ def test_same_inputs_same_keys(data_dir: Path) -> None:
     # The experiment's name and the evaluation batch size do not change any output.
     assert _keys(_with("name", "other"), data_dir) == _keys(BASE, data_dir)
     assert _keys(_with("evaluation.batch_size", 7), data_dir) == _keys(BASE, data_dir)
+    # An opt-in written out at its default keeps the keys of specs that never mention it.
+    off = {"torch_compile": False}
+    assert _keys(_with("target.training", off), data_dir) == _keys(BASE, data_dir)
 
 
 @pytest.mark.parametrize(
@@ -99,6 +102,11 @@ def test_same_inputs_same_keys(data_dir: Path) -> None:
             {"predict:en/1", "predict:de/1", "evaluate/1"},
         ),
         ("evaluation.bootstrap_samples", 10, {"evaluate/1"}),
+        (
+            "target.training",
+            {"torch_compile": True},  # compiled kernels give other numbers
+            {"target/1", "predict:en/1", "predict:de/1", "evaluate/1"},
+        ),
     ],
 )
 def test_each_input_changes_its_stage_and_downstream(

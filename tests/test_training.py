@@ -499,3 +499,36 @@ def test_row_by_row_embedding_gradient_trains_bit_for_bit_as_the_dense_one(
         - _setup(tiny_model_dir, data_dir)[0].encoder.get_input_embeddings().weight
     )
     assert bool((moved != 0).any())
+
+
+def test_torch_compile_trains_the_eager_loops_weights_within_float_tolerance(
+    tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """``training.torch_compile``: the loop runs the model through PyTorch inductor (varying batch
+    shapes, one compilation), and with dropout off lands where the eager loop lands up to float
+    rounding of the fused kernels."""
+    from torch._dynamo.utils import counters
+    from transformers import AutoModel
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    ex = load_split(get_task("snli"), Split.TRAIN, "en", DataSource("local", data_dir), 24)
+    feats = featurize(tok, ex, 48)
+    no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    models = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = MultiHeadClassifier(AutoModel.from_pretrained(tiny_model_dir, **no_dropout))
+        model.add_head("snli", 3)
+        cfg = CFG.model_copy(update={"max_steps": 3, "torch_compile": compiled})
+        train(model, "snli", feats, cfg, 5, tmp_path / str(compiled), tok.pad_token_id)
+        models.append(model)
+    assert counters["stats"]["unique_graphs"] >= 1  # inductor compiled the model
+    eager, compiled_model = (m.state_dict() for m in models)
+    moved = sum(float((v - eager[k]).abs().max()) for k, v in compiled_model.items())
+    start = MultiHeadClassifier(AutoModel.from_pretrained(tiny_model_dir, **no_dropout))
+    trained = float(
+        (eager["encoder.encoder.layer.0.attention.self.query.weight"]
+         - start.state_dict()["encoder.encoder.layer.0.attention.self.query.weight"]).abs().max()
+    )  # fmt: skip
+    assert trained > 1e-4  # the runs did move the weights
+    assert moved < 1e-3, moved

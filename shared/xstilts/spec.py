@@ -150,6 +150,10 @@ class TrainingConfig(_Strict):
     # every eval_every_steps optimiser steps (default: at the end of each epoch) and after the last
     # step, on at most dev_max_examples examples (default: all). Never reads non-English data.
     select: Literal["last", "best_english_dev"] = "last"
+    # torch.compile the model for training (PyTorch inductor). Opt-in: the first steps pay the
+    # compilation, and fused kernels (with their own dropout masks) make the numbers differ from
+    # eager ones, so the stage key includes it when on.
+    torch_compile: bool = False
     eval_every_steps: Annotated[int | None, Field(ge=1, le=MAX_STEPS)] = None
     dev_max_examples: Annotated[int | None, Field(ge=1, le=MAX_EXAMPLES)] = None
 
@@ -168,10 +172,11 @@ class TrainingConfig(_Strict):
 
     def identity(self) -> dict[str, Any]:
         """What a stage key hashes: every field, less the selection fields when they are unused
-        (so specs written before selection existed keep their keys)."""
-        if self.select == "last":
-            return self.model_dump(exclude=set(SELECTION_FIELDS))
-        return self.model_dump()
+        and ``torch_compile`` when off (so specs written before either existed keep their keys)."""
+        unused = set(SELECTION_FIELDS) if self.select == "last" else set()
+        if not self.torch_compile:
+            unused.add("torch_compile")
+        return self.model_dump(exclude=unused)
 
 
 SELECTION_FIELDS = ("select", "eval_every_steps", "dev_max_examples")

@@ -294,6 +294,9 @@ def train_multi(
             # A step trains one task's head, and the encoder's pooler (where it has one) is unused.
             find_unused_parameters=True,
         )
+    if cfg.torch_compile:
+        # dynamic: batch sizes and padded lengths change from step to step.
+        net = torch.compile(net, dynamic=True)  # type: ignore[assignment]
     model.train()
     loss_sum = dict.fromkeys(tasks, 0.0)
     loss_n = dict.fromkeys(tasks, 0)
@@ -301,7 +304,10 @@ def train_multi(
     recent = RecentRate()
     step_losses: list[float] = []
     # The word embeddings' gradient in one buffer cleared row by row (same numbers; see module).
-    with row_gradient(model.encoder, device, enabled=replica is None) as clear_embedding_grad:
+    # Not with DDP (it reduces gradients in autograd's hooks) nor torch.compile (inductor fuses the
+    # embedding's backward itself; tracing this one would break its graph).
+    rows = row_gradient(model.encoder, device, enabled=replica is None and not cfg.torch_compile)
+    with rows as clear_embedding_grad:
         for step in range(start, total):
             step_loss = 0.0
             for micro in range(accum):
