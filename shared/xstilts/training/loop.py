@@ -306,8 +306,10 @@ def train_multi(
     # The word embeddings' gradient in one buffer cleared row by row (same numbers; see module).
     # Not with DDP (it reduces gradients in autograd's hooks) nor torch.compile (inductor fuses the
     # embedding's backward itself; tracing this one would break its graph).
-    rows = row_gradient(model.encoder, device, enabled=replica is None and not cfg.torch_compile)
-    with rows as clear_embedding_grad:
+    row_grads = row_gradient(
+        model.encoder, device, enabled=replica is None and not cfg.torch_compile
+    )
+    with row_grads as clear_embedding_grad:
         for step in range(start, total):
             step_loss = 0.0
             for micro in range(accum):
