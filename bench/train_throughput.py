@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 
 CONFIGS = ("xstilts", "trainer-default", "trainer-group-by-length", "xstilts-dense-grad")
-DEFAULT_CONFIGS = CONFIGS[
-    :3
-]  # xstilts-dense-grad: our loop with PyTorch's dense embedding gradient
+# Not run by default: xstilts-dense-grad, our loop with PyTorch's dense embedding gradient.
+DEFAULT_CONFIGS = CONFIGS[:3]
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:

@@ -150,12 +150,12 @@ class TrainingConfig(_Strict):
     # every eval_every_steps optimiser steps (default: at the end of each epoch) and after the last
     # step, on at most dev_max_examples examples (default: all). Never reads non-English data.
     select: Literal["last", "best_english_dev"] = "last"
+    eval_every_steps: Annotated[int | None, Field(ge=1, le=MAX_STEPS)] = None
+    dev_max_examples: Annotated[int | None, Field(ge=1, le=MAX_EXAMPLES)] = None
     # torch.compile the model for training (PyTorch inductor). Opt-in: the first steps pay the
     # compilation, and fused kernels (with their own dropout masks) make the numbers differ from
     # eager ones, so the stage key includes it when on.
     torch_compile: bool = False
-    eval_every_steps: Annotated[int | None, Field(ge=1, le=MAX_STEPS)] = None
-    dev_max_examples: Annotated[int | None, Field(ge=1, le=MAX_EXAMPLES)] = None
 
     @model_validator(mode="after")
     def _check_selection(self) -> TrainingConfig:
