@@ -180,6 +180,26 @@ def test_refusals_reveal_no_server_folder(
     assert set(ready.values()) <= {"ok", "not used", "unavailable"}
 
 
+def test_local_home_folders_reveal_no_account(
+    client: TestClient, backend: Settings, tiny_model_dir: Path
+) -> None:
+    """'~user' is never expanded: an account that exists (root) and one that does not get the
+    same status, field and message (the source as given aside); nor is the server's own '~'."""
+    refusals = []
+    for given in ("~root/x", "~nosuchuser12345/x", "~/x", "~"):
+        source = f"local:{given}"
+        body = {**_spec(tiny_model_dir), "model": {"source": source}}
+        msg = _refused(client.post("/experiments", json=body, headers=AUTH), ["model", "source"])
+        refusals.append(msg.replace(repr(source), "<source>"))
+        with pytest.raises(XstiltsError) as e:  # the resolver, as `xstilts validate` meets it
+            resolve_model(ModelConfig(source=source), backend.model_roots, backend.cache_dir)
+        assert e.value.field == "model.source"
+        assert e.value.reason.replace(repr(source), "<source>") == refusals[0]
+    assert refusals == [refusals[0]] * 4, refusals
+    assert "'~' is not expanded" in refusals[0] and "XSTILTS_MODEL_ROOTS" in refusals[0]
+    assert str(Path.home()) not in refusals[0] and "/root" not in refusals[0]
+
+
 def test_failed_stage_error_is_one_line_for_clients(
     settings, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -519,3 +539,84 @@ def test_status_moves_when_stages_do_not_when_read(
     first = client.get(f"/experiments/{ids[0]['id']}", headers=AUTH).json()
     assert first["status"] == "running"
     assert client.get(f"/experiments/{ids[1]['id']}", headers=AUTH).json()["status"] == "cancelled"
+
+
+# --------------------------------------------------------------------------- round two
+
+
+def test_integers_past_the_digit_limit_get_422(client: TestClient, tiny_model_dir: Path) -> None:
+    huge = "9" * 5000  # Python refuses to convert more than 4,300 digits: a plain ValueError
+    spec = json.dumps(_spec(tiny_model_dir)).replace('"seeds": [1]', f'"seeds": [{huge}]')
+    for path in ("/experiments", "/studies"):
+        r = client.post(path, content=spec.encode(), headers=AUTH)
+        msg = _refused(r, ["(spec)"])
+        assert "not valid JSON" in msg and "more than 4300 digits" in msg, msg
+    assert client.get("/experiments", headers=AUTH).json()["total"] == 0
+
+
+def _study(model_dir: Path, **overrides: object) -> dict:
+    cell = _spec(model_dir)
+    study = {
+        "name": "grid",
+        "model": cell["model"],
+        "intermediate_sets": [[], ["qqp"]],
+        "targets": ["xnli"],
+        "target_training": cell["target"]["training"],
+        "evaluation": cell["evaluation"],
+        "seeds": [1],
+    }
+    return {**study, **overrides}
+
+
+@pytest.mark.parametrize(
+    ("override", "loc"),
+    [
+        ({"intermediate": {"tasks": ["qqp"]}}, ["intermediate", "tasks"]),
+        ({"target": {"task": "pawsx"}}, ["target", "task"]),
+        ({"seeds": [1, 2]}, ["seeds"]),
+        ({"name": "other"}, ["name"]),
+    ],
+)
+def test_study_overrides_may_not_move_a_cell_out_of_the_grid(
+    client: TestClient, tiny_model_dir: Path, override: dict, loc: list[str]
+) -> None:
+    body = _study(tiny_model_dir, overrides={"xnli": override})
+    msg = _refused(client.post("/studies", json=body, headers=AUTH), ["overrides", "xnli", *loc])
+    assert "grid" in msg and "intermediate_sets" in msg
+    assert client.get("/experiments", headers=AUTH).json()["total"] == 0  # nothing stored
+    # Other fields of the cells may still be overridden.
+    ok = _study(tiny_model_dir, overrides={"xnli": {"target": {"training": {"epochs": 2}}}})
+    assert client.post("/studies", json=ok, headers=AUTH).status_code == 201
+
+
+def test_a_study_stored_with_a_cell_off_the_grid_can_be_read_and_cancelled(
+    client: TestClient, backend: Settings, tiny_model_dir: Path
+) -> None:
+    from sqlalchemy.orm import sessionmaker
+    from xstilts.db.models import Experiment, Study
+
+    r = client.post("/studies", json=_study(tiny_model_dir), headers=AUTH)
+    assert r.status_code == 201, r.text
+    study_id = r.json()["id"]
+    # As an override of intermediate.tasks left it before it was refused: the baseline cell
+    # trains qqp, and the study's spec still holds the override.
+    engine = make_engine(backend.database_url)
+    with sessionmaker(engine).begin() as s:
+        study = s.get(Study, study_id)
+        assert study is not None
+        study.spec = {**study.spec, "overrides": {"xnli": {"intermediate": {"tasks": ["qqp"]}}}}
+        for cell in s.scalars(select(Experiment).where(Experiment.study_id == study_id)):
+            cell.spec = {
+                **cell.spec,
+                "intermediate": {**cell.spec["intermediate"], "tasks": ["qqp"]},
+            }
+    engine.dispose()
+    r = client.get(f"/studies/{study_id}", headers=AUTH)
+    assert r.status_code == 200 and r.json()["total_cells"] == 2, r.text
+    r = client.get(f"/studies/{study_id}/results", headers=AUTH)
+    assert r.status_code == 200, r.text
+    statuses = [c["status"] for line in r.json()["cells"] for c in line]
+    assert statuses == ["missing", "queued"], statuses  # no cell holds the baseline any more
+    assert client.get(f"/studies/{study_id}/report", headers=AUTH).status_code == 200
+    r = client.post(f"/studies/{study_id}/cancel", headers=AUTH)
+    assert r.status_code == 202 and r.json()["counts"] == {"cancelled": 2}, r.text

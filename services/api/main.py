@@ -1,4 +1,5 @@
-"""The API service: ``uvicorn services.api.main:app``. Celery executes stages unless
+"""The API service's app, served by ``python -m services.api`` (``__main__.py``: the server of
+``xstilts serve``, with its limits and log redaction). Celery executes stages unless
 ``XSTILTS_EXECUTOR=thread`` (one process, stages in a background thread, as ``xstilts serve``)."""
 
 from __future__ import annotations

@@ -4,6 +4,13 @@ celery -A services.worker.main worker -Q gpu --concurrency 1 --prefetch-multipli
 celery -A services.worker.main beat
 """
 
+import faulthandler
+
 from xstilts.runtime.celery_app import app
+
+# A crash in native code (CUDA, NCCL, a tokenizer) prints every thread's traceback to stderr; forked
+# pool processes inherit it.
+if not faulthandler.is_enabled():
+    faulthandler.enable()
 
 __all__ = ["app"]

@@ -140,11 +140,33 @@ class Settings(BaseSettings):
     max_stages: Annotated[int, Field(ge=1, le=100_000)] = 2000
     # The API answers 503 to a request still running after this (a hung database).
     request_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 20.0
+    # Heavy requests (comparisons, report pages, study results) computed at once by one API
+    # process; one more is answered 429 with Retry-After (xstilts.api.heavy).
+    heavy_requests: Annotated[int, Field(ge=1, le=64)] = 2
+    # The HTTP server's limits (xstilts.api.server; `xstilts serve` and `python -m services.api`).
+    # A connection that has not sent a complete request line and headers this long after it
+    # connected (kept alive: after the first byte of its next request) is closed; uvicorn alone
+    # never closes one.
+    http_header_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    # An idle keep-alive connection is closed after this many seconds (uvicorn's timeout_keep_alive).
+    http_keep_alive_s: Annotated[int, Field(ge=1, le=3600)] = 5
+    # A request that arrives while this many connections are open, or this many requests are
+    # running, is answered 503 (uvicorn's limit_concurrency). Idle and half-open connections
+    # count too, so a low value lets a flood of cheap connections turn everyone away: it is a
+    # backstop against overload (about 5 KiB per open connection), not a per-client limit.
+    http_max_concurrency: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    # Longest request line plus headers, in bytes; a longer one gets 400 (h11's default 16 KiB).
+    http_max_header_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 16384
     broker_url: str = "redis://127.0.0.1:6379/0"
     # API keys as {name: sha256 hex of the key}; from XSTILTS_API_KEYS="name:sha256hex,..."
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     # How long a running stage may go without a heartbeat before another runner may take it over.
     lease_seconds: float = 60.0
+    # The comparison cache (<artifacts>/comparisons) that gc keeps (`xstilts gc` and the service's
+    # collection every 6 hours): results used within this many days, then the most recently used
+    # that fit in this many MiB (0 keeps none).
+    comparisons_max_age_days: Annotated[float, Field(gt=0, le=36500)] = 30.0
+    comparisons_max_mib: Annotated[float, Field(ge=0, le=1_048_576)] = 512.0
     # Data-parallel replicas a worker runs one training stage on (DistributedDataParallel: one per
     # GPU of the node with NCCL; CPU processes with gloo). Stages that select a checkpoint on the
     # English dev set train in one process.

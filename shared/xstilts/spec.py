@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from xstilts.errors import XstiltsError, did_you_mean
@@ -26,6 +35,7 @@ from xstilts.tasks import (
     target_task_names,
 )
 from xstilts.tasks.registry import compatible_train_tasks
+from xstilts.terminal import unsafe_character
 
 OFFLINE_PREFIX = "offline:"
 HF_PREFIX = "hf:"
@@ -39,7 +49,6 @@ MAX_STEPS = 10_000_000
 MAX_EXAMPLES = 100_000_000
 MAX_SEEDS_SCHEMA = 1024  # hard ceiling; the server's own cap (XSTILTS_MAX_SEEDS) is usually lower
 MAX_PATH_CHARS = 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # A hub repository id as the hub itself allows it: [owner/]name, letters, digits, "-", "_", ".",
 # neither starting nor ending with "-" or ".", no "--" or "..", at most 96 characters a part. Never
@@ -75,17 +84,42 @@ TARGET_LANGUAGES = sorted(
 )
 
 
+# The validation context of a spec read back from the database (``model_validate(data,
+# context=STORED)``): a check added after a record was stored must not make it unreadable. The
+# terminal check is skipped there; the command line escapes what it shows (xstilts.terminal).
+STORED: dict[str, bool] = {"stored": True}
+
+
 class _Strict(BaseModel):
     # No Infinity or NaN anywhere: JSON has no such numbers and a database cannot store them.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @field_validator("*", mode="after")
     @classmethod
-    def _no_control_characters(cls, value: Any) -> Any:
-        for item in value if isinstance(value, list) else (value,):
-            if isinstance(item, str) and _CONTROL.search(item):
-                raise ValueError("control characters (such as NUL or a line break) are not allowed")
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        # Names and paths reach terminals and logs: no character a terminal acts on
+        # (xstilts.terminal), in a string or in the strings of a list or mapping at any depth.
+        if isinstance(info.context, dict) and info.context.get("stored"):
+            return value
+        for item in _strings(value):
+            problem = unsafe_character(item)
+            if problem:
+                raise ValueError(problem)
         return value
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """The strings in ``value``, in its lists, tuples and mappings (keys too) at any depth."""
+    pending = [value]
+    while pending:  # a loop, not recursion: a deep override must not exhaust the stack
+        item = pending.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, list | tuple):
+            pending.extend(reversed(item))
+        elif isinstance(item, dict):
+            for key, inner in reversed(item.items()):
+                pending += [inner, key]
 
 
 QA_SPECIAL_TOKENS = 4  # <s> question </s></s> context </s>
@@ -497,6 +531,20 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
     return []
 
 
+TOO_MANY_DIGITS = f"a number has more than {sys.get_int_max_str_digits()} digits"
+
+
+def decode_json(text: str | bytes) -> Any:
+    """``json.loads``, raising only ``ValueError`` with a message fit for the client: an integer
+    past Python's digit limit (4,300) raises a plain ``ValueError`` whose hint is for the server."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except ValueError:  # the only other ValueError json.loads raises: an integer too long
+        raise ValueError(TOO_MANY_DIGITS) from None
+
+
 def read_spec_data(path: Path) -> dict[str, Any]:
     """A YAML or JSON spec file as a mapping (experiment or study)."""
     try:
@@ -504,11 +552,13 @@ def read_spec_data(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise XstiltsError(f"cannot read spec {path}: {e.strerror}") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = decode_json(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise XstiltsError(
             f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}"
         ) from None
+    except ValueError:  # YAML's int() of a literal past Python's digit limit
+        raise XstiltsError(f"{path}: {TOO_MANY_DIGITS}") from None
     if not isinstance(data, dict):
         raise SpecError([((), f"{path} must hold a mapping, got {type(data).__name__}")])
     return data

@@ -21,8 +21,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xstilts.api.deps import FinishedResults, redact
+from xstilts.api.heavy import HeavyWork
 from xstilts.api.routes import comparisons, experiments, health, reports, studies, tasks
 from xstilts.config import Settings
 from xstilts.errors import ConflictError, IdempotencyConflictError, NotFoundError, XstiltsError
@@ -97,29 +99,58 @@ def _install_error_handlers(app: FastAPI) -> None:
         return await http_exception_handler(request, e)
 
 
-def _install_deadline(app: FastAPI, seconds: float) -> None:
+class Deadline:
     """503 for a request unanswered after ``seconds`` (a write: three times that, since a large
     submission takes a while): a database that hangs (a paused server never answers, and no
-    client-side socket timeout can tell) must not hang its clients. The handler's thread cannot be
-    interrupted; it finishes, unseen, once the database answers, so a POST answered 503 this way
-    may still be stored: retry it with the same ``Idempotency-Key``."""
+    client-side socket timeout can tell) must not hang its clients. The handler is not cancelled
+    (a sync handler's thread cannot be interrupted, and cancelling its session mid-call breaks
+    it): it finishes unseen, its response dropped, so a POST answered 503 this way may still be
+    stored: retry it with the same ``Idempotency-Key``. Heavy work stops itself at the same
+    deadline (:mod:`xstilts.api.heavy`).
 
-    @app.middleware("http")
-    async def deadline(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        limit = seconds if request.method in ("GET", "HEAD") else WRITE_FACTOR * seconds
-        try:
-            response: Response = await asyncio.wait_for(call_next(request), limit)
-        except TimeoutError:
-            log.warning("%s %s: no answer within %g s", request.method, request.url.path, limit)
-            return JSONResponse(
-                {
-                    "detail": f"no answer within {limit:g} s (the database may be unavailable); "
-                    "retry shortly"
-                },
-                status_code=503,
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
-        return response
+    Plain ASGI rather than ``@app.middleware("http")``: that wrapper hides the client's
+    disconnection from the handler, which heavy work watches for."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        limit = self.seconds if method in ("GET", "HEAD") else WRITE_FACTOR * self.seconds
+        started = late = False
+
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if late:  # answered 503 already: the handler's own answer goes nowhere
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        handler = asyncio.ensure_future(self.app(scope, receive, guarded))
+        done, _ = await asyncio.wait({handler}, timeout=limit)
+        if done:
+            handler.result()  # its errors are the error handlers' to answer
+            return
+        late = True
+        handler.add_done_callback(_log_late_failure)
+        log.warning("%s %s: no answer within %g s", method, scope["path"], limit)
+        if started:  # too late for a status: the client sees the connection end
+            return
+        response = JSONResponse(
+            {"detail": f"no answer within {limit:g} s; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+        await response(scope, receive, send)
+
+
+def _log_late_failure(handler: asyncio.Future[None]) -> None:
+    if not handler.cancelled() and (error := handler.exception()) is not None:
+        log.warning("a request answered 503 then failed: %s: %s", type(error).__name__, error)
 
 
 def _methods_for(app: FastAPI, path: str) -> list[str]:
@@ -188,8 +219,9 @@ def create_app(settings: Settings, executor_factory: ExecutorFactory | None = No
     app.state.store = ws.store
     app.state.executor = executor
     app.state.finished_results = FinishedResults()
+    app.state.heavy = HeavyWork(settings.heavy_requests, settings.request_timeout_s, RETRY_AFTER_S)
     _install_error_handlers(app)
-    _install_deadline(app, settings.request_timeout_s)
+    app.add_middleware(Deadline, seconds=settings.request_timeout_s)
     _document_spec_schema(app)
     for module in (reports, experiments, studies, comparisons, tasks, health):
         app.include_router(module.router)

@@ -2,10 +2,15 @@
 
 Responses are parsed into the same models the API declares (:class:`ExperimentState`,
 :class:`ExperimentResults`), so a field the server renamed fails here, loudly, not in a caller.
+
+A request that is safe to repeat (a GET; a POST with an ``Idempotency-Key``, which the server
+answers with the experiment the first attempt stored) is retried after a transport error (refused,
+reset, timed out) with exponential backoff, so one dropped connection does not end ``--wait``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,29 +21,64 @@ from xstilts.errors import StageFailedError, XstiltsError
 from xstilts.experiments.results import ExperimentResults
 from xstilts.experiments.status import ExperimentState, StageState
 
+logger = logging.getLogger(__name__)
+
 FINAL = ("succeeded", "failed", "cancelled")
+# A request safe to repeat is sent up to ATTEMPTS times; the wait before the first retry doubles
+# after each one, up to MAX_WAIT_S (defaults: 0.5, 1, 2, 4 s; 7.5 s in all).
+ATTEMPTS = 5
+FIRST_WAIT_S = 0.5
+MAX_WAIT_S = 8.0
 
 
 class Client:
-    def __init__(self, base_url: str, api_key: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout: float = 30.0,
+        attempts: int = ATTEMPTS,
+        first_wait_s: float = FIRST_WAIT_S,
+        max_wait_s: float = MAX_WAIT_S,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError(f"attempts must be 1 or more (1: no retries); got {attempts}")
         self.base_url = base_url.rstrip("/")
+        self.attempts = attempts
+        self.first_wait_s = first_wait_s
+        self.max_wait_s = max_wait_s
         self.http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=timeout,
         )
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request; a server that cannot be reached is an error a user can act on."""
-        try:
-            return self.http.request(method, path, **kwargs)
-        except httpx.TransportError as e:
-            reason = str(e) or type(e).__name__
-            raise XstiltsError(
-                f"cannot reach the xstilts API at {self.base_url} ({reason}); start one with "
-                "'xstilts serve --port 8000' or pass the URL of a running one with --url",
-                field="url",
-            ) from None
+    def _send(
+        self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """A request, retried after a transport error if it is a GET or ``idempotent``; a server
+        that cannot be reached is an error a user can act on."""
+        attempts = self.attempts if method == "GET" or idempotent else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.http.request(method, path, **kwargs)
+            except httpx.TransportError as e:
+                reason = str(e) or type(e).__name__
+                if attempt < attempts:
+                    wait = min(self.first_wait_s * 2 ** (attempt - 1), self.max_wait_s)
+                    logger.warning(
+                        "%s %s%s: %s; retry %d of %d in %g s",
+                        method, self.base_url, path, reason, attempt, attempts - 1, wait,
+                    )  # fmt: skip
+                    time.sleep(wait)
+                    continue
+                tried = f"; {attempts} attempts" if attempts > 1 else ""
+                raise XstiltsError(
+                    f"cannot reach the xstilts API at {self.base_url} ({reason}{tried}); start one "
+                    "with 'xstilts serve --port 8000' or pass the URL of a running one with --url",
+                    field="url",
+                ) from None
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _check(self, response: httpx.Response) -> bytes:
         if response.status_code >= 400:
@@ -53,7 +93,10 @@ class Client:
 
     def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> ExperimentState:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        response = self._send("POST", "/experiments", json=spec, headers=headers)
+        # With a key a repeated POST is answered with the experiment the first one stored.
+        response = self._send(
+            "POST", "/experiments", idempotent=bool(idempotency_key), json=spec, headers=headers
+        )
         return ExperimentState.model_validate_json(self._check(response))
 
     def experiment(self, exp_id: str) -> ExperimentState:

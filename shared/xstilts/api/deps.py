@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import threading
 from collections import OrderedDict
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from xstilts.config import Settings
 from xstilts.experiments.queries import owned_experiment
 from xstilts.runtime.orchestration import Executor
-from xstilts.spec import ExperimentSpec, SpecError, parse_spec
+from xstilts.spec import ExperimentSpec, SpecError, decode_json, parse_spec
 
 MAX_BODY_BYTES = 1 << 20
 # A spec nests about five levels deep; a body nested far deeper is refused before it is parsed
@@ -185,8 +184,8 @@ def json_object(body: bytes) -> dict[str, Any]:
     if json_too_deep(body):
         raise SpecError([((), f"request body nests deeper than {MAX_JSON_DEPTH} levels")])
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = decode_json(body)
+    except ValueError as e:
         raise SpecError([((), f"request body is not valid JSON: {e}")]) from None
     if not isinstance(data, dict):
         raise SpecError([((), f"spec must be an object, got {type(data).__name__}")])

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from xstilts.cli.common import EXIT_OK, quiet_transformers, write_json
 from xstilts.config import LOCAL_OWNER, Settings
 from xstilts.errors import XstiltsError
+from xstilts.terminal import terminal_safe
 
 
 class _BarReporter:
@@ -86,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         reporter.close()
         ws.close()
-    print(f"experiment {result.experiment.id} ({spec.name})")
+    print(f"experiment {result.experiment.id} ({terminal_safe(spec.name)})")
     print(results_table(result))
     for warning in result.warnings:
         print(f"warning: {warning}")
@@ -202,7 +203,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         study_id, cells = submit_study(ws.sessions, ws.settings, study, owner=LOCAL_OWNER)
         for n, exp_id in enumerate(cells, 1):
             if not args.quiet:
-                name = ws.results(exp_id).experiment.name
+                name = terminal_safe(ws.results(exp_id).experiment.name)
                 print(f"[{n}/{len(cells)}] {name} ({exp_id})", file=sys.stderr, flush=True)
             ws.follow(exp_id, reporter, on_poll=lambda e: reporter.watch(ws, e))
             reporter.close()

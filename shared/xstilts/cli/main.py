@@ -12,6 +12,7 @@ import sys
 from xstilts.cli import catalog, experiments, scoring, service
 from xstilts.cli.common import EXIT_FAILED, EXIT_USAGE
 from xstilts.errors import StageFailedError, XstiltsError
+from xstilts.terminal import terminal_safe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except XstiltsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        # A message may quote what a user wrote (a results file, a name): escaped, never raw.
+        print(f"error: {terminal_safe(str(e), keep_newlines=True)}", file=sys.stderr)
         return EXIT_FAILED if isinstance(e, StageFailedError) else EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)

@@ -47,7 +47,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from xstilts.runtime.gc import collect_garbage
     from xstilts.runtime.workspace import Workspace
 
-    ws = Workspace(Settings())  # an embedded SQLite file is created or upgraded, as by `run`
+    settings = Settings()
+    ws = Workspace(settings)  # an embedded SQLite file is created or upgraded, as by `run`
     try:
         report = collect_garbage(
             ws.sessions,
@@ -55,6 +56,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             resumable=args.resumable,
             min_age_s=args.min_age_s,
+            comparisons_max_age_days=_given(
+                args.comparisons_max_age_days, settings.comparisons_max_age_days
+            ),
+            comparisons_max_mib=_given(args.comparisons_max_mib, settings.comparisons_max_mib),
         )
     finally:
         ws.close()
@@ -75,6 +80,31 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _given(flag: float | None, setting: float) -> float:
+    return setting if flag is None else flag
+
+
+def _days(text: str) -> float:
+    value = _number(text)
+    if not 0 < value <= 36500:
+        raise argparse.ArgumentTypeError(f"days must be more than 0 and at most 36500; got {text}")
+    return value
+
+
+def _mib(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 1_048_576:
+        raise argparse.ArgumentTypeError(f"MiB must be from 0 to 1048576; got {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, e.g. 30; got {text!r}") from None
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "score", help="score predictions in XTREME's submission layout against labels"
@@ -91,10 +121,13 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser(
         "gc",
-        help="delete artifacts no stage can use: orphans, spent checkpoints, abandoned writes",
+        help="delete artifacts no stage can use: orphans, spent checkpoints, abandoned writes; "
+        "and cached comparisons over the cache's limits",
         description="Delete artifacts (XSTILTS_ARTIFACTS_DIR) that no stage of the database "
-        "(XSTILTS_DATABASE_URL) can use, and print bytes kept and freed per stage kind. Outputs "
-        "of succeeded stages are always kept (later experiments reuse them, export reads them).",
+        "(XSTILTS_DATABASE_URL) can use, and cached comparisons not used for a while or, least "
+        "recently used first, over the cache's size; print files and bytes kept and freed per "
+        "kind. Outputs of succeeded stages are always kept (later experiments reuse them, export "
+        "reads them); a comparison collected is computed again when asked for.",
     )
     p.add_argument("--dry-run", action="store_true", help="count only; delete nothing")
     p.add_argument(
@@ -107,6 +140,20 @@ def add_parsers(sub: Any) -> None:
         type=float,
         default=3600.0,
         help="leave unfinished writes and unknown keys younger than this (default: 3600)",
+    )
+    p.add_argument(
+        "--comparisons-max-age-days",
+        type=_days,
+        metavar="DAYS",
+        help="delete cached comparisons not used (computed or served) for this many days "
+        "(default: XSTILTS_COMPARISONS_MAX_AGE_DAYS, 30)",
+    )
+    p.add_argument(
+        "--comparisons-max-mib",
+        type=_mib,
+        metavar="MIB",
+        help="then delete the least recently used until the rest fit in this many MiB; 0 keeps "
+        "none (default: XSTILTS_COMPARISONS_MAX_MIB, 512)",
     )
     p.add_argument("--json", metavar="OUT", help="also write the report as JSON")
     p.set_defaults(func=cmd_gc)

@@ -19,13 +19,16 @@ def _api_key_file(settings: Settings) -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import faulthandler
     import hashlib
     import secrets
 
-    import uvicorn
-
     from xstilts.api.app import create_app
+    from xstilts.api.server import serve
 
+    # A crash in native code (torch, a tokenizer) prints every thread's traceback, not nothing.
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
     quiet_transformers()
     settings = Settings()
     if not settings.api_keys:
@@ -46,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    serve(create_app(settings), settings, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
 
 
@@ -109,15 +112,19 @@ def add_parsers(sub: Any) -> None:
         "serve",
         help="run the API in one process (embedded mode: SQLite, stages in a background thread)",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("submit", help="POST a spec to a running API; --wait follows it to the end")
     p.add_argument("spec", help="path to the spec file (YAML or JSON)")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="API base URL")
     p.add_argument("--api-key", help="default: $XSTILTS_API_KEY, else $XSTILTS_HOME/api-key")
-    p.add_argument("--idempotency-key", help="makes a retried submit return the same experiment")
+    p.add_argument(
+        "--idempotency-key",
+        help="makes a retried submit return the same experiment (and lets submit itself retry "
+        "the POST after a dropped connection; GETs are always retried)",
+    )
     p.add_argument("--wait", action="store_true", help="poll with progress until it ends")
     p.add_argument("--poll", type=float, default=2.0, help="seconds between polls (default 2)")
     p.add_argument("--json", metavar="OUT", help="with --wait: write the metrics JSON to OUT")

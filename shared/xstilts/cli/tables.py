@@ -9,6 +9,7 @@ from xstilts.experiments.results import CrossLanguageStats, ExperimentResults, M
 from xstilts.studies.model import CellResult, StudyResults
 from xstilts.tasks.base import TaskFormat
 from xstilts.tasks.registry import REGISTRY
+from xstilts.terminal import terminal_safe
 
 
 def _pct(x: float | None) -> str:
@@ -122,7 +123,8 @@ _COMPARED: tuple[
 
 def comparison_table(results: Sequence[ExperimentResults]) -> str:
     """Side by side per-language values and the summary of several experiments (e.g. baseline vs X-STILTs)."""
-    names = [r.experiment.name for r in results]
+    # Names and languages come from results files a user passes: shown escaped, never raw.
+    names = [terminal_safe(r.experiment.name) for r in results]
     width = max(12, *(len(n) + 2 for n in names))
     values = [_language_means(r) for r in results]
     langs = list(dict.fromkeys(lang for v in values for lang in v))
@@ -138,13 +140,15 @@ def comparison_table(results: Sequence[ExperimentResults]) -> str:
         return line
 
     for lang in langs:
-        lines.append(row(lang, [v.get(lang) for v in values], _pct))
+        lines.append(row(terminal_safe(lang), [v.get(lang) for v in values], _pct))
     lines.append("")
     for label, statistic, fmt in _COMPARED:
         lines.append(
             row(label, [None if r.summary is None else statistic(r.summary) for r in results], fmt)
         )
-    worst = [(r.summary.worst_language if r.summary else None) or "-" for r in results]
+    worst = [
+        terminal_safe((r.summary.worst_language if r.summary else None) or "-") for r in results
+    ]
     lines.append(f"{'worst language':<28}" + "".join(f"{w:>{width}}" for w in worst))
     return "\n".join(lines)
 
@@ -178,7 +182,8 @@ def _interval(c: Change, scale: float) -> str:
 
 def _side_label(side: object) -> str:
     tasks = getattr(side, "intermediate_tasks", [])
-    return f"{getattr(side, 'name', '')} ({'+'.join(tasks) if tasks else 'no intermediate task'})"
+    name = terminal_safe(getattr(side, "name", ""))
+    return f"{name} ({'+'.join(tasks) if tasks else 'no intermediate task'})"
 
 
 def paired_comparison_table(c: Comparison) -> str:
@@ -264,7 +269,8 @@ def study_table(r: StudyResults) -> str:
         )
 
     lines = [
-        f"study {r.id} ({r.name}): {len(r.rows)} rows x {len(r.targets)} targets, seeds {r.seeds}"
+        f"study {r.id} ({terminal_safe(r.name)}): {len(r.rows)} rows x {len(r.targets)} targets, "
+        f"seeds {r.seeds}"
     ]
     lines += ["", *block("XTREME task score, change over the baseline [95% interval]", score)]
     lines += ["", *block("non-English standard deviation, change over the baseline", std)]

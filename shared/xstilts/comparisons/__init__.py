@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import uuid
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +32,7 @@ __all__ = [
     "Comparison",
     "IncomparableError",
     "compare",
+    "cached_comparison",
     "compare_experiments",
 ]
 
@@ -52,11 +54,8 @@ def compare_experiments(
     """
     options = options or CompareOptions()
     a, b = side_ref(sessions, baseline, owner), side_ref(sessions, candidate, owner)
-    path = store.root / "comparisons" / f"{cache_key(a, b, options)}.json"
-    if not recompute and path.exists():
-        cached = Comparison.model_validate_json(path.read_bytes())
-        cached.cached = True
-        cached.verdict = verdict(cached)  # words are read off the numbers, never stale
+    path = _cache_path(store, a, b, options)
+    if not recompute and (cached := _read_cached(store, path)) is not None:
         return cached
     result = compare(load_items(a), load_items(b), options)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +63,35 @@ def compare_experiments(
     tmp.write_text(result.model_dump_json())
     os.replace(tmp, path)
     return result
+
+
+def cached_comparison(
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    baseline: str,
+    candidate: str,
+    owner: str | None,
+    options: CompareOptions | None = None,
+) -> Comparison | None:
+    """The kept result of :func:`compare_experiments`, or None: reads no predictions, computes
+    nothing (the API answers it without waiting for a slot of heavy work)."""
+    options = options or CompareOptions()
+    a, b = side_ref(sessions, baseline, owner), side_ref(sessions, candidate, owner)
+    return _read_cached(store, _cache_path(store, a, b, options))
+
+
+def _cache_path(store: ArtifactStore, a: SideRef, b: SideRef, options: CompareOptions) -> Path:
+    return store.root / "comparisons" / f"{cache_key(a, b, options)}.json"
+
+
+def _read_cached(store: ArtifactStore, path: Path) -> Comparison | None:
+    if not path.exists():
+        return None
+    cached = Comparison.model_validate_json(path.read_bytes())
+    store.mark_used(path)  # `xstilts gc` drops the least recently used first
+    cached.cached = True
+    cached.verdict = verdict(cached)  # words are read off the numbers, never stale
+    return cached
 
 
 def cache_key(a: SideRef, b: SideRef, options: CompareOptions) -> str:

@@ -16,12 +16,14 @@ otherwise. Everything is seeded: the same inputs and options give the same numbe
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
+from xstilts import interrupts
 from xstilts.comparisons.model import (
     STATISTICS,
     Change,
@@ -103,6 +105,7 @@ def compare(a: SideItems, b: SideItems, options: CompareOptions | None = None) -
     per_language: list[LanguageChange] = []
     raw_p: list[float] = []
     for j, lang in enumerate(languages):
+        interrupts.check()
         test, p = _language_test(index, j, boot_a, boot_b, perm, single)
         change = _change(
             obs_a[j],
@@ -133,10 +136,12 @@ def compare(a: SideItems, b: SideItems, options: CompareOptions | None = None) -
 
     stats_obs_a, stats_obs_b = statistic_columns(obs_a[None]), statistic_columns(obs_b[None])
     stats_seed_a, stats_seed_b = statistic_columns(seeds_a), statistic_columns(seeds_b)
+    interrupts.check()
     stats_boot_a, stats_boot_b = statistic_columns(boot_a), statistic_columns(boot_b)
     stats_perm = (statistic_columns(perm[0]), statistic_columns(perm[1])) if perm else None
     statistics: list[StatisticChange] = []
     for name, description in STATISTICS.items():
+        interrupts.check()
         if name not in stats_obs_a:
             continue
         observed = float(stats_obs_b[name][0] - stats_obs_a[name][0])
@@ -323,8 +328,11 @@ def mcnemar_exact_p(baseline_right: np.ndarray, candidate_right: np.ndarray) -> 
     return float(scipy_stats.binomtest(only_b, only_a + only_b, 0.5).pvalue)
 
 
-def _collect(chunks: object) -> tuple[np.ndarray, np.ndarray]:
-    parts = list(chunks)  # type: ignore[call-overload]
+def _collect(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    parts = []
+    for part in chunks:
+        interrupts.check()  # a request that gave up stops its resampling here
+        parts.append(part)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 

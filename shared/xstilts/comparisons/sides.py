@@ -15,7 +15,7 @@ from xstilts.errors import ConflictError, NotFoundError
 from xstilts.experiments.queries import owned_experiment
 from xstilts.metrics import ItemScores, get_metric
 from xstilts.runtime.artifacts import PREDICTIONS_FILE
-from xstilts.spec import ExperimentSpec
+from xstilts.spec import STORED, ExperimentSpec
 from xstilts.tasks import Task, get_task
 
 
@@ -85,7 +85,7 @@ def side_ref(sessions: sessionmaker[Session], exp_id: str, owner: str | None) ->
             )
             .order_by(ExperimentStage.position, ExperimentStage.seed)
         ).all()
-        spec = ExperimentSpec.model_validate(exp.spec)
+        spec = ExperimentSpec.model_validate(exp.spec, context=STORED)
         predicts = tuple(
             PredictRef(seed, role.split(":", 1)[1], key, Path(uri or ""))
             for seed, role, key, uri in rows

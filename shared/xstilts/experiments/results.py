@@ -17,7 +17,7 @@ from xstilts.db.models import Experiment, ExperimentStage, Metric, Stage, StageK
 from xstilts.errors import NotFoundError
 from xstilts.experiments.statistics import across_seeds, cross_language_summary
 from xstilts.metrics import task_score
-from xstilts.spec import ExperimentSpec
+from xstilts.spec import STORED, ExperimentSpec
 from xstilts.tasks import get_task
 
 
@@ -143,7 +143,7 @@ def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> Experime
         rows = s.scalars(
             select(Metric).where(Metric.stage_id.in_(eval_ids)).order_by(Metric.seed, Metric.id)
         ).all()
-        spec = ExperimentSpec.model_validate(exp.spec)
+        spec = ExperimentSpec.model_validate(exp.spec, context=STORED)
         metrics = [MetricRow.model_validate(r) for r in rows]
         stage_rows = [
             StageRow(

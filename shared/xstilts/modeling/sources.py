@@ -39,8 +39,17 @@ def resolve_model(
         return ResolvedModel(hub_id, config.revision, f"hf:{hub_id}@{config.revision}")
     # Messages name the source as given, never the folder it resolved to or the roots.
     given = source[len(LOCAL_PREFIX) :]
+    if given.startswith("~"):
+        # Never expanded, "~" nor "~user": whether an account exists, or where a home lies, is
+        # the server's own (one message, whoever is named), and a spec names the same folder
+        # wherever it runs. XSTILTS_MODEL_ROOTS, the operator's setting, may use "~".
+        raise XstiltsError(
+            f"{source!r}: '~' is not expanded in a spec; give the folder's absolute path, inside "
+            "a folder named by XSTILTS_MODEL_ROOTS",
+            field="model.source",
+        )
     try:
-        folder = Path(given).expanduser().resolve()
+        folder = Path(given).resolve()
     except (OSError, RuntimeError, ValueError):
         raise XstiltsError(
             f"{source!r} is not a usable folder path", field="model.source"

@@ -2,29 +2,55 @@
 
 Readable in greyscale: the two sides differ by marker shape and fill as well as colour, the
 heatmap's colour map (cividis) gets lighter monotonically, and a non-significant cell is hatched.
+
+Names in titles and labels are users' text, so matplotlib's formula syntax is off (``$...$`` in a
+name is drawn as written, never parsed). Figures are made without pyplot, whose registry keeps
+every figure until it is closed (an exception would leak it); and one figure is drawn at a time,
+since matplotlib's font and text caches are shared between threads.
 """
 
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ParamSpec
 
 import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from xstilts.comparisons.model import Comparison  # noqa: E402
-from xstilts.experiments.results import ExperimentResults  # noqa: E402
-from xstilts.experiments.statistics import ENGLISH  # noqa: E402
-from xstilts.studies.model import StudyResults  # noqa: E402
+from xstilts.comparisons.model import Comparison
+from xstilts.experiments.results import ExperimentResults
+from xstilts.experiments.statistics import ENGLISH
+from xstilts.studies.model import StudyResults
 
 BASELINE = {"color": "#1b3a6b", "marker": "o", "mfc": "white", "label": "baseline"}
 CANDIDATE = {"color": "#d55e00", "marker": "s", "mfc": "#d55e00", "label": "candidate"}
-plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "svg.fonttype": "none"})
+STYLE: dict[str, Any] = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "svg.fonttype": "none",
+    "text.parse_math": False,  # users' names: "$x$" is text, not a formula
+    "text.usetex": False,
+}
+_DRAWING = threading.Lock()
+P = ParamSpec("P")
+
+
+def _drawn_alone(draw: Callable[P, Drawn]) -> Callable[P, Drawn]:
+    """Draw under :data:`STYLE`, one figure at a time in the process."""
+
+    @functools.wraps(draw)
+    def locked(*args: P.args, **kwargs: P.kwargs) -> Drawn:
+        with _DRAWING, matplotlib.rc_context(STYLE):  # type: ignore[arg-type]
+            return draw(*args, **kwargs)
+
+    return locked
 
 
 @dataclass(frozen=True)
@@ -42,15 +68,14 @@ def _render(fig: Figure, name: str, caption: str) -> Drawn:
     png, svg = io.BytesIO(), io.StringIO()
     fig.savefig(png, format="png", dpi=130)
     fig.savefig(svg, format="svg")
-    plt.close(fig)
     return Drawn(name, caption, png.getvalue(), svg.getvalue())
 
 
-def _language_ticks(ax: plt.Axes, x: np.ndarray, languages: Sequence[str]) -> None:
+def _language_ticks(ax: Axes, x: np.ndarray, languages: Sequence[str]) -> None:
     ax.set_xticks(x, [f"{lang}*" if lang == ENGLISH else lang for lang in languages])
 
 
-def _y_grid(ax: plt.Axes) -> None:
+def _y_grid(ax: Axes) -> None:
     ax.grid(axis="y", color="0.85", lw=0.6)
     ax.set_axisbelow(True)
 
@@ -59,11 +84,13 @@ def _pts(x: float | None) -> float:
     return np.nan if x is None else 100 * x
 
 
+@_drawn_alone
 def per_language_scores(c: Comparison) -> Drawn:
     """Both sides' score per language with intervals, languages by the baseline's score."""
     rows = sorted(c.per_language, key=lambda r: r.baseline or 0.0, reverse=True)
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(rows) + 2), 4.2))
+    fig = Figure(figsize=(max(6.0, 0.55 * len(rows) + 2), 4.2))
+    ax = fig.subplots()
     for offset, style, value, ci in (
         (-0.15, BASELINE, "baseline", "baseline_ci"),
         (0.15, CANDIDATE, "candidate", "candidate_ci"),
@@ -96,6 +123,7 @@ def per_language_scores(c: Comparison) -> Drawn:
     )
 
 
+@_drawn_alone
 def experiment_scores(name: str, task: str, metric: str, result: ExperimentResults) -> Drawn:
     """One experiment's score per language (mean over seeds, each seed a small dot), languages
     by score, with the bootstrap interval where there is one seed."""
@@ -106,7 +134,8 @@ def experiment_scores(name: str, task: str, metric: str, result: ExperimentResul
     }
     order = sorted(langs, key=lambda lang: -np.mean([m.value for m in per_lang[lang]]))
     x = np.arange(len(order))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(order) + 2), 4.0))
+    fig = Figure(figsize=(max(6.0, 0.55 * len(order) + 2), 4.0))
+    ax = fig.subplots()
     for xi, lang in zip(x, order, strict=True):
         ms = per_lang[lang]
         mean = 100 * np.mean([m.value for m in ms])
@@ -127,6 +156,7 @@ def experiment_scores(name: str, task: str, metric: str, result: ExperimentResul
     )
 
 
+@_drawn_alone
 def per_language_changes(c: Comparison) -> Drawn:
     """Candidate minus baseline per language with intervals; filled: significant after Holm."""
     rows = sorted(c.per_language, key=lambda r: r.baseline or 0.0, reverse=True)
@@ -134,7 +164,8 @@ def per_language_changes(c: Comparison) -> Drawn:
     d = np.array([_pts(r.difference) for r in rows])
     low = np.array([_pts(r.ci_low) for r in rows])
     high = np.array([_pts(r.ci_high) for r in rows])
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(rows) + 2), 4.0))
+    fig = Figure(figsize=(max(6.0, 0.55 * len(rows) + 2), 4.0))
+    ax = fig.subplots()
     ax.axhline(0, color="0.2", lw=1)
     ax.vlines(x, low, high, color="0.35", lw=1.5)
     sig = np.array([r.significant for r in rows])
@@ -156,10 +187,12 @@ def per_language_changes(c: Comparison) -> Drawn:
     )
 
 
+@_drawn_alone
 def spread(groups: Sequence[tuple[str, Mapping[int, Sequence[float]]]], title: str) -> Drawn:
     """Non-English scores of each experiment, one column of dots per seed, with each seed's
     mean as a bar: ``groups`` is (label, {seed: scores in [0, 1]})."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 * sum(len(s) for _, s in groups) + 2), 4.2))
+    fig = Figure(figsize=(max(5.0, 1.0 * sum(len(s) for _, s in groups) + 2), 4.2))
+    ax = fig.subplots()
     ticks, labels = [], []
     pos = 0.0
     rng = np.random.default_rng(0)  # fixed jitter: the same figure for the same numbers
@@ -189,6 +222,7 @@ def spread(groups: Sequence[tuple[str, Mapping[int, Sequence[float]]]], title: s
     )
 
 
+@_drawn_alone
 def grid_heatmap(r: StudyResults) -> Drawn:
     """Two panels: change of the task score and of the non-English std over the baseline, per
     (intermediate set, target); hatched cells are not significant; blank: not available."""
@@ -196,9 +230,8 @@ def grid_heatmap(r: StudyResults) -> Drawn:
         row for row, cells in zip(r.rows[r.offset :], r.cells, strict=False) if row != "baseline"
     ]
     cells = [c for c in r.cells if c and c[0].row != "baseline"]
-    fig, axes = plt.subplots(
-        1, 2, figsize=(max(7.0, 2.2 * len(r.targets) * 2 + 2), 1.0 + 0.6 * max(1, len(rows)))
-    )
+    fig = Figure(figsize=(max(7.0, 2.2 * len(r.targets) * 2 + 2), 1.0 + 0.6 * max(1, len(rows))))
+    axes = fig.subplots(1, 2)
     for ax, attr, title in (
         (axes[0], "score_change", "task score change (points)"),
         (axes[1], "non_english_std_change", "non-English std change (points)"),
@@ -227,7 +260,7 @@ def grid_heatmap(r: StudyResults) -> Drawn:
                 )  # fmt: skip
                 if not sig[i, j]:
                     ax.add_patch(
-                        plt.Rectangle(
+                        Rectangle(
                             (j - 0.5, i - 0.5),
                             1,
                             1,

@@ -6,6 +6,7 @@ folder either holds a whole output or does not exist.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -17,6 +18,8 @@ from pathlib import Path
 TRAIN_RESULT_FILE = "train_result.json"
 PREDICTIONS_FILE = "predictions.json"
 METRICS_FILE = "metrics.json"
+
+log = logging.getLogger(__name__)
 
 
 class ArtifactStore:
@@ -34,6 +37,15 @@ class ArtifactStore:
 
     def discard_work(self, key: str) -> None:
         shutil.rmtree(self.root / "work" / key[:20], ignore_errors=True)
+
+    def mark_used(self, path: Path) -> None:
+        """Set a cached file's modification time to now: ``xstilts gc`` collects a cache by it,
+        least recently used first (access times are unreliable: ``noatime`` mounts). Best effort:
+        a file another account owns, or one collected meanwhile, is served all the same."""
+        try:
+            os.utime(path)
+        except OSError as e:
+            log.debug("cannot mark %s used: %s", path.name, e)
 
     @contextmanager
     def writing(self, final: Path) -> Iterator[Path]:

@@ -141,7 +141,13 @@ def gc_task() -> None:
     from xstilts.runtime.gc import collect_garbage
 
     ws, _ = _runtime()
-    report = collect_garbage(ws.sessions, ws.store, dry_run=False)
+    report = collect_garbage(
+        ws.sessions,
+        ws.store,
+        dry_run=False,
+        comparisons_max_age_days=ws.settings.comparisons_max_age_days,
+        comparisons_max_mib=ws.settings.comparisons_max_mib,
+    )
     log.info("gc freed %d bytes: %s", report.freed_bytes, dict(report.reasons))
 
 

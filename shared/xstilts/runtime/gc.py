@@ -14,7 +14,13 @@ its checkpoints at once (``runners/train.py``). What is left to collect:
 - **abandoned writes**: ``.tmp-*`` folders older than ``min_age_s`` (a crash mid-write; younger ones
   may be a write in progress);
 - with ``resumable=True`` also the checkpoints of failed and cancelled stages, which a later request
-  would otherwise resume from (it then starts from scratch).
+  would otherwise resume from (it then starts from scratch);
+- **the comparison cache** (``comparisons/<key>.json``, one file per pair of experiments and
+  options a client asked for, :mod:`xstilts.comparisons`): results not used (written, or served:
+  serving one sets its modification time) for ``comparisons_max_age_days``, then the least
+  recently used until the rest fit in ``comparisons_max_mib``; and its abandoned writes
+  (``.<key>.json.<hex>``) older than ``min_age_s``. A result collected is computed again when
+  asked for.
 
 Outputs of succeeded stages are always kept: later experiments reuse them by key (a target model
 serves a new language's prediction stage) and ``export`` reads the predictions.
@@ -23,6 +29,7 @@ serves a new language's prediction stage) and ``export`` reads the predictions.
 from __future__ import annotations
 
 import shutil
+import stat
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -37,6 +44,9 @@ from xstilts.runtime.artifacts import ArtifactStore
 KEY_PREFIX = 20  # stage and work folders are named by the key's first 20 hex digits
 LIVE = (Status.PENDING.value, Status.QUEUED.value, Status.RUNNING.value)
 RESUMABLE = (Status.FAILED.value, Status.CANCELLED.value)
+COMPARISONS = "comparisons"  # the cache's folder under the artifact root, and its report kind
+DAY_S = 86400.0
+MIB = 1 << 20
 
 
 @dataclass
@@ -89,8 +99,11 @@ def collect_garbage(
     dry_run: bool = True,
     resumable: bool = False,
     min_age_s: float = 3600.0,
+    comparisons_max_age_days: float | None = None,
+    comparisons_max_mib: float | None = None,
 ) -> GcReport:
-    """Delete (or with ``dry_run`` only count) what no stage can use; see the module docstring."""
+    """Delete (or with ``dry_run`` only count) what no stage can use and the comparisons over the
+    cache's limits (None: no limit of that kind); see the module docstring."""
     with sessions() as s:
         statuses = {
             key[:KEY_PREFIX]: status for key, status in s.execute(select(Stage.key, Stage.status))
@@ -141,4 +154,64 @@ def collect_garbage(
         else:
             reason = None
         visit(path, "checkpoints", reason)
+
+    _collect_comparisons(
+        store.root / COMPARISONS,
+        report,
+        now=now,
+        min_age_s=min_age_s,
+        max_age_days=comparisons_max_age_days,
+        max_mib=comparisons_max_mib,
+    )
     return report
+
+
+def _collect_comparisons(
+    folder: Path,
+    report: GcReport,
+    *,
+    now: float,
+    min_age_s: float,
+    max_age_days: float | None,
+    max_mib: float | None,
+) -> None:
+    used: list[tuple[float, str, int]] = []  # (last used, name, bytes) of each cached result
+    for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue  # a write renamed into place, or a result deleted, since the listing
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        if path.name.startswith("."):
+            old = now - st.st_mtime > min_age_s
+            _visit_file(
+                report, path, st.st_size, "unfinished write", "abandoned write" if old else None
+            )
+        elif path.suffix == ".json":
+            used.append((st.st_mtime, path.name, st.st_size))
+    used.sort()  # least recently used first
+    if max_age_days is not None:
+        unused = [u for u in used if now - u[0] > max_age_days * DAY_S]
+        for _, name, size in unused:
+            reason = f"comparison not used for {max_age_days:g} days"
+            _visit_file(report, folder / name, size, COMPARISONS, reason)
+        used = used[len(unused) :]
+    total = sum(size for *_, size in used)
+    for _, name, size in used:
+        if max_mib is not None and total > max_mib * MIB:
+            reason = f"least recently used comparison over {max_mib:g} MiB"
+            _visit_file(report, folder / name, size, COMPARISONS, reason)
+            total -= size
+        else:
+            _visit_file(report, folder / name, size, COMPARISONS, None)
+
+
+def _visit_file(report: GcReport, path: Path, size: int, kind: str, reason: str | None) -> None:
+    if reason is None:
+        report.kept[kind].add(size)
+        return
+    report.deleted[kind].add(size)
+    report.reasons[reason] += 1
+    if not report.dry_run:
+        path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from xstilts import interrupts
 from xstilts.comparisons import CompareOptions, compare_experiments
 from xstilts.comparisons.model import StatisticChange
 from xstilts.comparisons.sides import AnyOwner
@@ -18,7 +19,7 @@ from xstilts.experiments.plan import PlannedStage
 from xstilts.experiments.results import experiment_results
 from xstilts.experiments.submit import plan, store_experiment
 from xstilts.runtime.artifacts import ArtifactStore
-from xstilts.spec import ExperimentSpec, SpecError
+from xstilts.spec import STORED, ExperimentSpec, SpecError
 from xstilts.studies.model import (
     CellResult,
     CellState,
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 FINISHED = (Status.SUCCEEDED.value, Status.FAILED.value)
+MISSING = "missing"  # a grid position no stored cell holds (only in studies stored before the
+# grid's fields were protected from overrides)
 _ORDER = (Status.RUNNING, Status.QUEUED, Status.PENDING, Status.FAILED, Status.CANCELLED)
 
 
@@ -97,18 +100,25 @@ def _owned(s: Session, study_id: str, owner: str | None) -> Study:
     return study
 
 
+def _coordinates(cell: Experiment) -> tuple[str, str]:
+    """A cell's (row label, target), read from its spec."""
+    return set_label(list(cell.spec["intermediate"]["tasks"])), cell.spec["target"]["task"]
+
+
 def _cells(s: Session, study: Study) -> list[Experiment]:
-    """The study's cells in the grid's order: rows (intermediate sets) first, then targets."""
-    spec = StudySpec.model_validate(study.spec)
-    rows = [set_label(t) for t in spec.intermediate_sets]
+    """The study's cells in the grid's order: rows (intermediate sets) first, then targets. A cell
+    outside the grid (stored before overrides of grid fields were refused) sorts last, so the
+    study can still be read and cancelled."""
+    spec = StudySpec.model_validate(study.spec, context=STORED)
+    rows = {label: i for i, label in enumerate(set_label(t) for t in spec.intermediate_sets)}
+    columns = {target: j for j, target in enumerate(spec.targets)}
     cells = s.scalars(select(Experiment).where(Experiment.study_id == study.id)).all()
-    return sorted(
-        cells,
-        key=lambda c: (
-            rows.index(set_label(list(c.spec["intermediate"]["tasks"]))),
-            spec.targets.index(c.spec["target"]["task"]),
-        ),
-    )
+
+    def order(cell: Experiment) -> tuple[int, int, str]:
+        row, target = _coordinates(cell)
+        return rows.get(row, len(rows)), columns.get(target, len(columns)), cell.id
+
+    return sorted(cells, key=order)
 
 
 def study_status(statuses: list[str]) -> str:
@@ -132,7 +142,7 @@ def study_state(
     with sessions() as s:
         study = _owned(s, study_id, owner)
         cells = _cells(s, study)
-        spec = StudySpec.model_validate(study.spec)
+        spec = StudySpec.model_validate(study.spec, context=STORED)
     statuses = [c.status for c in cells]
     counts: dict[str, int] = {}
     for status in statuses:
@@ -190,21 +200,18 @@ def study_results(
     and of the non-English standard deviation over the baseline, with intervals and p-values."""
     with sessions() as s:
         study = _owned(s, study_id, owner)
-        cells = {
-            (set_label(list(c.spec["intermediate"]["tasks"])), c.spec["target"]["task"]): (
-                c.id,
-                c.status,
-            )
-            for c in _cells(s, study)
-        }
-        spec = StudySpec.model_validate(study.spec)
+        cells: dict[tuple[str, str], tuple[str, str]] = {}
+        for c in _cells(s, study):
+            cells.setdefault(_coordinates(c), (c.id, c.status))
+        spec = StudySpec.model_validate(study.spec, context=STORED)
     rows = [set_label(t) for t in spec.intermediate_sets]
     matrix: list[list[CellResult]] = []
     for row in rows[offset : offset + limit]:
         line = []
         for target in spec.targets:
-            exp_id, status = cells[(row, target)]
-            base_id, base_status = cells[("baseline", target)]
+            interrupts.check()  # a request that gave up stops between cells
+            exp_id, status = cells.get((row, target), ("", MISSING))
+            base_id, base_status = cells.get(("baseline", target), ("", MISSING))
             cell = CellResult(row=row, target=target, experiment_id=exp_id, status=status)
             if status == Status.SUCCEEDED.value:
                 summary = experiment_results(sessions, exp_id).summary

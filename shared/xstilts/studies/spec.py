@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from xstilts.spec import (
     MAX_SEEDS_SCHEMA,
@@ -24,6 +24,7 @@ from xstilts.spec import (
     _enum,
     _Strict,
     intermediate_task_set,
+    invalid,
     spec_errors,
 )
 from xstilts.tasks import intermediate_task_names, target_task_names
@@ -87,7 +88,7 @@ class StudySpec(_Strict):
         return targets
 
     @model_validator(mode="after")
-    def _checks(self) -> StudySpec:
+    def _checks(self, info: ValidationInfo) -> StudySpec:
         if self.intermediate.tasks:
             raise ValueError(
                 "intermediate.tasks: the rows of a study are its intermediate_sets; "
@@ -96,10 +97,39 @@ class StudySpec(_Strict):
         unknown = sorted(set(self.overrides) - set(self.targets))
         if unknown:
             raise ValueError(f"overrides: {', '.join(unknown)} is not one of the targets")
+        stored = isinstance(info.context, dict) and info.context.get("stored")
+        for target, override in self.overrides.items():
+            for path in () if stored else GRID_FIELDS:  # a study stored before stays readable
+                if _has_path(override, path):
+                    raise invalid(
+                        ("overrides", target, *path),
+                        "the study's grid sets this field of every cell (rows: "
+                        "intermediate_sets; columns: targets; seeds: seeds; names: name); "
+                        "overrides may change only the cells' other settings",
+                        override,
+                    )
         cells = len(self.intermediate_sets) * len(self.targets)
         if cells > MAX_CELLS:
             raise ValueError(f"{cells} cells; a study holds at most {MAX_CELLS}")
         return self
+
+
+# Fields of a cell's spec that the grid itself sets: an override of one would move the cell out
+# of its row or column (a "baseline" that trains an intermediate task).
+GRID_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("intermediate", "tasks"),
+    ("target", "task"),
+    ("seeds",),
+    ("name",),
+)
+
+
+def _has_path(data: object, path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return True
 
 
 def set_label(tasks: list[str]) -> str:

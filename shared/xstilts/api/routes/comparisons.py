@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
 from xstilts.api.deps import CurrentOwner, SessionsDep, SettingsDep
+from xstilts.api.heavy import HeavyDep
 from xstilts.api.schemas import ErrorDetail, ValidationErrors
-from xstilts.comparisons import CompareOptions, Comparison, compare_experiments
+from xstilts.comparisons import (
+    CompareOptions,
+    Comparison,
+    cached_comparison,
+    compare_experiments,
+)
 from xstilts.runtime.artifacts import ArtifactStore
 
 router = APIRouter(
@@ -16,6 +23,7 @@ router = APIRouter(
     tags=["comparisons"],
     responses={
         401: {"model": ErrorDetail, "description": "missing or unknown API key"},
+        429: {"model": ErrorDetail, "description": "heavy requests at their limit (Retry-After)"},
         503: {"model": ErrorDetail, "description": "the database is unavailable (Retry-After)"},
     },
 )
@@ -33,12 +41,14 @@ COMPARE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("", response_model=Comparison, responses=COMPARE_RESPONSES)
-def get_comparison(
+async def get_comparison(
+    request: Request,
     baseline: ExperimentParam,
     candidate: ExperimentParam,
     owner: CurrentOwner,
     sessions: SessionsDep,
     settings: SettingsDep,
+    heavy: HeavyDep,
     samples: Annotated[int, Query(ge=100, le=100_000)] = 2000,
     confidence: Annotated[float, Query(ge=0.5, lt=1)] = 0.95,
     alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
@@ -47,7 +57,13 @@ def get_comparison(
     """Candidate minus baseline per language and for the statistics across languages (mean,
     transfer gap, non-English standard deviation and variance, range, worst language), each with a
     paired bootstrap interval and a p-value; per-language p-values Holm-adjusted. Computed from
-    the stored predictions once per pair and parameters, then served from the cache."""
+    the stored predictions once per pair and parameters, then served from the cache.
+    Computing one takes a slot of heavy work: past ``XSTILTS_HEAVY_REQUESTS`` at once, 429 with
+    Retry-After."""
     options = CompareOptions(samples=samples, confidence=confidence, alpha=alpha, seed=seed)
     store = ArtifactStore(settings.artifacts_dir)
-    return compare_experiments(sessions, store, baseline, candidate, owner, options)
+    args = (sessions, store, baseline, candidate, owner, options)
+    cached = await run_in_threadpool(cached_comparison, *args)
+    if cached is not None:
+        return cached
+    return await heavy.run(request, "comparison", lambda: compare_experiments(*args))

@@ -3,12 +3,14 @@ experiment, a comparison or a study. A browser can pass the key as ``?api_key=``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse
 
 from xstilts.api.deps import PageOwner, SessionsDep, SettingsDep
+from xstilts.api.heavy import HeavyDep, HeavyWork
 from xstilts.api.routes.comparisons import ExperimentParam
 from xstilts.reports import Report, comparison_report, experiment_report, study_report
 from xstilts.runtime.artifacts import ArtifactStore
@@ -25,6 +27,7 @@ router = APIRouter(
     tags=["reports"],
     responses={
         401: _json("missing or unknown API key"),
+        429: _json("heavy requests at their limit (Retry-After)"),
         503: _json("the database is unavailable (Retry-After)"),
     },
 )
@@ -32,12 +35,25 @@ HTML: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "the report page"}
 }
 Id = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="an id (32 hex)")]
-# The page carries no script and loads nothing: forbid both, whatever a name in it says.
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+# The page carries no script and loads nothing: forbid both, whatever a name in it says; and no
+# other site may frame it. Its URL may hold the key (?api_key=): send it to no other site
+# (Referrer-Policy), keep no copy (Cache-Control), and never sniff the type.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
-def _page(report: Report) -> HTMLResponse:
-    return HTMLResponse(report.html(), headers={"Content-Security-Policy": CSP})
+async def _page(
+    request: Request, heavy: HeavyWork, what: str, build: Callable[[], Report]
+) -> HTMLResponse:
+    """The report ``build`` makes, drawn in a slot of heavy work, as a page."""
+    html = await heavy.run(request, what, lambda: build().html())
+    return HTMLResponse(html, headers=PAGE_HEADERS)
 
 
 @router.get(
@@ -49,9 +65,13 @@ def _page(report: Report) -> HTMLResponse:
         422: _json("a bad id", "ValidationErrors"),
     },
 )
-def get_experiment_report(exp_id: Id, owner: PageOwner, sessions: SessionsDep) -> HTMLResponse:
+async def get_experiment_report(
+    request: Request, exp_id: Id, owner: PageOwner, sessions: SessionsDep, heavy: HeavyDep
+) -> HTMLResponse:
     """The experiment's per-language scores with intervals and its spread across languages."""
-    return _page(experiment_report(sessions, exp_id, owner))
+    return await _page(
+        request, heavy, "experiment report", lambda: experiment_report(sessions, exp_id, owner)
+    )
 
 
 @router.get(
@@ -67,16 +87,23 @@ def get_experiment_report(exp_id: Id, owner: PageOwner, sessions: SessionsDep) -
         ),
     },
 )
-def get_comparison_report(
+async def get_comparison_report(
+    request: Request,
     baseline: ExperimentParam,
     candidate: ExperimentParam,
     owner: PageOwner,
     sessions: SessionsDep,
     settings: SettingsDep,
+    heavy: HeavyDep,
 ) -> HTMLResponse:
     """``GET /comparisons`` as a page: scores and changes per language, the spread, the tables."""
     store = ArtifactStore(settings.artifacts_dir)
-    return _page(comparison_report(sessions, store, baseline, candidate, owner))
+    return await _page(
+        request,
+        heavy,
+        "comparison report",
+        lambda: comparison_report(sessions, store, baseline, candidate, owner),
+    )
 
 
 @router.get(
@@ -84,10 +111,17 @@ def get_comparison_report(
     response_class=HTMLResponse,
     responses={**HTML, 404: _json("no such study"), 422: _json("a bad id", "ValidationErrors")},
 )
-def get_study_report(
-    study_id: Id, owner: PageOwner, sessions: SessionsDep, settings: SettingsDep
+async def get_study_report(
+    request: Request,
+    study_id: Id,
+    owner: PageOwner,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    heavy: HeavyDep,
 ) -> HTMLResponse:
     """The result matrix as heatmaps of changes (hatched: not significant), each target's spread
     per row and seed, and the table behind them."""
     store = ArtifactStore(settings.artifacts_dir)
-    return _page(study_report(sessions, store, study_id, owner))
+    return await _page(
+        request, heavy, "study report", lambda: study_report(sessions, store, study_id, owner)
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from xstilts.api.deps import (
     CurrentOwner,
@@ -14,6 +14,7 @@ from xstilts.api.deps import (
     json_object,
     read_body,
 )
+from xstilts.api.heavy import HeavyDep
 from xstilts.api.schemas import ErrorDetail, ValidationErrors
 from xstilts.runtime.artifacts import ArtifactStore
 from xstilts.runtime.orchestration import start
@@ -37,6 +38,9 @@ router = APIRouter(
 )
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "no such study of this key's owner"}
+}
+HEAVY: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorDetail, "description": "heavy requests at their limit (Retry-After)"}
 }
 StudyId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="a study id (32 hex)")]
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -95,12 +99,14 @@ def get_study(
     return study_state(sessions, study_id, owner, limit, offset)
 
 
-@router.get("/{study_id}/results", responses=NOT_FOUND)
-def get_study_results(
+@router.get("/{study_id}/results", responses={**NOT_FOUND, **HEAVY})
+async def get_study_results(
+    request: Request,
     study_id: StudyId,
     owner: CurrentOwner,
     sessions: SessionsDep,
     settings: SettingsDep,
+    heavy: HeavyDep,
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> StudyResults:
@@ -108,7 +114,11 @@ def get_study_results(
     baseline have succeeded, the change in task score and in non-English standard deviation over
     the baseline, each with a paired interval and a p-value (as ``GET /comparisons``)."""
     store = ArtifactStore(settings.artifacts_dir)
-    return study_results(sessions, store, study_id, owner, None, limit, offset)
+    return await heavy.run(
+        request,
+        "study results",
+        lambda: study_results(sessions, store, study_id, owner, None, limit, offset),
+    )
 
 
 @router.post("/{study_id}/cancel", status_code=202, responses=NOT_FOUND)
