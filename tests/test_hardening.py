@@ -620,3 +620,75 @@ def test_a_study_stored_with_a_cell_off_the_grid_can_be_read_and_cancelled(
     assert client.get(f"/studies/{study_id}/report", headers=AUTH).status_code == 200
     r = client.post(f"/studies/{study_id}/cancel", headers=AUTH)
     assert r.status_code == 202 and r.json()["counts"] == {"cancelled": 2}, r.text
+
+
+# --------------------------------------------------------------------------- quotas per key
+
+
+def test_stage_quota_refuses_a_huge_study_before_planning(
+    client: TestClient, tiny_model_dir: Path
+) -> None:
+    rows = [[], ["qqp"], ["snli"], ["mnli"], ["qqp", "snli"], ["qqp", "mnli"], ["snli", "mnli"]]
+    rows.append(["qqp", "snli", "mnli"])
+    body = _study(
+        tiny_model_dir,
+        intermediate_sets=rows,
+        targets=["xnli", "pawsx", "xquad", "mlqa", "tatoeba"],
+        seeds=list(range(45)),
+    )
+    body["evaluation"] = {"max_examples_per_language": 10}  # every language of each target
+    t0 = time.monotonic()
+    msg = _refused(client.post("/studies", json=body, headers=AUTH), ["seeds"])
+    took = time.monotonic() - t0
+    # Per seed, a row without an intermediate task plans train + languages + evaluate per target:
+    # xnli 1+15+1, pawsx 1+7+1, xquad 1+11+1, mlqa 1+7+1, tatoeba 36+1 (no training) = 85; a row
+    # with one adds its intermediate stage per target: 90.
+    assert f"plans {(85 + 7 * 90) * 45} stages" in msg and "XSTILTS_QUOTA_STAGES" in msg, msg
+    assert took < 5, took  # planning them all took 27 s
+    assert client.get("/experiments", headers=AUTH).json()["total"] == 0
+
+
+def test_disk_and_live_experiment_quotas(backend: Settings, tiny_model_dir: Path) -> None:
+    weights = sum(
+        p.stat().st_size for p in tiny_model_dir.iterdir() if p.suffix in (".safetensors", ".bin")
+    )
+    assert weights > 0
+    three_seeds = _spec(tiny_model_dir, seeds=[1, 2, 3])  # three target stages, no intermediate
+    settings = backend.model_copy(
+        update={"quota_disk_gib": 2.5 * weights / 2**30, "quota_live_experiments": 2}
+    )
+    with TestClient(create_app(settings, executor_factory=RecordingExecutor)) as c:
+        msg = _refused(c.post("/experiments", json=three_seeds, headers=AUTH), ["seeds"])
+        assert "3 training stages" in msg and "XSTILTS_QUOTA_DISK_GIB" in msg, msg
+        assert f"{3 * weights / 2**30:.1f} GiB" in msg
+        for seed in (1, 2):  # two stages' worth each: under the disk quota
+            r = c.post("/experiments", json=_spec(tiny_model_dir, seeds=[seed]), headers=AUTH)
+            assert r.status_code == 201, r.text
+        r = c.post("/experiments", json=_spec(tiny_model_dir, seeds=[3]), headers=AUTH)
+        assert r.status_code == 429 and r.headers["Retry-After"] == "60", r.text
+        assert "XSTILTS_QUOTA_LIVE_EXPERIMENTS" in r.json()["detail"]
+        assert c.get("/experiments", headers=AUTH).json()["total"] == 2
+
+
+@pytest.mark.parametrize(
+    ("intermediate", "target", "seeds"),
+    [
+        ([], "xnli", [1]),
+        (["qqp", "snli"], "xnli", [1, 2]),
+        (["qqp"], "tatoeba", [3]),
+        ([], "panx", [1]),
+    ],
+)
+def test_the_stage_estimate_is_the_plan(
+    settings: Settings, tiny_model_dir: Path, intermediate: list[str], target: str, seeds: list[int]
+) -> None:
+    from xstilts.experiments.quotas import stage_count
+    from xstilts.experiments.submit import plan
+
+    data = tiny_spec(tiny_model_dir, intermediate={"tasks": intermediate}, seeds=seeds)
+    data["target"] = {"task": target}
+    data["evaluation"] = {"max_examples_per_language": 10}
+    if target != "xnli":  # some of their languages have no local file
+        data["evaluation"]["languages"] = ["de", "ar"]
+    spec = parse_spec(data)
+    assert stage_count(spec) == len(plan(spec, settings))

@@ -63,13 +63,15 @@ STUDY_ID: list[str] = []  # the fixture's study
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Settings]:
+def home(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, data_dir: Path
+) -> Iterator[Settings]:
     """A home whose database holds a succeeded study named ``$\\foo$`` (one cell, the baseline)
     and a succeeded experiment ``x$a$`` of the same evaluation (seed 2)."""
     root = tmp_path_factory.mktemp("heavy")
     settings = Settings(
         home=root,
-        data_dir=Path(__file__).resolve().parents[2] / "shared" / "data",
+        data_dir=data_dir,
         model_roots=(tiny_model_dir.parent,),
         api_keys={"t": hashlib.sha256(KEY.encode()).hexdigest()},
     )

@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     max_stages: Annotated[int, Field(ge=1, le=100_000)] = 2000
     # The API answers 503 to a request still running after this (a hung database).
     request_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 20.0
+    # Work one request of a key may start, estimated before planning (xstilts.experiments.quotas):
+    # stage links over its experiments and seeds, GiB of models its training stages keep, and the
+    # key's experiments queued or running at once.
+    quota_stages: Annotated[int, Field(ge=1, le=10_000_000)] = 20_000
+    quota_disk_gib: Annotated[float, Field(gt=0, le=1_048_576)] = 200.0
+    quota_live_experiments: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     # Heavy requests (comparisons, report pages, study results) computed at once by one API
     # process; one more is answered 429 with Retry-After (xstilts.api.heavy).
     heavy_requests: Annotated[int, Field(ge=1, le=64)] = 2

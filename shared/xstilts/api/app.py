@@ -28,6 +28,7 @@ from xstilts.api.heavy import HeavyWork
 from xstilts.api.routes import comparisons, experiments, health, reports, studies, tasks
 from xstilts.config import Settings
 from xstilts.errors import ConflictError, IdempotencyConflictError, NotFoundError, XstiltsError
+from xstilts.experiments.quotas import QuotaExceededError
 from xstilts.runtime.executors import ThreadExecutor
 from xstilts.runtime.orchestration import Executor
 from xstilts.runtime.workspace import Workspace
@@ -71,6 +72,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConflictError)
     async def conflict(_: Request, e: ConflictError) -> JSONResponse:
         return JSONResponse({"detail": str(e)}, status_code=409)
+
+    @app.exception_handler(QuotaExceededError)
+    async def quota_exceeded(request: Request, e: QuotaExceededError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": redact(e.reason, request.app.state.settings)},
+            status_code=429,
+            headers={"Retry-After": str(60)},
+        )
 
     @app.exception_handler(XstiltsError)
     async def user_error(request: Request, e: XstiltsError) -> JSONResponse:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from xstilts.config import Settings
 from xstilts.db.models import Experiment
 from xstilts.errors import IdempotencyConflictError
+from xstilts.experiments.quotas import check_quota
 from xstilts.experiments.submit import plan, submit_experiment
 from xstilts.spec import ExperimentSpec
 
@@ -70,6 +71,7 @@ def submit_once(
             earlier = _earlier_submission(s, owner, idempotency_key, digest)
         if earlier is not None:
             return earlier  # before planning: a replay costs no model or data fingerprinting
+    check_quota(sessions, settings, [spec], owner)
     planned = plan(spec, settings)
     try:
         exp_id = submit_experiment(

@@ -16,6 +16,7 @@ from xstilts.config import Settings
 from xstilts.db.models import Experiment, Status, Study
 from xstilts.errors import ConflictError, NotFoundError, XstiltsError
 from xstilts.experiments.plan import PlannedStage
+from xstilts.experiments.quotas import check_quota
 from xstilts.experiments.results import experiment_results
 from xstilts.experiments.submit import plan, store_experiment
 from xstilts.runtime.artifacts import ArtifactStore
@@ -45,10 +46,9 @@ _ORDER = (Status.RUNNING, Status.QUEUED, Status.PENDING, Status.FAILED, Status.C
 
 
 def plan_study(
-    study: StudySpec, settings: Settings
+    cells: list[tuple[list[str], str, ExperimentSpec]], settings: Settings
 ) -> list[tuple[list[str], str, ExperimentSpec, list[PlannedStage]]]:
-    """Every cell's experiment spec and stages; one :class:`SpecError` lists every bad cell."""
-    cells = expand(study)
+    """Every cell's stages; one :class:`SpecError` lists every bad cell."""
     planned = []
     problems = []
     total = 0
@@ -63,16 +63,6 @@ def plan_study(
         planned.append((tasks, target, spec, stages))
     if problems:
         raise SpecError([(tuple(p for p in loc if p != ""), msg) for loc, msg in problems])
-    if total > settings.max_stages * 50:
-        raise SpecError(
-            [
-                (
-                    ("intermediate_sets",),
-                    f"the study plans {total} stage links; this server plans at most "
-                    f"{settings.max_stages * 50} per study: use fewer cells or seeds",
-                )
-            ]
-        )
     return planned
 
 
@@ -81,7 +71,9 @@ def submit_study(
 ) -> tuple[str, list[str]]:
     """Validate and plan every cell, then store the study and all its cells in one transaction.
     Returns the study id and its experiments' ids (rows first); nothing runs yet."""
-    planned = plan_study(study, settings)
+    cells = expand(study)
+    check_quota(sessions, settings, [spec for _, _, spec in cells], owner)  # before planning
+    planned = plan_study(cells, settings)
     with sessions.begin() as s:
         row = Study(name=study.name, spec=study.model_dump(mode="json"), owner=owner)
         s.add(row)
