@@ -1,6 +1,7 @@
 """Schema-driven fuzzing of the API in process (schemathesis over ASGI): whatever a client sends to
-the experiments, studies, comparisons, reports, tasks and health endpoints, the answer is never a server error, and it conforms
-to the status codes and response schemas the OpenAPI document declares.
+the experiments, studies, comparisons, reports, tasks and health endpoints, the answer is never a
+server error, and it conforms to the status codes and response schemas the OpenAPI document
+declares; on SQLite and on Postgres.
 
 The executor records deliveries and runs nothing, so a generated spec that happens to be valid is
 planned and stored but never trained. Longer runs: `schemathesis run` against `xstilts serve`
@@ -27,6 +28,8 @@ from xstilts.api.app import create_app
 from xstilts.db.migrate import upgrade
 from xstilts.modeling.sources import resolve_model
 from xstilts.spec import ModelConfig
+
+from tests.service_fixtures import pg_url  # noqa: F401 (fixture)
 
 KEY = "fuzz-key-789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -66,10 +69,12 @@ OPERATIONS = [
 ]
 
 
-@pytest.fixture()
-def api_schema(settings):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["sqlite", "postgres"])
+def api_schema(request: pytest.FixtureRequest, settings):  # type: ignore[no-untyped-def]
+    url = settings.database_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
     cfg = settings.model_copy(
         update={
+            "database_url": url,
             "api_keys": {"fuzz": hashlib.sha256(KEY.encode()).hexdigest()},
             "broker_url": "memory://",  # /readyz: no broker to be down
         }

@@ -69,8 +69,10 @@ class Workspace:
         request_hash: str | None = None,
     ) -> str:
         """Plan and store the experiment (stages shared by key); nothing runs yet."""
+        from xstilts.experiments.quotas import check_quota
         from xstilts.experiments.submit import plan, submit_experiment
 
+        check_quota(self.sessions, self.settings, [spec], owner)
         return submit_experiment(
             self.sessions,
             spec,

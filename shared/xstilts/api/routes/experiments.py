@@ -68,7 +68,13 @@ _SPEC_BODY: dict[str, Any] = {
         413: {"model": ErrorDetail, "description": "body over 1 MiB"},
         422: {
             "model": ValidationErrors,
-            "description": "invalid spec, each error naming its field",
+            "description": "invalid spec, each error naming its field, or past a quota of "
+            "the request (XSTILTS_QUOTA_STAGES, XSTILTS_QUOTA_DISK_GIB)",
+        },
+        429: {
+            "model": ErrorDetail,
+            "description": "this key's unfinished experiments at XSTILTS_QUOTA_LIVE_EXPERIMENTS "
+            "(Retry-After)",
         },
     },
     openapi_extra=_SPEC_BODY,

@@ -60,7 +60,13 @@ def study_body(body: Annotated[bytes, Depends(read_body)]) -> StudySpec:
         422: {
             "model": ValidationErrors,
             "description": "invalid study: each error names its field, or its cell "
-            "(cells.<row>/<target>.<field>); nothing is stored",
+            "(cells.<row>/<target>.<field>), or a quota of the request it is past; nothing "
+            "is stored",
+        },
+        429: {
+            "model": ErrorDetail,
+            "description": "this key's unfinished experiments at XSTILTS_QUOTA_LIVE_EXPERIMENTS "
+            "(Retry-After)",
         },
     },
     openapi_extra={
