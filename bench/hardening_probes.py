@@ -142,7 +142,13 @@ class Server:
 def wait(http: httpx.Client, server: Server, path: str, timeout: float = 900) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        body: dict[str, Any] = http.get(server.url + path, headers=server.auth).json()
+        try:
+            body: dict[str, Any] = http.get(server.url + path, headers=server.auth).json()
+        except httpx.TransportError:
+            if server.proc.poll() is not None:
+                log = (server.home / "serve.log").read_text(errors="replace")
+                raise RuntimeError(f"the server died; its log ends:\n{log[-3000:]}") from None
+            body = {}
         if body.get("status") in ("succeeded", "failed", "cancelled"):
             return body
         assert time.monotonic() < deadline, body

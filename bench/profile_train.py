@@ -42,9 +42,9 @@ def main() -> None:
     from xstilts.modeling.offline import prepare_offline_model
     from xstilts.spec import TrainingConfig
     from xstilts.tasks import Split, get_task
-    from xstilts.training.batching import epoch_batches
+    from xstilts.training.batching import epoch_batches, to_device
     from xstilts.training.embedding_grad import row_gradient
-    from xstilts.training.loop import build_optimizer, to_device
+    from xstilts.training.loop import build_optimizer
 
     settings = Settings()
     folder = prepare_offline_model(settings.cache_dir)

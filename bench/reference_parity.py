@@ -103,6 +103,7 @@ def _hf_init_(module: Any, std: float = 0.02) -> None:
 
 
 def _patch_xstilts(cfg: dict[str, Any]) -> None:
+    import xstilts.training.batching as batching
     import xstilts.training.loop as loop
     from xstilts.modeling import classifier
 
@@ -125,7 +126,7 @@ def _patch_xstilts(cfg: dict[str, Any]) -> None:
                     yield epoch, order[i : i + batch_size]
                 epoch += 1
 
-        loop.epoch_batches = random_batches  # type: ignore[assignment]
+        batching.epoch_batches = random_batches  # type: ignore[assignment]
 
     if cfg["xstilts_schedule"] == "hf":
         import torch

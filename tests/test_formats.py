@@ -98,10 +98,10 @@ def test_multiple_choice_batches_choices_together(data_dir: Path, tokenizer) -> 
     assert labels == ("A", "B", "C", "D")
     f = fmt.featurize(tokenizer, examples, FeatureConfig(max_length=64), labels)
     batch = fmt.collate(f, np.arange(3), tokenizer.pad_token_id)
-    assert batch["input_ids"].shape[0] == 3 * 4 and batch["num_choices"] == 4
-    assert batch["input_ids"].shape[1] <= 64
+    assert batch.input_ids.shape[0] == 3 * 4 and batch.num_choices == 4
+    assert batch.input_ids.shape[1] <= 64
     logits = torch.zeros(3, 4)
-    logits[torch.arange(3), batch["labels"]] = 5.0
+    logits[torch.arange(3), batch.labels] = 5.0
     assert fmt.loss(logits, batch) < 0.1
     rows = fmt.decode(
         HeadOutputs(examples[:3], f, fmt.outputs(logits, batch), labels), DecodeConfig()

@@ -323,7 +323,7 @@ def test_loop_takes_the_steps_hf_trainer_takes(
         Trainer,
         TrainingArguments,
     )
-    from xstilts.training import loop
+    from xstilts.training import batching
 
     steps, batch = 8, 8
     tok = load_tokenizer(str(tiny_model_dir))
@@ -346,7 +346,7 @@ def test_loop_takes_the_steps_hf_trainer_takes(
             for i in range(0, len(lengths), batch_size):
                 yield 0, np.arange(i, min(i + batch_size, len(lengths)))
 
-    monkeypatch.setattr(loop, "epoch_batches", in_order)
+    monkeypatch.setattr(batching, "epoch_batches", in_order)
     hyper = {"learning_rate": 5e-4, "weight_decay": 0.1, "max_grad_norm": 0.5}
     cfg = TrainingConfig(batch_size=batch, max_steps=steps, warmup_ratio=0.0, **hyper)
     train(ours, "mnli", feats, cfg, 0, tmp_path / "ours", tok.pad_token_id)

@@ -17,13 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from xstilts.metrics import PredictionRow, Score, get_metric
+from xstilts.modeling.batch import Batch
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from xstilts.tasks.base import Task
-
-Batch = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -155,10 +154,10 @@ class TrainedFormat(Format):
 
 class OneLabelPerExample(TrainedFormat):
     """Formats that predict one label per example (pair classification, multiple choice):
-    cross-entropy over ``batch["labels"]``, argmax decoding, one label per line."""
+    cross-entropy over ``batch.labels``, argmax decoding, one label per line."""
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), batch["labels"])
+        return F.cross_entropy(logits.float(), batch.need("labels"))
 
     def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
         return logits.argmax(-1).cpu().tolist()

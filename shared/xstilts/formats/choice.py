@@ -61,12 +61,12 @@ class MultipleChoice(OneLabelPerExample):
         if any(len(g) != num_choices for g in groups):
             raise ValueError("a batch mixes examples with different numbers of choices")
         ids, mask = pad_rows([row for g in groups for row in g], pad_id)
-        return {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "num_choices": num_choices,
-            "labels": torch.as_tensor(features.targets["labels"][index]),
-        }
+        return Batch(
+            ids,
+            mask,
+            labels=torch.as_tensor(features.targets["labels"][index]),
+            num_choices=num_choices,
+        )
 
     def label_name(self, labels: tuple[str, ...], index: int) -> str:
         return LETTERS[index]

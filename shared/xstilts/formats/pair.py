@@ -35,7 +35,7 @@ class PairClassification(OneLabelPerExample):
     def collate(self, features: Features, index: np.ndarray, pad_id: int) -> Batch:
         ids, mask = pad_rows([features.input_ids[i] for i in index], pad_id)
         labels = torch.as_tensor(features.targets["labels"][index])
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        return Batch(ids, mask, labels=labels)
 
 
 def featurize_pairs(

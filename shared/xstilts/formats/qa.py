@@ -56,19 +56,21 @@ class ExtractiveQA(TrainedFormat):
 
     def collate(self, features: Features, index: np.ndarray, pad_id: int) -> Batch:
         ids, mask = pad_rows([features.input_ids[i] for i in index], pad_id)
-        return {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "start": torch.as_tensor(features.targets["start"][index]),
-            "end": torch.as_tensor(features.targets["end"][index]),
-        }
+        return Batch(
+            ids,
+            mask,
+            start=torch.as_tensor(features.targets["start"][index]),
+            end=torch.as_tensor(features.targets["end"][index]),
+        )
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         start, end = logits.float().unbind(-1)
-        return (F.cross_entropy(start, batch["start"]) + F.cross_entropy(end, batch["end"])) / 2
+        return (
+            F.cross_entropy(start, batch.need("start")) + F.cross_entropy(end, batch.need("end"))
+        ) / 2
 
     def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
-        lengths = batch["attention_mask"].sum(1).tolist()
+        lengths = batch.attention_mask.sum(1).tolist()
         x = logits.float().cpu().numpy()
         return [(x[j, :n, 0].copy(), x[j, :n, 1].copy()) for j, n in enumerate(lengths)]
 

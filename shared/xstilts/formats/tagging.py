@@ -115,15 +115,15 @@ class TokenClassification(TrainedFormat):
         for j, i in enumerate(index):
             row = features.targets["tags"][i]
             tags[j, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-        return {"input_ids": ids, "attention_mask": mask, "tags": tags}
+        return Batch(ids, mask, tags=tags)
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(
-            logits.float().flatten(0, 1), batch["tags"].flatten(), ignore_index=IGNORE
+            logits.float().flatten(0, 1), batch.need("tags").flatten(), ignore_index=IGNORE
         )
 
     def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
-        lengths = batch["attention_mask"].sum(1).tolist()
+        lengths = batch.attention_mask.sum(1).tolist()
         best = logits.argmax(-1).cpu()
         return [best[j, :n].tolist() for j, n in enumerate(lengths)]
 

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-log = logging.getLogger(__name__)
+from xstilts.modeling.batch import Batch
 
-Batch = dict[str, Any]  # what a format's collate makes: input_ids, attention_mask, targets, ...
+log = logging.getLogger(__name__)
 
 ENCODER_DIR = "encoder"
 HEADS_FILE = "heads.pt"
@@ -61,7 +61,7 @@ class ChoiceHead(SequenceHead):
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor, pooling: str, batch: Batch
     ) -> torch.Tensor:
-        return super().forward(hidden, mask, pooling, batch).view(-1, int(batch["num_choices"]))
+        return super().forward(hidden, mask, pooling, batch).view(-1, int(batch.num_choices or 1))
 
 
 class TokenHead(nn.Module):
@@ -128,8 +128,8 @@ class MultiHeadClassifier(nn.Module):
         self.labels[task] = tuple(labels)
 
     def forward(self, batch: Batch, task: str) -> torch.Tensor:
-        mask = batch["attention_mask"]
-        hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+        mask = batch.attention_mask
+        hidden = self.encoder(input_ids=batch.input_ids, attention_mask=mask).last_hidden_state
         return self.heads[task](hidden, mask, self.pooling, batch)
 
 

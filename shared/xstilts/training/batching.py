@@ -2,13 +2,29 @@
 
 Padding is the main waste in encoder training on short, varied sentence pairs; grouping examples of
 similar length into a batch and padding only to the batch's longest row removes most of it.
+
+:class:`TrainingBatches` is the training loop's source of micro-batches: which task each comes
+from, its rows (this replica's share of them), collated and on the training device, prepared in a
+background thread a few batches ahead so that collation and the host-to-GPU copy overlap the
+step that runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from xstilts.formats.base import Batch, Features, TrainedFormat
+    from xstilts.training.distributed import Replica
+    from xstilts.training.sampling import TaskSchedule
 
 # A training batch is drawn from a window of this many batches sorted by length: large enough that
 # neighbours have similar lengths, small enough that batches still mix the whole data over an epoch.
@@ -60,3 +76,108 @@ def epoch_batches(
         ):
             yield epoch, batch
         epoch += 1
+
+
+# Each task's batch stream has its own seed: seed + this x the task's position.
+TASK_SEED_STRIDE = 104_729
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    task: int  # the task's position in the run's task list
+    rows: np.ndarray  # the rows of the global batch (all replicas'), into the task's features
+    weight: float  # this process's share of the global batch's mean loss
+    batch: Batch  # this process's rows, collated, on the training device
+
+
+class TrainingBatches:
+    """The micro-batches of a training run from optimiser step ``start`` on, exactly as an
+    uninterrupted run takes them: micro-batch ``k`` comes from task ``schedule.task_at(k)``, and
+    each task's batches from its own endless length-grouped stream (:func:`epoch_batches`), so a
+    resumed run replays the choices to skip what was used. ``prefetch`` batches are prepared ahead
+    in a thread (0: on the caller's thread); iterate once, and :meth:`close` when done."""
+
+    def __init__(
+        self,
+        features: Sequence[Features],
+        formats: Sequence[TrainedFormat],
+        schedule: TaskSchedule,
+        batch_size: int,
+        accumulation: int,
+        seed: int,
+        start_step: int,
+        pad_id: int,
+        device: torch.device,
+        replica: Replica | None = None,
+        prefetch: int = 2,
+    ) -> None:
+        self.features, self.formats = features, formats
+        self.pad_id, self.device, self.replica = pad_id, device, replica
+        first = start_step * accumulation
+        used = [0] * len(features)
+        for k in range(first):
+            used[schedule.task_at(k)] += 1
+        streams = [
+            itertools.islice(
+                epoch_batches(f.lengths, batch_size, seed + TASK_SEED_STRIDE * i), used[i], None
+            )
+            for i, f in enumerate(features)
+        ]
+        self._order = ((schedule.task_at(k), streams) for k in itertools.count(first))
+        self._prefetch = prefetch
+        self._queue: queue.Queue[tuple[MicroBatch | None, BaseException | None]] = queue.Queue(
+            max(prefetch, 1)
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _make(self) -> MicroBatch:
+        i, streams = next(self._order)
+        _, rows = next(streams[i])
+        mine, weight = (rows, 1.0) if self.replica is None else self.replica.share(rows)
+        batch = self.formats[i].collate(self.features[i], mine, self.pad_id)
+        return MicroBatch(i, rows, weight, to_device(batch, self.device))
+
+    def _fill(self) -> None:
+        try:
+            while not self._stop.is_set():
+                item = self._make()
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._queue.put((None, e))
+
+    def __iter__(self) -> Iterator[MicroBatch]:
+        return self
+
+    def __next__(self) -> MicroBatch:
+        if self._prefetch == 0:
+            return self._make()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._fill, name="collate", daemon=True)
+            self._thread.start()
+        item, error = self._queue.get()
+        if error is not None:
+            raise error
+        assert item is not None
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> TrainingBatches:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """The batch's tensors on ``device`` (:meth:`Batch.to`)."""
+    return batch.to(device)

@@ -7,7 +7,6 @@ optimiser steps and resume from it after a crash (bit-for-bit the same run as wi
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
@@ -23,10 +22,10 @@ from torch import nn
 
 from xstilts.errors import CancelledError
 from xstilts.formats import get_trained_format
-from xstilts.formats.base import Batch, Features
+from xstilts.formats.base import Features
 from xstilts.modeling.classifier import MultiHeadClassifier
 from xstilts.spec import TrainingConfig
-from xstilts.training.batching import epoch_batches
+from xstilts.training.batching import TrainingBatches
 from xstilts.training.distributed import Replica
 from xstilts.training.embedding_grad import row_gradient
 from xstilts.training.hardware import StepFlops, device_peak
@@ -36,6 +35,7 @@ from xstilts.training.sampling import TaskSchedule, sampling_probabilities
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
+LOG_EVERY = 50  # optimiser steps between log lines (and reads of the loss from the device)
 ProgressFn = Callable[[int, int, float, float], None]  # step, total, examples/s, loss
 
 
@@ -269,17 +269,18 @@ def train_multi(
 
     # Each task's batch order depends only on (its seed, epoch), and the task of micro-batch k only
     # on (seed, k): a resumed run replays the choices to skip exactly the batches already used.
-    done_per_task = [0] * len(tasks)
-    for k in range(start * accum):
-        done_per_task[schedule.task_at(k)] += 1
-    streams = [
-        itertools.islice(
-            epoch_batches(data[t].lengths, cfg.batch_size, seed + 104_729 * i),
-            done_per_task[i],
-            None,
-        )
-        for i, t in enumerate(tasks)
-    ]
+    batches = TrainingBatches(
+        [data[t] for t in tasks],
+        formats,
+        schedule,
+        cfg.batch_size,
+        accum,
+        seed,
+        start,
+        pad_id,
+        device,
+        replica,
+    )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     if device.type == "cuda":  # the matmuls autocast leaves in fp32 (heads, losses) use TF32
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -298,46 +299,42 @@ def train_multi(
         # dynamic: batch sizes and padded lengths change from step to step.
         net = torch.compile(net, dynamic=True)  # type: ignore[assignment]
     model.train()
-    loss_sum = dict.fromkeys(tasks, 0.0)
-    loss_n = dict.fromkeys(tasks, 0)
+    # Losses stay on the device until a log line or the end needs them: reading one (.item())
+    # waits for the GPU to finish, and once per micro-batch that keeps it idle between steps.
+    # Float64 sums in the order the values come: the same numbers as Python floats would give.
+    losses = _LossBook(len(tasks), total - start, device)
     seen, loss_value, t0 = 0, float("nan"), time.perf_counter()
     recent = RecentRate()
-    step_losses: list[float] = []
     # The word embeddings' gradient in one buffer cleared row by row (same numbers; see module).
     # Not with DDP (it reduces gradients in autograd's hooks) nor torch.compile (inductor fuses the
     # embedding's backward itself; tracing this one would break its graph).
     row_grads = row_gradient(
         model.encoder, device, enabled=replica is None and not cfg.torch_compile
     )
-    with row_grads as clear_embedding_grad:
+    with row_grads as clear_embedding_grad, batches:
         for step in range(start, total):
-            step_loss = 0.0
             for micro in range(accum):
-                i = schedule.task_at(step * accum + micro)
-                task, features, fmt = tasks[i], data[tasks[i]], formats[i]
-                _, index = next(streams[i])
-                rows, weight = (index, 1.0) if replica is None else replica.share(index)
-                batch = to_device(fmt.collate(features, rows, pad_id), device)
+                mb = next(batches)
+                task, features, fmt = tasks[mb.task], data[tasks[mb.task]], formats[mb.task]
                 # Replicas reduce gradients once per optimiser step, on its last micro-batch.
                 sync = net.no_sync() if replica and micro < accum - 1 else nullcontext()  # type: ignore[operator]
                 with sync:
                     with autocast:
-                        logits = net(batch, task)
-                    loss = fmt.loss(logits, batch)
-                    (loss * weight / accum).backward()
-                value = loss.item() if replica is None else replica.mean(loss.item() * weight)
-                step_loss += value / accum
-                loss_sum[task] += value
-                loss_n[task] += 1
-                seen += len(index)
-                flops += step_flops(features.lengths[index])
+                        logits = net(mb.batch, task)
+                    loss = fmt.loss(logits, mb.batch)
+                    (loss * mb.weight / accum).backward()
+                if replica is None:
+                    losses.add(mb.task, loss.detach(), accum)
+                else:  # the mean over replicas: a collective per micro-batch, as before
+                    losses.add_value(mb.task, replica.mean(loss.item() * mb.weight), accum)
+                seen += len(mb.rows)
+                flops += step_flops(features.lengths[mb.rows])
             nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             clear_embedding_grad()
-            loss_value = step_loss
-            step_losses.append(step_loss)
+            losses.end_step(step - start)
             done = step + 1
             if selector is not None and done in eval_at:
                 selector.evaluate(model, done)
@@ -366,8 +363,10 @@ def train_multi(
                     selector.prune()
             if replica is not None and done % cfg.checkpoint_every_steps == 0 and done < total:
                 replica.barrier()  # the others resume from rank 0's checkpoint: it must be whole
-            if done % 50 == 0 or done == total:
+            if done % LOG_EVERY == 0 or done == total:
+                loss_value = losses.step_loss(step - start)  # the one read of the device
                 elapsed = max(time.perf_counter() - t0, 1e-9)
+                task_means = losses.task_means()
                 log.info(
                     "%s step %d/%d: loss %.4f, %.1f examples/s, %.2f model TFLOP/s%s%s",
                     name,
@@ -379,7 +378,7 @@ def train_multi(
                     f" = {100 * flops / elapsed / peak:.1f}% of {device_name}'s bf16 peak"
                     if peak
                     else "",
-                    f"; task losses { ({t: round(loss_sum[t] / max(loss_n[t], 1), 4) for t in tasks}) }"
+                    f"; task losses { ({t: round(task_means[i], 4) for i, t in enumerate(tasks) if i in task_means}) }"
                     if len(tasks) > 1
                     else "",
                 )
@@ -396,16 +395,18 @@ def train_multi(
     if selector is not None:
         chosen = {**selector.restore_best(model, device), "total_steps": total}
     model.eval()
+    step_losses = losses.step_losses()
+    task_means = losses.task_means()
     window = max(1, len(step_losses) // 10)
     return TrainResult(
         steps_run=total - start,
         total_steps=total,
         resumed_from_step=start,
         examples_per_s=seen / elapsed if elapsed > 0 else 0.0,
-        final_loss=loss_value,
+        final_loss=step_losses[-1] if step_losses else float("nan"),
         num_examples=sum(sizes.values()),
-        task_losses={t: loss_sum[t] / loss_n[t] for t in tasks if loss_n[t]},
-        task_batches={t: loss_n[t] for t in tasks},
+        task_losses={t: task_means[i] for i, t in enumerate(tasks) if i in task_means},
+        task_batches={t: losses.batches[i] for i, t in enumerate(tasks)},
         loss_start=sum(step_losses[:window]) / window if step_losses else None,
         loss_end=sum(step_losses[-window:]) / window if step_losses else None,
         model_tflops=flops / elapsed / 1e12 if elapsed > 0 and flops else None,
@@ -415,11 +416,39 @@ def train_multi(
     )
 
 
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    """The batch's tensors on ``device``; to a GPU through pinned memory, without blocking."""
-    if device.type != "cuda":
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    return {
-        k: v.pin_memory().to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-        for k, v in batch.items()
-    }
+class _LossBook:
+    """Training losses kept on the device: per step (the mean over its micro-batches) and per task
+    (sum and count), in float64, read back only when asked."""
+
+    def __init__(self, tasks: int, steps: int, device: torch.device) -> None:
+        self.sums = torch.zeros(tasks, dtype=torch.float64, device=device)
+        self.batches = [0] * tasks
+        self.steps = torch.zeros(steps, dtype=torch.float64, device=device)
+        self.current = torch.zeros((), dtype=torch.float64, device=device)
+        self.done = 0
+
+    def add(self, task: int, loss: torch.Tensor, accumulation: int) -> None:
+        value = loss.to(torch.float64)
+        self.current += value / accumulation
+        self.sums[task] += value
+        self.batches[task] += 1
+
+    def add_value(self, task: int, value: float, accumulation: int) -> None:
+        self.add(
+            task, torch.tensor(value, dtype=torch.float64, device=self.sums.device), accumulation
+        )
+
+    def end_step(self, index: int) -> None:
+        self.steps[index] = self.current
+        self.current.zero_()
+        self.done = index + 1
+
+    def step_loss(self, index: int) -> float:
+        return float(self.steps[index].item())
+
+    def step_losses(self) -> list[float]:
+        return [float(v) for v in self.steps[: self.done].tolist()]
+
+    def task_means(self) -> dict[int, float]:
+        sums = self.sums.tolist()
+        return {i: sums[i] / n for i, n in enumerate(self.batches) if n}

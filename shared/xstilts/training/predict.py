@@ -10,8 +10,8 @@ import torch
 from xstilts.formats import get_trained_format
 from xstilts.formats.base import Features
 from xstilts.modeling.classifier import MultiHeadClassifier
-from xstilts.training.batching import sorted_batches
-from xstilts.training.loop import ProgressFn, pick_device, to_device
+from xstilts.training.batching import sorted_batches, to_device
+from xstilts.training.loop import ProgressFn, pick_device
 from xstilts.training.rate import RecentRate
 
 # Padded tokens per prediction batch. On a CPU, 2,048 tokens already keep the matrix products

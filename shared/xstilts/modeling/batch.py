@@ -1,0 +1,49 @@
+"""What a format's ``collate`` makes and a model's forward pass and a format's loss read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Token ids and their mask (rows x width, padded), and the targets of one format; a field
+    another format has is None. Multiple choice puts an example's choices on consecutive rows."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor | None = None  # a class per row (pairs), per example (multiple choice)
+    tags: torch.Tensor | None = None  # a tag id per token, IGNORE where none (tagging)
+    start: torch.Tensor | None = None  # the answer span's first and last token (QA)
+    end: torch.Tensor | None = None
+    num_choices: int | None = None  # rows per example (multiple choice)
+
+    def to(self, device: torch.device) -> Batch:
+        """The tensors on ``device``; to a GPU through pinned memory, without blocking (the copy
+        overlaps what runs; a later kernel on the same stream waits for it)."""
+        cuda = device.type == "cuda"
+
+        def moved(t: torch.Tensor) -> torch.Tensor:
+            return t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device)
+
+        def maybe(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else moved(t)
+
+        return Batch(
+            moved(self.input_ids),
+            moved(self.attention_mask),
+            labels=maybe(self.labels),
+            tags=maybe(self.tags),
+            start=maybe(self.start),
+            end=maybe(self.end),
+            num_choices=self.num_choices,
+        )
+
+    def need(self, name: str) -> torch.Tensor:
+        """The target ``name``, which the format's own collate sets."""
+        value = getattr(self, name)
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"the batch has no {name!r}: not collated by this format")
+        return value
