@@ -1,112 +1,287 @@
-"""Training throughput of our loop on one GPU (or the CPU): tokens/s, model-FLOPs utilisation
-against the device's dense bf16 peak, peak memory.
+"""Training throughput on one GPU (or the CPU): our loop against Hugging Face Trainer (length-grouped
+and random order), same model, MNLI pairs, batch size and steps, alternating in rounds, each run in
+a fresh process; GPU utilisation sampled while each runs; one table.
 
-Any encoder from a local folder (e.g. a downloaded FacebookAI/xlm-roberta-large) or the offline
-model; MNLI from the data folder, so the lengths are real. Runs xstilts' training loop itself
-(bf16 autocast, TF32, SDPA attention, fused AdamW, pinned non-blocking copies), timed from the end
-of the warm-up steps.
+The model: a local folder (`--model`, e.g. a downloaded FacebookAI/xlm-roberta-large), or a random
+initialisation of XLM-R's shape (`--init xlmr-large`: 24 layers, 1024 wide, 559M parameters, the
+paper's encoder; `xlmr-tiny`: 2 layers, 64 wide, a CPU smoke run) with the offline model's XLM-R
+tokenizer. Runs are timed from the end of the warm-up steps. Both loops: bf16 autocast and TF32 on
+CUDA, SDPA attention, fused AdamW; Trainer with 2 loader workers and pinned memory on CUDA.
 
-    python bench/gpu_train.py --model /models/xlm-roberta-large --batch-size 32 --steps 60
-    python bench/gpu_train.py --steps 6 --warmup 2          # the offline model, as a smoke test
+    python bench/gpu_train.py --init xlmr-large --batch-size 32 --steps 60 --warmup 10 --rounds 3
+    python bench/gpu_train.py --init xlmr-large --concurrent 4       # 4 of our loops at once
+    python bench/gpu_train.py --init xlmr-tiny --steps 6 --warmup 2 --rounds 1   # smoke, on a CPU
 
-Expected on an H100 SXM with XLM-R Large (303M non-embedding parameters; 6 x 303M = 1.82 GFLOP
-per token plus 12 x 24 x 1024 x L per token of attention, ~1.86 GFLOP at L = 128): at 40% of the
-989 TFLOP/s bf16 peak, about 210,000 useful tokens/s, i.e. ~4,000 MNLI pairs/s at ~52 tokens each.
+Columns: examples/s and useful (unpadded) tokens/s (medians over rounds, with the range), model
+FLOPs utilisation against the device's dense bf16 peak (our loop's own FLOP count, both loops
+alike), the GPU's utilisation (nvidia-smi, median of samples every 200 ms) and peak GPU memory. With
+`--concurrent K` the xstilts row is K processes at once: their examples/s summed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import torch
+CONFIGS = ("xstilts", "trainer-group-by-length", "trainer-random")
+SHAPES: dict[str, dict[str, Any]] = {
+    "xlmr-large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                   "intermediate_size": 4096},
+    "xlmr-tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "intermediate_size": 128},
+}  # fmt: skip
+
+
+def make_model(shape: str, out: Path) -> Path:
+    """A random-init XLM-R of ``shape`` with the offline model's XLM-R tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
+    from xstilts.config import Settings
+    from xstilts.modeling.offline import prepare_offline_model
+
+    cfg = XLMRobertaConfig(
+        vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, **SHAPES[shape],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = XLMRobertaModel(cfg, add_pooling_layer=False)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(prepare_offline_model(Settings().cache_dir)).save_pretrained(out)
+    return out
+
+
+def _pairs(steps: int, batch: int) -> list[Any]:
+    from xstilts.config import Settings
+    from xstilts.data import DataSource, load_split
+    from xstilts.tasks import Split, get_task
+
+    data = Path(os.environ.get("XSTILTS_DATA_DIR") or Settings().data_dir or "../shared/data")
+    return load_split(get_task("mnli"), Split.TRAIN, "en", DataSource("local", data), steps * batch)
+
+
+def run_one(config: str, folder: str, steps: int, warmup: int, batch: int, length: int) -> dict:
+    """One timed run in this process: examples/s, useful tokens/s, MFU, peak memory."""
+    import torch
+    from xstilts.modeling.classifier import load_tokenizer
+    from xstilts.training.hardware import StepFlops, device_peak
+    from xstilts.training.loop import pick_device
+
+    device = pick_device()
+    name, peak = device_peak(device)
+    examples = _pairs(steps, batch)
+    marks: list[float] = []
+    lengths: list[list[int]] = []
+    pending: list[int] = []
+
+    def count(module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        mask = kwargs.get("attention_mask")
+        if mask is not None and module.training:
+            pending.extend(mask.sum(-1).tolist())
+
+    def mark() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        marks.append(time.perf_counter())
+        lengths.append(list(pending))
+        pending.clear()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    torch.manual_seed(0)
+    if config == "xstilts":
+        from xstilts.formats.pair import featurize_pairs
+        from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder
+        from xstilts.spec import TrainingConfig
+        from xstilts.training.loop import train
+
+        tok = load_tokenizer(folder)
+        model = MultiHeadClassifier(load_encoder(folder))
+        model.add_head("mnli", 3)
+        encoder = model.encoder
+        encoder.register_forward_pre_hook(count, with_kwargs=True)
+        cfg = TrainingConfig(batch_size=batch, max_steps=steps, max_seq_length=length,
+                             checkpoint_every_steps=10**6)  # fmt: skip
+        with tempfile.TemporaryDirectory() as work:
+            feats = featurize_pairs(tok, examples, length)
+            train(model, "mnli", feats, cfg, 0, Path(work), tok.pad_token_id,
+                  progress=lambda *_: mark())  # fmt: skip
+    else:
+        from transformers import (
+            AutoModelForSequenceClassification,
+            DataCollatorWithPadding,
+            Trainer,
+            TrainerCallback,
+            TrainingArguments,
+        )
+
+        tok = load_tokenizer(folder)
+        enc = tok([e.text_a for e in examples], [e.text_b for e in examples], truncation=True,
+                  max_length=length)  # fmt: skip
+        rows = [
+            {"input_ids": ids, "attention_mask": m, "labels": e.label}
+            for ids, m, e in zip(enc["input_ids"], enc["attention_mask"], examples, strict=True)
+        ]
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=3)
+        encoder = model.roberta
+        encoder.register_forward_pre_hook(count, with_kwargs=True)
+
+        class Clock(TrainerCallback):
+            def on_step_end(self, *_: Any, **__: Any) -> None:
+                mark()
+
+        cuda = device.type == "cuda"
+        with tempfile.TemporaryDirectory() as out:
+            args = TrainingArguments(
+                output_dir=out, per_device_train_batch_size=batch, max_steps=steps,
+                learning_rate=2e-5, warmup_steps=max(1, steps // 10), weight_decay=0.01,
+                report_to=[], save_strategy="no", logging_strategy="no", bf16=cuda, tf32=cuda,
+                use_cpu=not cuda, dataloader_num_workers=2 if cuda else 0,
+                dataloader_pin_memory=cuda, optim="adamw_torch_fused",
+                train_sampling_strategy="group_by_length" if config.endswith("length") else "random",
+            )  # fmt: skip
+            Trainer(model=model, args=args, train_dataset=rows, callbacks=[Clock()],
+                    data_collator=DataCollatorWithPadding(tok)).train()  # fmt: skip
+    seconds = marks[-1] - marks[warmup - 1]
+    useful = [n for step in lengths[warmup:] for n in step]
+    flops = StepFlops(encoder)(useful)
+    return {
+        "config": config,
+        "device": name,
+        "examples_per_s": (steps - warmup) * batch / seconds,
+        "tokens_per_s": sum(useful) / seconds,
+        "mfu": flops / seconds / peak if peak else None,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+    }
+
+
+class Utilisation:
+    """nvidia-smi's GPU utilisation every 200 ms while a run goes on (nothing without a GPU)."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+        if shutil.which("nvidia-smi"):
+            self.proc = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                 "-lms", "200", "-i", os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+
+    def stop(self) -> float | None:
+        if self.proc is None:
+            return None
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        samples = [float(x) for x in out.split() if x.strip().replace(".", "").isdigit()]
+        return statistics.median(samples) if samples else None
+
+
+def _launch(config: str, folder: str, args: argparse.Namespace) -> subprocess.Popen[str]:
+    cmd = [sys.executable, __file__, "--only", config, "--model", folder, "--steps",
+           str(args.steps), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
+           "--max-length", str(args.max_length)]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _round(config: str, folder: str, args: argparse.Namespace) -> dict:
+    """One run of ``config`` (``--concurrent`` processes at once for ours), with utilisation."""
+    k = args.concurrent if config == "xstilts" else 1
+    util = Utilisation()
+    procs = [_launch(config, folder, args) for _ in range(k)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode:
+            sys.exit(f"{config} failed:\n{err[-3000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    first = results[0]
+    return {
+        **first,
+        "examples_per_s": sum(r["examples_per_s"] for r in results),
+        "tokens_per_s": sum(r["tokens_per_s"] for r in results),
+        "mfu": sum(r["mfu"] for r in results) if first["mfu"] is not None else None,
+        "peak_gib": max(r["peak_gib"] for r in results) if first["peak_gib"] is not None else None,
+        "utilisation": util.stop(),
+    }
+
+
+def _median(values: list[float | None]) -> str:
+    xs = [v for v in values if v is not None]
+    return f"{statistics.median(xs):,.1f}" if xs else "-"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model", help="a local model folder (default: the offline model)")
+    p.add_argument("--model", help="a local model folder")
+    p.add_argument("--init", choices=tuple(SHAPES), help="a random-init model of this shape")
+    p.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
+    p.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of all configurations")
+    p.add_argument("--concurrent", type=int, default=1, help="our loop: K processes at once")
+    p.add_argument("--only", choices=CONFIGS, help=argparse.SUPPRESS)  # one run (internal)
     args = p.parse_args()
+    if not 0 < args.warmup < args.steps:
+        p.error("--warmup must be at least 1 and below --steps")
+    if args.only:
+        print(json.dumps(run_one(args.only, args.model, args.steps, args.warmup,
+                                 args.batch_size, args.max_length)))  # fmt: skip
+        return
+    with tempfile.TemporaryDirectory(prefix="xstilts-gpu-") as tmp:
+        folder = args.model
+        if folder is None:
+            from xstilts.config import Settings
+            from xstilts.modeling.offline import prepare_offline_model
 
-    from xstilts.config import Settings
-    from xstilts.data import DataSource, load_split
-    from xstilts.formats.pair import featurize_pairs
-    from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder, load_tokenizer
-    from xstilts.modeling.offline import prepare_offline_model
-    from xstilts.spec import TrainingConfig
-    from xstilts.tasks import Split, get_task
-    from xstilts.training.hardware import StepFlops, device_peak
-    from xstilts.training.loop import pick_device, train
-
-    settings = Settings()
-    folder = args.model or str(prepare_offline_model(settings.cache_dir))
-    data = Path(os.environ.get("XSTILTS_DATA_DIR") or settings.data_dir or "../shared/data")
-    examples = load_split(
-        get_task("mnli"), Split.TRAIN, "en", DataSource("local", data),
-        args.steps * args.batch_size,
-    )  # fmt: skip
-    tok = load_tokenizer(folder)
-    features = featurize_pairs(tok, examples, args.max_length)
-    torch.manual_seed(0)
-    model = MultiHeadClassifier(load_encoder(folder))
-    model.add_head("mnli", 3)
-    flops = StepFlops(model.encoder)
-    device = pick_device()
-    name, peak = device_peak(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    marks: list[float] = []
-    step_lengths: list[list[int]] = []
-    pending: list[int] = []
-
-    def count(module, args, kwargs):  # the rows each step computed, their real lengths
-        mask = kwargs.get("attention_mask")
-        if mask is not None and module.training:
-            pending.extend(mask.sum(-1).tolist())
-
-    model.encoder.register_forward_pre_hook(count, with_kwargs=True)
-    cfg = TrainingConfig(
-        batch_size=args.batch_size,
-        max_steps=args.steps,
-        max_seq_length=args.max_length,
-        checkpoint_every_steps=10**6,
-    )
-
-    def progress(step: int, total: int, rate: float, loss: float) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        marks.append(time.perf_counter())
-        step_lengths.append(list(pending))
-        pending.clear()
-
-    with tempfile.TemporaryDirectory() as work:
-        result = train(model, "mnli", features, cfg, 0, Path(work), tok.pad_token_id, progress)
-    timed = args.steps - args.warmup
-    seconds = marks[-1] - marks[args.warmup - 1]
-    lengths = [n for step in step_lengths[args.warmup :] for n in step]
-    tokens = float(sum(lengths))
-    model_flops = flops(lengths)
+            folder = str(
+                make_model(args.init, Path(tmp) / args.init)
+                if args.init
+                else prepare_offline_model(Settings().cache_dir)
+            )
+        runs: dict[str, list[dict]] = {c: [] for c in args.configs}
+        for r in range(args.rounds):
+            for config in args.configs:
+                runs[config].append(_round(config, folder, args))
+                last = runs[config][-1]
+                print(f"round {r + 1}/{args.rounds} {config:<24} {last['examples_per_s']:>9.1f} ex/s",
+                      file=sys.stderr, flush=True)  # fmt: skip
+    device = next(iter(runs.values()))[0]["device"]
     print(
-        f"{Path(folder).name} on {name}, batch {args.batch_size}, max length {args.max_length}, "
-        f"{args.steps} steps ({args.warmup} warm-up), loss {result.final_loss:.3f}"
+        f"{args.model or args.init or 'offline model'} on {device}: MNLI, batch {args.batch_size}, "
+        f"max length {args.max_length}, {args.steps} steps ({args.warmup} warm-up), "
+        f"{args.rounds} alternating rounds"
+        + (f"; ours x{args.concurrent} at once" if args.concurrent > 1 else "")
     )
-    print(f"useful tokens/s       {tokens / seconds:,.0f}")
-    print(f"examples/s            {timed * args.batch_size / seconds:,.1f}")
-    print(f"model TFLOP/s         {model_flops / seconds / 1e12:.2f}")
-    if peak:
-        print(f"MFU (bf16 dense peak) {100 * model_flops / seconds / peak:.1f}%")
-    else:
-        print("MFU                   - (no table peak for this device)")
-    if device.type == "cuda":
-        print(f"peak GPU memory       {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    print("| config | examples/s (range) | useful tokens/s | MFU % | GPU busy % | peak GiB |")
+    print("|---|---|---|---|---|---|")
+    for config, rs in runs.items():
+        rates = [x["examples_per_s"] for x in rs]
+        mfu = [100 * x["mfu"] if x["mfu"] is not None else None for x in rs]
+        print(
+            f"| {config}{f' x{args.concurrent}' if config == 'xstilts' and args.concurrent > 1 else ''} "
+            f"| {statistics.median(rates):,.1f} ({min(rates):,.1f}-{max(rates):,.1f}) "
+            f"| {_median([x['tokens_per_s'] for x in rs])} | {_median(mfu)} "
+            f"| {_median([x['utilisation'] for x in rs])} | {_median([x['peak_gib'] for x in rs])} |"
+        )
+    if "xstilts" in runs:
+        for other in (c for c in runs if c != "xstilts"):
+            ratios = [a["examples_per_s"] / b["examples_per_s"]
+                      for a, b in zip(runs["xstilts"], runs[other], strict=True)]  # fmt: skip
+            print(f"xstilts / {other}: x{statistics.median(ratios):.2f} "
+                  f"(per-round ratios {min(ratios):.2f}-{max(ratios):.2f})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -12,6 +12,10 @@ each Trainer configuration: the median of the per-round ratios with a bootstrap 
     python bench/train_throughput.py --steps 12 --rounds 5
     python bench/train_throughput.py --steps 100 --rounds 3 --json bench/results/train_throughput-100.json
     python bench/train_throughput.py --configs xstilts xstilts-dense-grad   # the row-wise gradient's gain
+    python bench/train_throughput.py --configs xstilts --baseline 2cb281d     # our loop, then and now
+
+``--baseline REF`` adds our loop as the code of git revision REF has it (a temporary worktree first
+on PYTHONPATH), alternating with the others.
 """
 
 from __future__ import annotations
@@ -215,18 +219,31 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(DEFAULT_CONFIGS))
     p.add_argument("--json", metavar="OUT", help="also write every run and the summary here")
+    p.add_argument("--baseline", metavar="REF", help="also our loop at this git revision")
     p.add_argument("--only", choices=CONFIGS, help=argparse.SUPPRESS)  # one run (internal)
     args = p.parse_args()
     if args.only:
         print(json.dumps(run_one(args.only, args.steps, args.batch_size, args.max_length)))
         return
     peaks = [matmul_peak_gflops()]
-    runs: dict[str, list[dict]] = {c: [] for c in args.configs}
+    configs = list(args.configs)
+    env = {c: dict(os.environ) for c in configs}
+    tree = None
+    if args.baseline:
+        tree = Path(tempfile.mkdtemp(prefix="xstilts-baseline-"))
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.baseline],
+                       cwd=Path(__file__).resolve().parents[1], check=True,
+                       capture_output=True)  # fmt: skip
+        name = f"xstilts@{args.baseline}"
+        configs.append(name)
+        env[name] = {**os.environ, "PYTHONPATH": str(tree / "shared")}
+    runs: dict[str, list[dict]] = {c: [] for c in configs}
     for r in range(args.rounds):
-        for name in args.configs:
-            cmd = [sys.executable, __file__, "--only", name, "--steps", str(args.steps)]
+        for name in configs:
+            only = "xstilts" if name.startswith("xstilts@") else name
+            cmd = [sys.executable, __file__, "--only", only, "--steps", str(args.steps)]
             cmd += ["--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env[name])
             if done.returncode:
                 sys.exit(f"{name} failed:\n{done.stderr}")
             out = done.stdout
@@ -239,6 +256,9 @@ def main() -> None:
             )
     peaks.append(matmul_peak_gflops())
     peak = statistics.median(peaks)
+    if tree is not None:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)],
+                       cwd=Path(__file__).resolve().parents[1], check=False)  # fmt: skip
 
     print(
         f"offline multilingual-e5-small, MNLI, batch {args.batch_size}, max length "
