@@ -135,7 +135,12 @@ class Server:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(30)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:  # a thread that never ends holds it: kill it
+            print("the server did not stop within 30 s of SIGTERM: killed", file=sys.stderr)
+            self.proc.kill()
+            self.proc.wait(30)
         self.log.close()
 
 
@@ -153,6 +158,14 @@ def wait(http: httpx.Client, server: Server, path: str, timeout: float = 900) ->
             return body
         assert time.monotonic() < deadline, body
         time.sleep(0.5)
+
+
+def call(http: httpx.Client, method: str, url: str, auth: dict[str, str]) -> int | str:
+    """The status code, or the transport error's name (the connection reset, say)."""
+    try:
+        return http.request(method, url, headers=auth).status_code
+    except httpx.TransportError as e:
+        return type(e).__name__
 
 
 def codes(responses: list[int | str]) -> str:
@@ -198,6 +211,7 @@ def probe(tree: Path, model: Path, work: Path) -> dict[str, str]:
             log = (work / "home" / "serve.log").read_text(errors="replace").strip()
             last = log.splitlines()[-1][:120] if log else ""
             out[probe] += f" (the server died, exit {server.proc.returncode}: {last})"
+            print(f"{probe}: the server died; its log ends:\n{log[-2000:]}", file=sys.stderr)
             server.stop()
             return Server(tree, work / "home", model.parent)
 
@@ -235,14 +249,13 @@ def probe(tree: Path, model: Path, work: Path) -> dict[str, str]:
         if stored:
             sid = stored[0][0]
             after = [
-                http.get(f"{server.url}/studies/{sid}{p}", headers=server.auth).status_code
+                call(http, "GET", f"{server.url}/studies/{sid}{p}", server.auth)
                 for p in ("", "/results", "/report")
             ]
-            after.append(
-                http.post(f"{server.url}/studies/{sid}/cancel", headers=server.auth).status_code
-            )
+            after.append(call(http, "POST", f"{server.url}/studies/{sid}/cancel", server.auth))
             line += f"; GET, results, report, cancel: {', '.join(map(str, after))}"
         out["study overriding intermediate.tasks"] = line
+        server = revive("study overriding intermediate.tasks")
 
         base, cand = cell, ids["x$a$"]
         timings: list[tuple[int, float]] = []
@@ -263,8 +276,8 @@ def probe(tree: Path, model: Path, work: Path) -> dict[str, str]:
             t.start()
         while any(t.is_alive() for t in threads):
             t0 = time.monotonic()
-            http.get(f"{server.url}/healthz")
-            health.append(time.monotonic() - t0)
+            if call(http, "GET", f"{server.url}/healthz", {}) == 200:
+                health.append(time.monotonic() - t0)
             time.sleep(0.1)
         by_code: dict[int, list[float]] = {}
         for status, took in timings:

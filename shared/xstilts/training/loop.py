@@ -179,6 +179,61 @@ def build_optimizer(
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
+def _training_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    device: torch.device,
+) -> dict[str, Any]:
+    """What resuming needs besides the step: weights, optimiser and schedule, random states."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+    }
+
+
+def _resume(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Restore :func:`_training_state` from the checkpoint at ``path``, if there is one; returns
+    the checkpoint (``{}`` when none)."""
+    if not path.exists():
+        return {}
+    ckpt: dict[str, Any] = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng_cpu"])
+    if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(ckpt["rng_cuda"])
+    return ckpt
+
+
+def _wrapped(
+    model: nn.Module, device: torch.device, replica: Replica | None, compile_: bool
+) -> nn.Module:
+    """The module the steps call: the model, in DistributedDataParallel for a replica, compiled."""
+    net = model
+    if replica is not None:
+        net = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
+            # A step trains one task's head, and the encoder's pooler (where it has one) is unused.
+            find_unused_parameters=True,
+        )
+    if compile_:
+        # dynamic: batch sizes and padded lengths change from step to step.
+        net = torch.compile(net, dynamic=True)  # type: ignore[assignment]
+    return net
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -251,17 +306,9 @@ def train_multi(
 
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = work_dir / CHECKPOINT_FILE
-    start = 0
-    ckpt: dict[str, Any] = {}
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"])
-        start = int(ckpt["step"])
+    ckpt = _resume(ckpt_path, model, optimizer, scheduler, device)
+    start = int(ckpt.get("step", 0))
+    if start:
         log.info("resuming %s from step %d/%d (%s)", name, start, total, ckpt_path)
     selector = None
     if selection is not None:
@@ -287,17 +334,7 @@ def train_multi(
         torch.backends.cudnn.allow_tf32 = True
     device_name, peak = device_peak(device)
     step_flops, flops = StepFlops(model.encoder), 0.0
-    net: nn.Module = model
-    if replica is not None:
-        net = nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
-            # A step trains one task's head, and the encoder's pooler (where it has one) is unused.
-            find_unused_parameters=True,
-        )
-    if cfg.torch_compile:
-        # dynamic: batch sizes and padded lengths change from step to step.
-        net = torch.compile(net, dynamic=True)  # type: ignore[assignment]
+    net = _wrapped(model, device, replica, cfg.torch_compile)
     model.train()
     # Losses stay on the device until a log line or the end needs them: reading one (.item())
     # waits for the GPU to finish, and once per micro-batch that keeps it idle between steps.
@@ -343,14 +380,11 @@ def train_multi(
                 and done < total
                 and (not replica or replica.main)
             ):
+                state = _training_state(model, optimizer, scheduler, device)
                 _save_checkpoint(
                     ckpt_path,
                     {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng_cpu": torch.get_rng_state(),
-                        "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                        **state,
                         "step": done,
                         "config": cfg.model_dump(),
                         "seed": seed,
@@ -366,7 +400,8 @@ def train_multi(
             if done % LOG_EVERY == 0 or done == total:
                 loss_value = losses.step_loss(step - start)  # the one read of the device
                 elapsed = max(time.perf_counter() - t0, 1e-9)
-                task_means = losses.task_means()
+                means = losses.task_means()
+                per_task = {t: round(means[i], 4) for i, t in enumerate(tasks) if i in means}
                 log.info(
                     "%s step %d/%d: loss %.4f, %.1f examples/s, %.2f model TFLOP/s%s%s",
                     name,
@@ -378,9 +413,7 @@ def train_multi(
                     f" = {100 * flops / elapsed / peak:.1f}% of {device_name}'s bf16 peak"
                     if peak
                     else "",
-                    f"; task losses { ({t: round(task_means[i], 4) for i, t in enumerate(tasks) if i in task_means}) }"
-                    if len(tasks) > 1
-                    else "",
+                    f"; task losses {per_task}" if len(tasks) > 1 else "",
                 )
             rate = recent.update(seen)
             if progress is not None:
