@@ -14,7 +14,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     rm -f "$pwfile"
     echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
-    if [ "$db" != "$user" ]; then
+    if [ "$db" != postgres ]; then
+        # A server on the socket alone: nothing outside sees it up before the database exists.
         pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
         createdb -U "$user" "$db"
         pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null

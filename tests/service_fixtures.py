@@ -63,12 +63,18 @@ class Workers:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(
-        self, name: str, queue: str, module: str = "services.worker.main"
+        self,
+        name: str,
+        queue: str,
+        module: str = "services.worker.main",
+        concurrency: int | None = 1,
     ) -> subprocess.Popen[bytes]:
+        """``concurrency`` None: the app's own, as deployed (``XSTILTS_STAGES_PER_GPU``)."""
         log = (self.log_dir / f"{name}.log").open("ab")
+        pool = [] if concurrency is None else ["--concurrency", str(concurrency)]
         cmd = [
-            sys.executable, "-m", "celery", "-A", module, "worker", "-Q", queue,
-            "--concurrency", "1", "--prefetch-multiplier", "1", "-O", "fair",
+            sys.executable, "-m", "celery", "-A", module, "worker", "-Q", queue, *pool,
+            "--prefetch-multiplier", "1", "-O", "fair",
             "--loglevel", "INFO", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
         ]  # fmt: skip
         proc = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)

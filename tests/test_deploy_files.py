@@ -1,9 +1,11 @@
-"""The deployment files: services/Dockerfile, .dockerignore, docker-compose.yml and k8s/.
+"""The deployment files: services/Dockerfile, .dockerignore, docker-compose.yml (and its CPU
+overlay docker-compose.cpu.yml) and k8s/.
 
-Neither Docker nor a cluster runs here, so these tests parse the files, validate them against the
-official schemas where one exists offline (the Compose Specification schema vendored by
-check-jsonschema, the Kubernetes schemas shipped by kubernetes-validate), and check that the files
-agree with each other and with the service contract in docs/deployment.md.
+These tests parse the files, validate them against the official schemas where one exists offline
+(the Compose Specification schema vendored by check-jsonschema, the Kubernetes schemas shipped by
+kubernetes-validate), and check that the files agree with each other and with the service contract
+in docs/deployment.md. scripts/compose-check.sh runs the compose files for real (minutes, Docker
+needed); a cluster never runs here, so the manifests are held to what that check proves.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ K8S = REPO / "k8s"
 # The service contract: the command each service runs (docs/deployment.md).
 COMMANDS = {
     "migrate": "xstilts db upgrade",
+    "models": "xstilts models prepare",
     "api": "python -m services.api --host 0.0.0.0 --port 8000",
-    "worker": "celery -A services.worker.main worker -Q gpu --concurrency 1 --prefetch-multiplier 1"
-    " -O fair --loglevel INFO",
+    # No --concurrency: the pool is XSTILTS_STAGES_PER_GPU processes (1 without a GPU).
+    "worker": "celery -A services.worker.main worker -Q gpu --prefetch-multiplier 1 -O fair"
+    " --loglevel INFO",
     "scheduler": "celery -A services.worker.main beat --loglevel INFO",
     "eval": "celery -A services.eval.main worker -Q eval --concurrency 2 --loglevel INFO",
 }
@@ -42,6 +46,8 @@ ENVIRONMENT = {
     "XSTILTS_ARTIFACTS_DIR": "/artifacts",
     "XSTILTS_DATA_DIR": "/data",
     "XSTILTS_CACHE_DIR": "/cache",
+    # read-only root file systems: whatever a library writes under ~ goes to the /tmp tmpfs/emptyDir
+    "HOME": "/tmp",
 }
 DATABASE_URL = re.compile(r"postgresql\+psycopg://xstilts:(?P<password>.+)@postgres:5432/xstilts")
 SHARED_MOUNTS = {"/artifacts": False, "/cache": False, "/data": True}  # path -> read-only
@@ -56,6 +62,7 @@ TARGET_OF_IMAGE = {image: target for target, image in IMAGES.items()}
 # The image each contract role runs (the migration and celery beat reuse the api and eval images).
 IMAGE_OF_ROLE = {
     "migrate": "xstilts-api",
+    "models": "xstilts-api",
     "api": "xstilts-api",
     "worker": "xstilts-worker",
     "scheduler": "xstilts-eval",
@@ -277,6 +284,33 @@ def test_worker_image_is_cuda_and_refuses_a_cpu_build() -> None:
     assert "torch.version.cuda" in worker
 
 
+def test_dockerfile_builds_offline_with_the_builtin_frontend() -> None:
+    # A `# syntax=` line makes BuildKit pull its frontend image from a registry before each build.
+    first = DOCKERFILE.read_text().splitlines()[0]
+    assert not re.match(r"#\s*syntax\s*=", first), first
+
+
+def test_cpu_base_refuses_cuda_torch_and_nvidia_wheels() -> None:
+    """The base checks the installed torch against ACCELERATOR once everything is installed: a CPU
+    image carries no CUDA build and no nvidia-* wheels (what the default index's torch brings)."""
+    steps = stages()["base"][1]
+    check = next(a for kw, a in steps if kw == "RUN" and "torch.version.cuda" in a)
+    assert "$ACCELERATOR" in check and "nvidia-" in check and "cpu::0" in check
+    installs = [i for i, (kw, a) in enumerate(steps) if kw == "RUN" and "pip install" in a]
+    assert steps.index(("RUN", check)) > max(installs), "checked before the last install"
+    assert ("ARG", "ACCELERATOR") in steps, "the base must see ACCELERATOR"
+
+
+def test_torch_wheels_default_to_an_empty_stage() -> None:
+    # TORCH_WHEELS lets a build without a CPU wheel index (scripts/compose-check.sh) hand pip the
+    # wheel; by default the mounted stage is empty and the index decides.
+    default = global_args()["TORCH_WHEELS"]
+    assert stages()[default][0] == "scratch" and not stages()[default][1]
+    assert expand(stages()["torch-wheels"][0], global_args()) == default
+    torch_install = next(a for kw, a in instructions() if kw == "RUN" and "pip install torch" in a)
+    assert "from=torch-wheels" in torch_install and "--find-links" in torch_install
+
+
 @pytest.mark.parametrize("target", ["api", "eval"])
 def test_cpu_targets_stand_on_the_python_image(target: str) -> None:
     assert base_image(target).startswith("python:")
@@ -408,15 +442,38 @@ def services() -> dict[str, Any]:
     return compose()["services"]
 
 
-def test_compose_validates_against_the_compose_specification() -> None:
+@cache
+def cpu_overlay() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.cpu.yml").read_text())
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.cpu.yml"])
+def test_compose_validates_against_the_compose_specification(name: str) -> None:
     pytest.importorskip("check_jsonschema", reason="the Compose schema ships with check-jsonschema")
     import jsonschema
 
     resource = files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
     schema = json.loads(resource.read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(compose())]
+    document = compose() if name == "docker-compose.yml" else cpu_overlay()
+    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(document)]
     assert not errors, errors
+
+
+def test_cpu_overlay_runs_the_same_worker_on_the_cpu_image() -> None:
+    """docker-compose.cpu.yml (the laptop path) turns the GPU worker off and runs worker-cpu: the
+    worker in every respect but its image (the CPU eval image) and its GPU reservation."""
+    overlay = cpu_overlay()["services"]
+    assert set(overlay) == {"worker", "worker-cpu"}
+    assert overlay["worker"] == {"profiles": ["gpu"]}
+    assert "profiles" not in services()["worker"], "the GPU path starts its worker by default"
+    worker, cpu = services()["worker"], overlay["worker-cpu"]
+    differ = {k for k in worker.keys() | cpu.keys() if worker.get(k) != cpu.get(k)}
+    assert differ == {"image", "build", "deploy"}, differ
+    assert "deploy" not in cpu
+    assert cpu["image"] == services()["eval"]["image"]
+    assert cpu["build"] == services()["eval"]["build"]
+    assert base_image(cpu["build"]["target"], cpu["build"].get("args")).startswith("python:")
 
 
 def test_compose_has_every_service() -> None:
@@ -458,6 +515,8 @@ def test_compose_dependencies_exist_and_can_be_met() -> None:
     for name in APP_SERVICES:
         deps = services()[name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
+        # the offline model is materialised once, before anything loads it
+        assert deps["models"]["condition"] == "service_completed_successfully", name
         assert deps["redis"]["condition"] == "service_healthy", name
 
 
@@ -476,7 +535,7 @@ def test_compose_worker_reserves_a_gpu_and_time_to_checkpoint() -> None:
     assert grace, worker["stop_grace_period"]
     seconds = int(grace.group(1)) * (60 if grace.group(2) == "m" else 1)
     assert seconds >= 300
-    for name in ("api", "eval", "scheduler", "migrate"):
+    for name in ("api", "eval", "scheduler", "migrate", "models"):
         assert "deploy" not in services()[name], f"{name} should not hold a GPU"
 
 
@@ -485,7 +544,7 @@ def test_compose_environment_follows_the_contract() -> None:
     assert password.startswith("${POSTGRES_PASSWORD:?"), (
         "the password must be required, not defaulted"
     )
-    for name in ("migrate", *APP_SERVICES):
+    for name in ("migrate", "models", *APP_SERVICES):
         env = services()[name]["environment"]
         for key, value in ENVIRONMENT.items():
             assert env.get(key) == value, f"{name}: {key}"
@@ -539,13 +598,54 @@ def test_compose_named_volumes_are_declared_and_used() -> None:
 
 
 def test_compose_healthchecks_and_published_ports() -> None:
-    assert "pg_isready" in " ".join(argv(services()["postgres"]["healthcheck"]["test"]))
+    # over TCP: on first start the image's server answers on the socket before the database exists
+    pg_check = " ".join(argv(services()["postgres"]["healthcheck"]["test"]))
+    assert "pg_isready -h 127.0.0.1" in pg_check
     assert argv(services()["redis"]["healthcheck"]["test"])[1:] == ["redis-cli", "ping"]
     api_check = " ".join(argv(services()["api"]["healthcheck"]["test"]))
     assert "urllib" in api_check and ":8000/healthz" in api_check
-    assert services()["api"]["ports"] == ["8000:8000"]
+    # plain HTTP with bearer keys: on the host's loopback unless the operator says otherwise
+    (published,) = services()["api"]["ports"]
+    address, port, container_port = re.fullmatch(
+        r"\$\{XSTILTS_API_ADDRESS:-([^}]+)\}:\$\{XSTILTS_API_PORT:-(\d+)\}:(\d+)", published
+    ).groups()  # type: ignore[union-attr]
+    assert (address, port, container_port) == ("127.0.0.1", "8000", "8000")
     exposed = [name for name, service in services().items() if service.get("ports")]
     assert exposed == ["api"], "only the API is published; Postgres and Redis stay internal"
+
+
+def test_compose_data_stores_are_on_the_internal_network_only() -> None:
+    networks = compose()["networks"]
+    assert networks["backend"]["internal"] is True
+    for name in ("postgres", "redis"):
+        assert services()[name]["networks"] == ["backend"], name
+    for name, service in services().items():
+        if name not in ("postgres", "redis"):
+            assert "backend" in service["networks"], f"{name} cannot reach Postgres or Redis"
+            assert "network_mode" not in service, name
+
+
+def hardened(service: dict[str, Any]) -> bool:
+    return (
+        service.get("read_only") is True
+        and any(t.split(":")[0] == "/tmp" for t in service.get("tmpfs", []))
+        and service.get("cap_drop") == ["ALL"]
+        and "no-new-privileges:true" in service.get("security_opt", [])
+    )
+
+
+def test_compose_runs_xstilts_as_the_manifests_do() -> None:
+    """Read-only root, a writable /tmp, no capabilities: what k8s/ sets, so that the compose check
+    (scripts/compose-check.sh) proves the manifests' settings too."""
+    for name in ("migrate", "models", *APP_SERVICES):
+        assert hardened(services()[name]), name
+
+
+def test_compose_models_service_prepares_the_offline_model_once() -> None:
+    models = services()["models"]
+    assert argv(models["command"]) == argv(COMMANDS["models"])
+    assert models["restart"] == "no"
+    assert mounts(models)["/cache"]["source"] == "cache"
 
 
 # --- k8s/ --------------------------------------------------------------------------------------
@@ -719,7 +819,7 @@ def test_references_resolve() -> None:
         for volume in spec.get("volumes", []):
             if "persistentVolumeClaim" in volume:
                 assert volume["persistentVolumeClaim"]["claimName"] in claims, where
-        for c in spec["containers"]:
+        for c in spec["containers"] + spec.get("initContainers", []):
             for source in c.get("envFrom", []):
                 ref = source.get("configMapRef") or source["secretRef"]
                 assert ref["name"] in (configmaps if "configMapRef" in source else secrets), where
@@ -802,6 +902,32 @@ def test_worker_gets_a_gpu_node_and_time_to_checkpoint() -> None:
     for name in ("xstilts-api", "xstilts-eval", "xstilts-scheduler"):
         limits = container(find("Deployment", name))["resources"].get("limits", {})
         assert "nvidia.com/gpu" not in limits, name
+
+
+def test_migration_job_prepares_the_offline_model_first() -> None:
+    """The init container is compose's service "models": the same command, image and settings."""
+    job = find("Job", "xstilts-migrate")
+    (init,) = pod_spec(job)["initContainers"]
+    assert init["command"] == argv(COMMANDS["models"])
+    assert init["image"] == IMAGE_OF_ROLE["models"] == services()["models"]["image"].split(":")[0]
+    assert init["envFrom"] == container(job)["envFrom"] and init["env"] == container(job)["env"]
+    cache = next(m for m in init["volumeMounts"] if m["mountPath"] == "/cache")
+    volume = next(v for v in pod_spec(job)["volumes"] if v["name"] == cache["name"])
+    assert volume["persistentVolumeClaim"]["claimName"] == "xstilts-cache"
+    assert pod_spec(job)["securityContext"]["fsGroup"] == image_user_uid("xstilts-api")
+
+
+@pytest.mark.parametrize(("kind", "name"), sorted(K8S_WORKLOADS))
+def test_xstilts_pods_have_a_read_only_root_and_a_writable_tmp(kind: str, name: str) -> None:
+    """As compose runs them (read_only, a /tmp tmpfs, no capabilities), which the compose check
+    proves; HOME=/tmp comes from the ConfigMap."""
+    spec = pod_spec(find(kind, name))
+    for c in spec["containers"] + spec.get("initContainers", []):
+        where = f"{name}/{c['name']}"
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True, where
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"], where
+        tmp = next(m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/tmp")
+        assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == tmp), where
 
 
 def test_migration_job_and_single_scheduler() -> None:

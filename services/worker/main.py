@@ -1,7 +1,11 @@
 """GPU worker (queue "gpu") and the reconciler's beat schedule:
 
-celery -A services.worker.main worker -Q gpu --concurrency 1 --prefetch-multiplier 1 -O fair
+celery -A services.worker.main worker -Q gpu --prefetch-multiplier 1 -O fair
 celery -A services.worker.main beat
+
+The pool has XSTILTS_STAGES_PER_GPU processes (1 where the worker sees no GPU), each running one
+stage on the worker's GPU as far as its memory admits them (xstilts.runtime.gpu_budget); one worker
+per GPU, pinned with CUDA_VISIBLE_DEVICES.
 """
 
 import faulthandler

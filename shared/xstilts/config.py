@@ -177,6 +177,16 @@ class Settings(BaseSettings):
     # GPU of the node with NCCL; CPU processes with gloo). Stages that select a checkpoint on the
     # English dev set train in one process.
     processes_per_stage: Annotated[int, Field(ge=1, le=64)] = 1
+    # Stages one GPU worker runs at once, one process each: the size of its Celery pool. How many
+    # of them really run together is decided by memory, stage by stage (xstilts.runtime.gpu_budget).
+    # 8 (six XLM-R Large target stages at batch 32 fit an H200 with room); 1 when one stage spreads
+    # over every GPU (processes_per_stage > 1).
+    stages_per_gpu: Annotated[int, Field(ge=1, le=64)] = Field(
+        default_factory=lambda data: 1 if data.get("processes_per_stage", 1) > 1 else 8
+    )
+    # The GPU memory, in GiB, that the stages on one GPU share. Default: 90% of what the GPU had
+    # free when its first stage asked. Set, it also gives a machine without a GPU a budget (tests).
+    gpu_memory_gib: Annotated[float | None, Field(gt=0, le=65536)] = None
     # How the API runs stages: on Celery workers, or in a background thread of its own process.
     executor: Literal["celery", "thread"] = "celery"
     # "production" refuses settings that only make sense on one machine (an SQLite database).
@@ -289,6 +299,16 @@ class Settings(BaseSettings):
         if not value > 0:
             raise ValueError(f"must be a number of seconds greater than 0, e.g. 60; got {value:g}")
         return value
+
+    @model_validator(mode="after")
+    def _check_gpu_sharing(self) -> Settings:
+        if self.stages_per_gpu > 1 and self.processes_per_stage > 1:
+            raise ValueError(
+                f"{env_var('stages_per_gpu')}: {self.stages_per_gpu} stages per GPU, but "
+                f"{env_var('processes_per_stage')}={self.processes_per_stage} spreads each stage "
+                f"over every GPU of the node; set one of them to 1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_production(self) -> Settings:

@@ -47,6 +47,15 @@ class StageFailedError(XstiltsError, RuntimeError):
     """A pipeline stage failed; the message carries the stage and the cause."""
 
 
+class StageOutOfMemoryError(StageFailedError):
+    """A stage ran out of accelerator memory with the device to itself: retrying cannot help."""
+
+
+class StageRequeuedError(XstiltsError):
+    """A stage ran out of accelerator memory beside other stages and was queued again to run
+    alone; its attempt was given back."""
+
+
 class CancelledError(XstiltsError):
     """The experiment was cancelled while a stage was running."""
 

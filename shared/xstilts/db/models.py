@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -97,6 +98,9 @@ class Stage(Base):
     status: Mapped[str] = mapped_column(String(16), default=Status.PENDING.value, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     steps_run: Mapped[int] = mapped_column(Integer, default=0)  # optimiser steps, all attempts
+    # Ran out of GPU memory beside other stages: from then on it runs with its GPU to itself
+    # (xstilts.runtime.gpu_budget), and running out of memory again fails it.
+    run_alone: Mapped[bool] = mapped_column(default=False, server_default=false())
     progress_step: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     examples_per_s: Mapped[float | None] = mapped_column(Float, default=None)

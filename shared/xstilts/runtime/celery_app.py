@@ -4,7 +4,8 @@ The ``gpu`` queue runs training and prediction stages, the ``eval`` queue turns 
 metrics. Messages carry only a stage id; a duplicate delivery finds nothing to claim. Late acks and
 ``reject_on_worker_lost`` put the message of a killed worker back on the queue, and the reconciler
 (beat, every 30 s) recovers what a queue lost. CUDA is only touched inside task bodies, that is in
-the pool's child processes, never in the parent.
+the pool's child processes, never in the parent. A GPU worker's pool has ``XSTILTS_STAGES_PER_GPU``
+processes sharing one GPU; each reserves its stage's memory before claiming it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from celery import Celery
 
 from xstilts.config import Settings, get_settings
 from xstilts.runtime.executors import execute_stage
+from xstilts.runtime.gpu_budget import pool_size
 from xstilts.runtime.orchestration import EVAL_QUEUE, GPU_QUEUE, reconcile
 from xstilts.runtime.workspace import Workspace
 
@@ -38,6 +40,9 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # A GPU worker runs XSTILTS_STAGES_PER_GPU stages at once, one pool process each, as far
+        # as its GPU's memory admits them (1 without a GPU); the eval worker's --concurrency wins.
+        worker_concurrency=pool_size(settings),
         task_ignore_result=True,
         task_default_queue=GPU_QUEUE,
         task_routes={RECONCILE: {"queue": EVAL_QUEUE}, GC: {"queue": EVAL_QUEUE}},

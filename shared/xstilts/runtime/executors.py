@@ -19,9 +19,16 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.db.models import Stage
-from xstilts.errors import CancelledError, StageFailedError
+from xstilts.errors import (
+    CancelledError,
+    StageFailedError,
+    StageOutOfMemoryError,
+    StageRequeuedError,
+)
+from xstilts.runtime.gpu_budget import admit_stage
 from xstilts.runtime.lifecycle import StageContext, StageReporter, run_stage
 from xstilts.runtime.orchestration import (
+    GPU_QUEUE,
     Executor,
     advance,
     queue_for,
@@ -54,7 +61,13 @@ def _cancel_check(sessions: sessionmaker[Session], stage_id: int) -> Callable[[]
 def execute_stage(
     ws: Workspace, executor: Executor, stage_id: int, reporter: StageReporter | None = None
 ) -> None:
-    """Run one delivered stage, retry it if attempts remain, then queue what became runnable."""
+    """Run one delivered stage once its GPU has room for it (:mod:`.gpu_budget`; a stage whose
+    turn does not come goes back to the queue unclaimed), send it again if it is to be retried or
+    was queued to run alone, then queue what became runnable."""
+    ticket = admit_stage(ws.sessions, ws.settings, stage_id)
+    if not ticket.admitted:
+        executor.send(stage_id, GPU_QUEUE)
+        return
     ctx = StageContext(
         ws.sessions,
         ws.store,
@@ -63,18 +76,28 @@ def execute_stage(
         should_stop=_cancel_check(ws.sessions, stage_id),
         lease_seconds=ws.lease_seconds,
         processes_per_stage=ws.settings.processes_per_stage,
+        alone_on_device=ticket.alone,
     )
+    again = False
     try:
         run_stage(ctx, stage_id)
     except CancelledError:
         log.info("stage %d cancelled", stage_id)
+    except StageRequeuedError as e:
+        log.warning("%s: queued again to run alone", e)
+        again = True
+    except StageOutOfMemoryError as e:
+        log.warning("%s", e)  # final: alone on its GPU, another attempt would end the same way
     except StageFailedError as e:
         log.warning("%s", e)
-        if retry_or_fail(ws.sessions, stage_id):
-            with ws.sessions() as s:
-                stage = s.get(Stage, stage_id)
-                kind = stage.kind if stage else ""
-            executor.send(stage_id, queue_for(kind))
+        again = retry_or_fail(ws.sessions, stage_id)
+    finally:
+        ticket.release()  # before the stage is sent again: a neighbour may take it at once
+    if again:
+        with ws.sessions() as s:
+            stage = s.get(Stage, stage_id)
+            kind = stage.kind if stage else ""
+        executor.send(stage_id, queue_for(kind))
     advance(ws.sessions, executor, stage_id)
 
 

@@ -10,23 +10,31 @@ worker import this module, and only runners that train or predict load it.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from xstilts.db.models import Experiment, ExperimentStage, Stage, Status, utcnow
-from xstilts.errors import CancelledError, StageFailedError
+from xstilts.errors import (
+    CancelledError,
+    StageFailedError,
+    StageOutOfMemoryError,
+    StageRequeuedError,
+)
 from xstilts.experiments.plan import StageSpec, parse_stage_spec
 from xstilts.runtime.artifacts import ArtifactStore
+from xstilts.runtime.orchestration import REDELIVER_AFTER_S
 
 if TYPE_CHECKING:
     from xstilts.runtime.runners.cache import ModelCache
@@ -71,6 +79,9 @@ class StageContext:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     # Data-parallel replicas per training stage (XSTILTS_PROCESSES_PER_STAGE): one per GPU.
     processes_per_stage: int = 1
+    # Whether the stage has its device to itself (xstilts.runtime.gpu_budget): then running out of
+    # memory fails it; beside other stages it is queued again to run alone.
+    alone_on_device: bool = True
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -88,20 +99,24 @@ class StageContext:
             return Path(dep.output_uri)
 
 
+def claimable(now: datetime | None = None) -> ColumnElement[bool]:
+    """Which stages a runner may claim: pending or queued, or running with an expired lease."""
+    return or_(
+        Stage.status.in_([Status.PENDING.value, Status.QUEUED.value]),
+        and_(Stage.status == Status.RUNNING.value, Stage.lease_until < (now or utcnow())),
+    )
+
+
 def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float) -> bool:
     """Move a stage to running if it is pending/queued, or running with an expired lease.
 
     A conditional UPDATE: of two callers, exactly one gets the row; the other returns False.
     """
     now = utcnow()
-    claimable = or_(
-        Stage.status.in_([Status.PENDING.value, Status.QUEUED.value]),
-        and_(Stage.status == Status.RUNNING.value, Stage.lease_until < now),
-    )
     with sessions.begin() as s:
         res = s.execute(
             update(Stage)
-            .where(Stage.id == stage_id, claimable)
+            .where(Stage.id == stage_id, claimable(now))
             .values(
                 status=Status.RUNNING.value,
                 attempts=Stage.attempts + 1,
@@ -209,6 +224,8 @@ def run_stage(ctx: StageContext, stage_id: int) -> bool:
             )
         raise
     except Exception as e:
+        if out_of_memory(e):
+            _out_of_memory(ctx, stage, e)  # raises
         log.exception("stage %s (%s) failed", stage.kind, stage.key[:12])
         detail = f"{type(e).__name__}: {e}\n" + "".join(traceback.format_exc(limit=8))
         _finish(ctx, stage_id, Status.FAILED, error=detail)
@@ -217,6 +234,43 @@ def run_stage(ctx: StageContext, stage_id: int) -> bool:
         ) from e
     _finish(ctx, stage_id, Status.SUCCEEDED, outcome=outcome)
     return True
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is the accelerator running out of memory (torch's own error type; without
+    torch loaded nothing could have allocated on a GPU)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(e, torch.cuda.OutOfMemoryError)
+
+
+def _out_of_memory(ctx: StageContext, stage: StageRef, e: Exception) -> None:
+    """Beside other stages: hand the stage back, queued to run alone, its attempt not counted
+    (:class:`StageRequeuedError`); it keeps its checkpoint. Alone: fail it at once, since another
+    attempt would run out of memory the same way (:class:`StageOutOfMemoryError`)."""
+    name = f"stage {stage.kind} {stage.key[:12]}"
+    if not ctx.alone_on_device:
+        log.warning("%s ran out of GPU memory beside other stages: queued to run alone", name)
+        with ctx.sessions.begin() as s:
+            s.execute(
+                update(Stage)
+                .where(Stage.id == stage.id, Stage.status == Status.RUNNING.value)
+                .values(
+                    status=Status.QUEUED.value,
+                    attempts=Stage.attempts - 1,
+                    run_alone=True,
+                    lease_until=utcnow() + timedelta(seconds=REDELIVER_AFTER_S),
+                    error=f"ran out of GPU memory beside other stages; queued to run alone ({e})",
+                )
+            )
+        raise StageRequeuedError(f"{name} ran out of GPU memory beside other stages") from e
+    log.exception("%s ran out of GPU memory running alone", name)
+    why = (
+        f"ran out of GPU memory running alone on its GPU ({type(e).__name__}: {e}); another "
+        "attempt would too: lower training.batch_size or max_seq_length (evaluation.batch_size "
+        "for a predict stage), or use a GPU with more memory"
+    )
+    _finish(ctx, stage.id, Status.FAILED, error=why + "\n" + traceback.format_exc(limit=8))
+    raise StageOutOfMemoryError(f"{name} failed: {why}") from e
 
 
 def _finish(
