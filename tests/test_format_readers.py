@@ -509,7 +509,7 @@ def test_readers_registry_one_contract(data_dir: Path) -> None:
     assert set(READERS) == {
         "xtreme_pair_tsv", "glue_tsv", "prompt_json",
         "conllu", "tagging_tsv", "squad_json", "commonsenseqa_jsonl", "cosmosqa_csv",
-        "hellaswag_jsonl", "tatoeba", "bucc",
+        "hellaswag_jsonl", "tatoeba", "bucc", "xtreme_translated_pair_tsv", "squad_translated_json",
     }  # fmt: skip
     first = READERS["tagging_tsv"](data_dir / "panx" / "dev-de.tsv", get_task("panx"))[0]
     assert isinstance(first, TaggingExample) and first.words[0] == "Anton"

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from xstilts.data.mlm import DEFAULT_MLM_LANGUAGES, MLM_LANGUAGES
 from xstilts.errors import XstiltsError, did_you_mean
 from xstilts.tasks import (
     Split,
@@ -282,13 +283,108 @@ class SamplingConfig(_Strict):
     )
 
 
+MLM_ARM = "mlm"  # a study row's item for MLM training during the intermediate stage
+TRANSLATED_SUFFIX = "@translated"  # a study row's item: the task plus its translated copies
+
+
+def translated_task_names() -> list[str]:
+    """Intermediate tasks with machine-translated training data (a ``translate_train`` split)."""
+    return [t.name for t in all_tasks() if Split.TRANSLATE_TRAIN in t.splits]
+
+
+class MLMConfig(_Strict):
+    """Continued multilingual masked-language-model training during the intermediate stage (the
+    paper's MLM arm): one more task for the sampler, with its own head and its own loss. Lines of
+    each language are packed into sequences of up to ``max_seq_length`` tokens, and
+    ``mask_probability`` of their tokens (never special ones) are predicted, 80% of them shown as
+    the mask token, 10% as a random token and 10% unchanged (BERT, XLM-R)."""
+
+    languages: list[Annotated[str, _enum(MLM_LANGUAGES)]] = Field(
+        default_factory=lambda: sorted(DEFAULT_MLM_LANGUAGES), min_length=1
+    )
+    # The share of micro-batches that are MLM batches; unset: the sampler treats MLM as one more
+    # task of its size (sampling.strategy).
+    share: Annotated[float | None, Field(gt=0, lt=1)] = None
+    mask_probability: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    max_seq_length: Annotated[int, Field(ge=8, le=4096)] = 128
+    # Lines read per language (a fixed random subset; the hub's first lines); unset: all.
+    max_lines_per_language: Annotated[int | None, Field(ge=1, le=MAX_EXAMPLES)] = None
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, languages: list[str]) -> list[str]:
+        languages = [lang.lower() for lang in languages]
+        for lang in languages:
+            if lang not in MLM_LANGUAGES:
+                raise ValueError(
+                    f"unknown language {lang!r}{did_you_mean(lang, MLM_LANGUAGES)}; "
+                    f"valid: {', '.join(MLM_LANGUAGES)}"
+                )
+        if len(set(languages)) != len(languages):
+            raise ValueError("a language is listed twice")
+        return sorted(languages)
+
+
 class IntermediateConfig(_Strict):
-    """English intermediate task(s). Empty ``tasks`` is the baseline (no intermediate stage);
-    several tasks train one shared encoder with a head per task (multi-task)."""
+    """English intermediate task(s). Empty ``tasks`` (and no ``mlm``) is the baseline (no
+    intermediate stage); several tasks train one shared encoder with a head per task (multi-task).
+    ``translated`` adds machine-translated copies of a task's training data in named languages
+    (XTREME's translate-train files), mixed by the sampler with the English data and feeding the
+    task's one head; ``mlm`` adds masked-language-model training."""
 
     tasks: list[Annotated[str, _enum(intermediate_task_names())]] = Field(default_factory=list)
     training: TrainingConfig = TrainingConfig()
     sampling: SamplingConfig = SamplingConfig()
+    translated: dict[
+        Annotated[str, _enum(translated_task_names())],
+        Annotated[list[Annotated[str, Field(max_length=16)]], Field(min_length=1)],
+    ] = Field(default_factory=dict)
+    mlm: MLMConfig | None = None
+
+    @model_validator(mode="after")
+    def _check_translated(self) -> IntermediateConfig:
+        for name, languages in self.translated.items():
+            valid = translated_task_names()
+            if name not in self.tasks:
+                raise invalid(
+                    ("translated", name),
+                    f"{name!r} is not one of intermediate.tasks ({', '.join(self.tasks) or 'none'})"
+                    ": translated data adds languages to a task that is trained",
+                    name,
+                )
+            if name not in valid:
+                raise invalid(
+                    ("translated", name),
+                    f"{name!r} has no translated training data; valid: {', '.join(valid)}",
+                    name,
+                )
+            offered = get_task(name).split_languages(Split.TRANSLATE_TRAIN)
+            unknown = [lang for lang in languages if lang not in offered]
+            if unknown:
+                raise invalid(
+                    ("translated", name),
+                    f"no translations of {name} into {', '.join(map(repr, unknown))}; valid: "
+                    f"{', '.join(offered)}",
+                    languages,
+                )
+            if len(set(languages)) != len(languages):
+                raise invalid(("translated", name), "a language is listed twice", languages)
+        ordered = {name: sorted(self.translated[name]) for name in sorted(self.translated)}
+        if ordered != self.translated:  # one spelling of one stage
+            return self.model_copy(update={"translated": ordered})
+        return self
+
+    @property
+    def arm(self) -> list[str]:
+        """The intermediate arm as a study row names it: the tasks (``mnli@translated`` where
+        translated copies are added), then ``mlm``; [] for the baseline."""
+        out = [f"{t}{TRANSLATED_SUFFIX}" if t in self.translated else t for t in self.tasks]
+        return out + ([MLM_ARM] if self.mlm is not None else [])
+
+    @property
+    def trains(self) -> bool:
+        """Whether there is an intermediate stage at all (else: the baseline)."""
+        return bool(self.tasks) or self.mlm is not None
 
     @field_validator("training")
     @classmethod
@@ -433,6 +529,14 @@ class ExperimentSpec(_Strict):
             )
         if len(set(self.seeds)) != len(self.seeds):
             raise invalid(("seeds",), "a seed is listed twice", self.seeds)
+        mlm = self.intermediate.mlm
+        if self.data.source == "hub" and mlm is not None and mlm.max_lines_per_language is None:
+            raise invalid(
+                ("intermediate", "mlm", "max_lines_per_language"),
+                "data.source 'hub' streams MLM text from Wikipedia: say how many lines a "
+                "language reads",
+                None,
+            )
         return self
 
     @property

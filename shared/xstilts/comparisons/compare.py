@@ -429,7 +429,7 @@ def _side(side: SideItems) -> Side:
         id=side.ref.id,
         name=side.ref.name,
         seeds=side.ref.seeds,
-        intermediate_tasks=side.ref.spec.intermediate.tasks,
+        intermediate_tasks=side.ref.spec.intermediate.arm,
     )
 
 

@@ -13,7 +13,7 @@ from xstilts.data.fingerprint import file_sha256
 from xstilts.data.hub import examples_from_hub, load_hub_rows
 from xstilts.data.readers import READERS
 from xstilts.errors import DataNotFoundError, UnknownNameError
-from xstilts.tasks.base import LocalFile, Split, Task
+from xstilts.tasks.base import HubSource, LocalFile, Split, Task
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,12 @@ def _fill(candidate: LocalFile, task: Task, lang: str) -> str:
     return candidate.for_language(lang, task.code(lang), task.language_name(lang))
 
 
+def _with_hint(message: str, task: Task, split: Split, lang: str) -> str:
+    """``message`` and, where the split says where its files come from, that sentence."""
+    hint = task.splits[split].hint_for(lang, task.code(lang), task.language_name(lang))
+    return f"{message}. {hint}" if hint else message
+
+
 def resolve_local_files(
     task: Task, split: Split, lang: str, root: Path
 ) -> tuple[list[Path], LocalFile]:
@@ -59,7 +65,12 @@ def resolve_local_files(
             return [root / pattern], candidate
     tried = ", ".join(_fill(c, task, lang) for c in candidates) or "(no local files for this split)"
     raise DataNotFoundError(
-        f"{task.name} {split.value} [{lang}]: no file found under {root}; looked for: {tried}"
+        _with_hint(
+            f"{task.name} {split.value} [{lang}]: no file found under {root}; looked for: {tried}",
+            task,
+            split,
+            lang,
+        )
     )
 
 
@@ -77,12 +88,28 @@ def fingerprint_split(task: Task, split: Split, lang: str, source: DataSource) -
         assert source.path is not None
         paths, _ = resolve_local_files(task, split, lang, source.path)
         return ",".join(f"sha256:{file_sha256(path)}" for path in paths)
-    _check_language(task, split, lang)
     parts = [
         f"{h.dataset}/{h.config_for(lang, task.code(lang), task.language_name(lang))}/{h.split}"
-        for h in task.splits[split].hub
+        for h in _hub_sources(task, split, lang)
     ]
     return "hub:" + ",".join(parts)
+
+
+def _hub_sources(task: Task, split: Split, lang: str) -> tuple[HubSource, ...]:
+    """The split's hub parts; a split that is not on the hub is refused with where to get it,
+    when planning (the fingerprint) as when loading."""
+    _check_language(task, split, lang)
+    if not task.splits[split].hub:
+        raise DataNotFoundError(
+            _with_hint(
+                f"{task.name} {split.value} [{lang}]: not on the Hugging Face hub; use "
+                "data.source 'local' with the files described in `xstilts tasks`",
+                task,
+                split,
+                lang,
+            )
+        )
+    return task.splits[split].hub
 
 
 def _cap(examples: list[Any], max_examples: int | None) -> list[Any]:
@@ -148,14 +175,8 @@ def load_split(
                 raise DataNotFoundError(f"{path}: {e}") from e
             log.debug("read %s", path)
     else:
-        _check_language(task, split, lang)
-        if not task.splits[split].hub:
-            raise DataNotFoundError(
-                f"{task.name} {split.value}: not on the Hugging Face hub; use data.source 'local' "
-                "with the files described in `xstilts tasks`"
-            )
         examples = []
-        for hub in task.splits[split].hub:
+        for hub in _hub_sources(task, split, lang):
             examples.extend(examples_from_hub(task, hub, load_hub_rows(hub, task, lang), lang))
     if not examples:
         raise DataNotFoundError(f"{task.name} {split.value} [{lang}]: {source.describe()} is empty")

@@ -4,8 +4,9 @@ One contract: a reader (an entry of :data:`READERS`, named by a task's ``LocalFi
 file into examples of the task's format (:mod:`xstilts.data.examples`), raw label strings mapped
 with ``task.label_index`` and tags checked against the task's tag set. Underneath, one parser per file
 format keeps the raw strings (tags, tokens, answer texts) untouched, so that what a model is trained
-and scored on is what the benchmark distributes: XTREME pair TSV, GLUE TSV, LM-BFF JSON; CoNLL-U,
-XTREME tagging TSV; SQuAD JSON; CommonsenseQA JSONL, Cosmos QA CSV, HellaSwag JSONL; Tatoeba, BUCC.
+and scored on is what the benchmark distributes: XTREME pair TSV, GLUE TSV, LM-BFF JSON, XTREME's
+translated MNLI TSV; CoNLL-U, XTREME tagging TSV; SQuAD JSON (and its machine translations, whose
+answers are realigned); CommonsenseQA JSONL, Cosmos QA CSV, HellaSwag JSONL; Tatoeba, BUCC.
 
 Malformed input raises :class:`ValueError` naming ``path:line`` (or, for JSON documents, the path
 and the position inside the document), so a bad file is found without a debugger.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -29,6 +31,8 @@ from xstilts.data.examples import (
     TaggingExample,
 )
 from xstilts.tasks.base import Task
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # Sentence pairs: XTREME pair TSV (XNLI, PAWS-X), GLUE TSV, LM-BFF JSON.
@@ -101,6 +105,36 @@ def read_prompt_json(path: Path) -> Iterator[RawPair]:
         data = json.load(f)
     for key, row in data.items():
         yield (f"{path.stem}-{key}", row["text_a"], row["text_b"], str(row["label"]))
+
+
+# XTREME's released files carry the English pair beside its translation; the "XNLI-Translated"
+# copies its own processor reads carry the translation alone.
+_TRANSLATED_COLUMNS = {5: (2, 3, 4), 3: (0, 1, 2)}  # column count -> (text_a, text_b, label)
+
+
+def read_xtreme_translated_pair_tsv(path: Path) -> Iterator[RawPair]:
+    """XTREME's machine translations of MNLI's train set (``en-<lang>-translated.tsv``), no header.
+
+    The released files have five columns: English premise, English hypothesis, translated premise,
+    translated hypothesis, label (as tensorflow_datasets' ``xtreme_xnli`` unpacks them). XTREME's
+    own processor reads three: translated premise, translated hypothesis, label. Either is read;
+    the translated texts are kept. Fields are split on tabs and nothing else (``csv.QUOTE_NONE``:
+    a quote is text). Labels are XNLI's spelling (``contradictory``), mapped by the task's
+    ``label_aliases``. The guid is ``{path.stem}-{line index}`` (0-based), and the stem names the
+    language (``en-de-translated-0``), so ids are unique across languages.
+    """
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) not in _TRANSLATED_COLUMNS:
+            raise ValueError(
+                f"{path}:{number}: expected 5 tab-separated fields (English premise, English "
+                "hypothesis, translated premise, translated hypothesis, label) or 3 (premise, "
+                f"hypothesis, label), got {len(fields)}"
+            )
+        a, b, y = _TRANSLATED_COLUMNS[len(fields)]
+        yield (f"{path.stem}-{number - 1}", fields[a], fields[b], fields[y].strip())
 
 
 # Read text with ``newline="\n"``: only LF ends a line, so a stray CR inside a sentence cannot
@@ -255,6 +289,33 @@ def _require(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
     return value
 
 
+def _squad_questions(path: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(JSON position, context, question object)`` per question of a SQuAD-format file."""
+    doc = _load_json(path)
+    articles = _require(doc, "data", list, f"{path}")
+    for a, article in enumerate(articles):
+        where_a = f"{path}: data[{a}]"
+        for p, paragraph in enumerate(_require(article, "paragraphs", list, where_a)):
+            where_p = f"{where_a}.paragraphs[{p}]"
+            context = _require(paragraph, "context", str, where_p)
+            for q, qa in enumerate(_require(paragraph, "qas", list, where_p)):
+                yield f"{where_p}.qas[{q}]", context, qa
+
+
+def _squad_answers(qa: dict[str, Any], where_q: str) -> Iterator[tuple[str, str, int]]:
+    """``(JSON position, text, answer_start)`` per non-blank answer of a question.
+
+    Blank placeholders (some TyDiQA-GoldP dev copies have only these) are no gold answer: the
+    question is unlabelled, and scoring says so.
+    """
+    for n, answer in enumerate(qa.get("answers") or []):
+        where_n = f"{where_q}.answers[{n}]"
+        text = _require(answer, "text", str, where_n)
+        start = _require(answer, "answer_start", int, where_n)
+        if text:
+            yield where_n, text, start
+
+
 def read_squad_json(path: Path) -> Iterator[QAExample]:
     """One :class:`QAExample` per question of a SQuAD-format JSON file.
 
@@ -265,42 +326,84 @@ def read_squad_json(path: Path) -> Iterator[QAExample]:
     because the official evaluation takes the max over the gold list as given. Errors name the
     file and the JSON position (``data[3].paragraphs[0].qas[2]``).
     """
-    doc = _load_json(path)
-    articles = _require(doc, "data", list, f"{path}")
-    for a, article in enumerate(articles):
-        where_a = f"{path}: data[{a}]"
-        for p, paragraph in enumerate(_require(article, "paragraphs", list, where_a)):
-            where_p = f"{where_a}.paragraphs[{p}]"
-            context = _require(paragraph, "context", str, where_p)
-            for q, qa in enumerate(_require(paragraph, "qas", list, where_p)):
-                where_q = f"{where_p}.qas[{q}]"
-                qid = _require(qa, "id", (str, int), where_q)
-                question = _require(qa, "question", str, where_q)
-                answers: list[str] = []
-                starts: list[int] = []
-                for n, answer in enumerate(qa.get("answers") or []):
-                    where_n = f"{where_q}.answers[{n}]"
-                    text = _require(answer, "text", str, where_n)
-                    start = _require(answer, "answer_start", int, where_n)
-                    if not text:
-                        # Blank placeholders (some TyDiQA-GoldP dev copies have only these) are no
-                        # gold answer: the question is unlabelled, and scoring says so.
-                        continue
-                    answers.append(text)
-                    if not 0 <= start <= len(context):
-                        raise ValueError(
-                            f"{where_n}: answer_start {start} outside the context "
-                            f"(length {len(context)})"
-                        )
-                    starts.append(start)
-                yield QAExample(
-                    guid=str(qid),
-                    question=question,
-                    context=context,
-                    answers=tuple(answers),
-                    answer_starts=tuple(starts),
-                    is_impossible=bool(qa.get("is_impossible", False)),
+    for where_q, context, qa in _squad_questions(path):
+        qid = _require(qa, "id", (str, int), where_q)
+        question = _require(qa, "question", str, where_q)
+        answers: list[str] = []
+        starts: list[int] = []
+        for where_n, text, start in _squad_answers(qa, where_q):
+            if not 0 <= start <= len(context):
+                raise ValueError(
+                    f"{where_n}: answer_start {start} outside the context (length {len(context)})"
                 )
+            answers.append(text)
+            starts.append(start)
+        yield QAExample(
+            guid=str(qid),
+            question=question,
+            context=context,
+            answers=tuple(answers),
+            answer_starts=tuple(starts),
+            is_impossible=bool(qa.get("is_impossible", False)),
+        )
+
+
+def _locate_answer(context: str, text: str, start: int) -> tuple[str, int] | None:
+    """The answer where it is in ``context``: at ``start`` when it is there, else the occurrence of
+    its text (without surrounding spaces) nearest ``start``; None when the context lacks it."""
+    if 0 <= start and context.startswith(text, start):
+        return text, start
+    core = text.strip()
+    if not core:
+        return None
+    found = [m.start() for m in re.finditer(f"(?={re.escape(core)})", context)]
+    if not found:
+        return None
+    return core, min(found, key=lambda at: abs(at - start))
+
+
+def read_translated_squad_json(path: Path) -> Iterator[QAExample]:
+    """:func:`read_squad_json` for machine-translated training files (XTREME's
+    ``squad.translate.train.en-<lang>.json``), whose answers need not sit at their offsets.
+
+    Translation moves an answer: its ``answer_start`` may point elsewhere in the translated
+    context, or past its end. The QA featuriser trusts the offset (it trains on the span at
+    ``answer_start``, whatever text is there), so each answer is moved to where its text is in
+    the context (the occurrence nearest the given offset), and an answer whose text is not in the
+    context is dropped. A question left with no answer is dropped (in SQuAD v1.1 it would train
+    "no answer"); SQuAD v2's unanswerable questions are kept. Both counts are logged. Question ids
+    are kept as the file has them: a translated question has its English question's id.
+    """
+    moved = dropped = total = 0
+    for where_q, context, qa in _squad_questions(path):
+        total += 1
+        qid = _require(qa, "id", (str, int), where_q)
+        question = _require(qa, "question", str, where_q)
+        answers: list[str] = []
+        starts: list[int] = []
+        for _, text, start in _squad_answers(qa, where_q):
+            located = _locate_answer(context, text, start)
+            if located is None:
+                continue
+            text, at = located
+            if at != start:
+                moved += 1
+            answers.append(text)
+            starts.append(at)
+        impossible = bool(qa.get("is_impossible", False))
+        if not answers and not impossible:
+            dropped += 1
+            continue
+        yield QAExample(str(qid), question, context, tuple(answers), tuple(starts), impossible)
+    log.log(
+        logging.WARNING if dropped else logging.INFO,
+        "%s: %d of %d questions dropped (answer text not in the translated context); "
+        "%d answers moved to where their text is",
+        path,
+        dropped,
+        total,
+        moved,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -592,11 +695,13 @@ def _as_is(parse: Callable[[Path], Iterable[Example]]) -> Reader:
 
 READERS: dict[str, Reader] = {
     "xtreme_pair_tsv": _pairs(read_xtreme_pair_tsv),
+    "xtreme_translated_pair_tsv": _pairs(read_xtreme_translated_pair_tsv),
     "glue_tsv": _pairs(read_glue_tsv),
     "prompt_json": _pairs(read_prompt_json),
     "conllu": _tags(read_conllu),
     "tagging_tsv": _tags(read_tagging_tsv),
     "squad_json": _as_is(read_squad_json),
+    "squad_translated_json": _as_is(read_translated_squad_json),
     "commonsenseqa_jsonl": _as_is(read_commonsenseqa_jsonl),
     "cosmosqa_csv": _as_is(read_cosmosqa_csv),
     "hellaswag_jsonl": _as_is(read_hellaswag_jsonl),

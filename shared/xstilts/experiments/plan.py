@@ -23,10 +23,17 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from xstilts.data import DataSource, fingerprint_split
 from xstilts.data.loading import resolve_local_files
+from xstilts.data.mlm import check_text_files, fingerprint_text
 from xstilts.db.models import StageKind
 from xstilts.errors import DataNotFoundError, XstiltsError
 from xstilts.modeling.sources import ResolvedModel
-from xstilts.spec import EvaluationConfig, ExperimentSpec, SamplingConfig, TrainingConfig
+from xstilts.spec import (
+    EvaluationConfig,
+    ExperimentSpec,
+    MLMConfig,
+    SamplingConfig,
+    TrainingConfig,
+)
 from xstilts.tasks import Split, Task, TaskFormat, get_task
 from xstilts.tasks.registry import training_task
 
@@ -75,8 +82,25 @@ class _StageSpecBase(_Frozen):
     deps: tuple[str, ...] = ()
 
 
+class MLMStage(_Frozen):
+    """The MLM part of an intermediate stage: its settings and each language's text fingerprint
+    (in ``config.languages``' order)."""
+
+    config: MLMConfig
+    fingerprints: tuple[str, ...]
+
+
+def stream_name(task: str, lang: str) -> str:
+    """The training stream of a task's data in one language: ``mnli`` (English), ``mnli@de``."""
+    return task if lang == "en" else f"{task}@{lang}"
+
+
+MLM_STREAM = "mlm"  # the MLM stream and its head
+
+
 class IntermediateStageSpec(_StageSpecBase):
-    """Train one encoder on English task(s), a fresh head per task (several: multi-task)."""
+    """Train one encoder on English task(s), a fresh head per task (several: multi-task), and
+    optionally on translated copies of a task's data (``translated``: its head) and on MLM."""
 
     kind: Literal["intermediate_train"] = "intermediate_train"
     model: ModelRef
@@ -84,8 +108,13 @@ class IntermediateStageSpec(_StageSpecBase):
     tasks: tuple[str, ...]
     task_versions: tuple[int, ...]
     training: TrainingConfig
-    sampling: SamplingConfig | None = None  # multi-task only
+    sampling: SamplingConfig | None = None  # several streams only
     data_fingerprints: tuple[str, ...]
+    # Per task, the languages of its machine-translated copies, and each copy's fingerprint (by
+    # stream name: ``mnli@de``).
+    translated: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    translated_fingerprints: dict[str, str] = Field(default_factory=dict)
+    mlm: MLMStage | None = None
 
     def identity(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -98,6 +127,21 @@ class IntermediateStageSpec(_StageSpecBase):
         }
         if self.sampling is not None:  # single-task keys stay as they were
             out["sampling"] = self.sampling.model_dump()
+        if self.translated:  # and so do keys without translated data or MLM
+            out["translated"] = {t: list(langs) for t, langs in self.translated.items()}
+            out["translated_data"] = dict(self.translated_fingerprints)
+        if self.mlm is not None:
+            out["mlm"] = {**self.mlm.config.model_dump(), "data": list(self.mlm.fingerprints)}
+        return out
+
+    def streams(self) -> dict[str, str]:
+        """Each training stream and the head it feeds: the tasks in English, their translated
+        copies, then MLM."""
+        out = {t: t for t in self.tasks}
+        for task, languages in self.translated.items():
+            out.update({stream_name(task, lang): task for lang in languages})
+        if self.mlm is not None:
+            out[MLM_STREAM] = MLM_STREAM
         return out
 
 
@@ -344,6 +388,11 @@ def plan_experiment(
         decode["tuning_split"] = tuning_split.value
 
     needed = [(get_task(name), Split.TRAIN, "en") for name in spec.intermediate.tasks]
+    needed += [
+        (get_task(name), Split.TRANSLATE_TRAIN, lang)
+        for name, languages in spec.intermediate.translated.items()
+        for lang in languages
+    ]
     if train_task is not None:
         needed.append((train_task, Split.TRAIN, "en"))
         if spec.target.training.select == "best_english_dev":
@@ -352,13 +401,18 @@ def plan_experiment(
     if tuning_split is not None and decode is not None:
         needed += [(target, tuning_split, lang) for lang in spec.languages]
     check_files(needed, data)
+    mlm = spec.intermediate.mlm
+    if mlm is not None:
+        check_text_files(mlm.languages, data)
 
     plan: list[PlannedStage] = []
     for seed in spec.seeds:
         base: dict[str, Any] = {"seed": seed, "model": model_ref, "data": data_ref}
         upstream: str | None = None
-        if spec.intermediate.tasks:
+        if spec.intermediate.trains:
             tasks = [get_task(name) for name in spec.intermediate.tasks]
+            translated = {t: tuple(langs) for t, langs in spec.intermediate.translated.items()}
+            streams = len(tasks) + sum(map(len, translated.values())) + (mlm is not None)
             inter = PlannedStage(
                 "intermediate",
                 IntermediateStageSpec(
@@ -366,9 +420,25 @@ def plan_experiment(
                     tasks=tuple(t.name for t in tasks),
                     task_versions=tuple(t.version for t in tasks),
                     training=spec.intermediate.training,
-                    sampling=spec.intermediate.sampling if len(tasks) > 1 else None,
+                    sampling=spec.intermediate.sampling if streams > 1 else None,
                     data_fingerprints=tuple(
                         fingerprint_split(t, Split.TRAIN, "en", data) for t in tasks
+                    ),
+                    translated=translated,
+                    translated_fingerprints={
+                        stream_name(name, lang): fingerprint_split(
+                            get_task(name), Split.TRANSLATE_TRAIN, lang, data
+                        )
+                        for name, languages in translated.items()
+                        for lang in languages
+                    },
+                    mlm=(
+                        MLMStage(
+                            config=mlm,
+                            fingerprints=tuple(fingerprint_text(x, data) for x in mlm.languages),
+                        )
+                        if mlm is not None
+                        else None
                     ),
                 ),
             )

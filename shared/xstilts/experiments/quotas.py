@@ -53,7 +53,7 @@ class WorkEstimate:
 def stage_count(spec: ExperimentSpec) -> int:
     """The stages :func:`~xstilts.experiments.plan.plan_experiment` plans for ``spec``."""
     per_seed = (
-        (1 if spec.intermediate.tasks else 0)
+        (1 if spec.intermediate.trains else 0)
         + (0 if training_task(get_task(spec.target.task), spec.target.train_task) is None else 1)
         + len(spec.languages)
         + 1  # evaluate
@@ -68,8 +68,8 @@ def estimate(specs: Sequence[ExperimentSpec], settings: Settings) -> WorkEstimat
         train = training_task(get_task(spec.target.task), spec.target.train_task)
         for seed in spec.seeds:
             base = (spec.model.model_dump_json(), str(seed))
-            tasks = tuple(spec.intermediate.tasks)
-            if tasks:
+            tasks = tuple(spec.intermediate.arm)
+            if spec.intermediate.trains:
                 training[(*base, "intermediate", *tasks, spec.intermediate.model_dump_json())] = (
                     weights
                 )

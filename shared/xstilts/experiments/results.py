@@ -179,11 +179,23 @@ def degenerate_warnings(stages: list[tuple[int, str, dict[str, Any] | None]]) ->
     for seed, role, result in stages:
         if not result:
             continue
-        start, end = result.get("loss_start"), result.get("loss_end")
-        if start is not None and end is not None and end >= start:
+        # Several streams (tasks, translated copies, MLM) have losses of different scales: each
+        # is judged on its own, as the mixed sequence of steps says little.
+        streams = result.get("task_loss_start_end") or {}
+        if len(streams) < 2:
+            streams = {"": (result.get("loss_start"), result.get("loss_end"))}
+        for stream, (start, end) in streams.items():
+            if start is not None and end is not None and end >= start:
+                what = f"the {stream} loss" if stream else "the loss"
+                out.append(
+                    f"seed {seed} {role} training: {what} did not fall ({start:.3f} at the "
+                    f"start, {end:.3f} at the end): too few steps, or a learning rate too high "
+                    "or too low"
+                )
+        if result.get("mlm_head") == "new":
             out.append(
-                f"seed {seed} {role} training: the loss did not fall ({start:.3f} at the start, "
-                f"{end:.3f} at the end): too few steps, or a learning rate too high or too low"
+                f"seed {seed} {role} training: the model has no LM head, so MLM trained a new one "
+                "tied to the input embeddings (its loss starts from chance)"
             )
         one_class = result.get("one_class") or []
         if one_class:
@@ -224,7 +236,7 @@ def summarize(all_metrics: list[MetricRow], spec: ExperimentSpec) -> Summary | N
             "metric": metrics[0].metric,
             "languages": languages,
             "seeds": seeds,
-            "intermediate_tasks": spec.intermediate.tasks,
+            "intermediate_tasks": spec.intermediate.arm,
             **cross_language_summary(mean_values),
             "per_seed": {str(k): v for k, v in per_seed.items()},
             "across_seeds": across_seeds(list(per_seed.values())) if len(seeds) > 1 else {},

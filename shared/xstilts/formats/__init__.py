@@ -8,6 +8,7 @@ from __future__ import annotations
 from xstilts.errors import UnknownNameError
 from xstilts.formats.base import Format, TrainedFormat
 from xstilts.formats.choice import MultipleChoice
+from xstilts.formats.masked_lm import MaskedLM
 from xstilts.formats.pair import PairClassification
 from xstilts.formats.qa import ExtractiveQA
 from xstilts.formats.retrieval import Retrieval
@@ -21,6 +22,7 @@ FORMATS: dict[str, Format] = {
         ExtractiveQA(),
         MultipleChoice(),
         Retrieval(),
+        MaskedLM(),  # the MLM arm's objective; no task has this format
     )
 }
 

@@ -19,6 +19,8 @@ class Batch:
     start: torch.Tensor | None = None  # the answer span's first and last token (QA)
     end: torch.Tensor | None = None
     num_choices: int | None = None  # rows per example (multiple choice)
+    # The original token where a token is to be predicted, IGNORE elsewhere (masked LM).
+    masked: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         """The tensors on ``device``; to a GPU through pinned memory, without blocking (the copy
@@ -39,6 +41,7 @@ class Batch:
             start=maybe(self.start),
             end=maybe(self.end),
             num_choices=self.num_choices,
+            masked=maybe(self.masked),
         )
 
     def need(self, name: str) -> torch.Tensor:

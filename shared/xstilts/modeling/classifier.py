@@ -7,11 +7,13 @@ folder with the tokenizer) and ``heads.pt``.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -92,11 +94,57 @@ class SpanHead(nn.Module):
         return logits.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(torch.float32).min)
 
 
+class MaskedLMHead(nn.Module):
+    """Token scores over the vocabulary at the masked tokens only (``batch.masked``): XLM-R's LM
+    head (dense, GELU, layer norm) and a decoder tied to the encoder's input embeddings, plus a
+    bias. Scoring only the ~15% masked tokens keeps a 250k vocabulary's logits small."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.layer_norm = nn.LayerNorm(hidden_size, eps=1e-5)
+        self.bias = nn.Parameter(torch.zeros(num_labels))
+        self._embeddings: tuple[nn.Embedding, ...] = ()  # a tuple: tied, not registered twice
+
+    def tie(self, embeddings: nn.Module) -> None:
+        if not isinstance(embeddings, nn.Embedding):
+            raise TypeError(f"cannot tie an LM head to {type(embeddings).__name__}")
+        if embeddings.num_embeddings != self.bias.numel():
+            raise ValueError(
+                f"LM head of {self.bias.numel()} tokens, embeddings of {embeddings.num_embeddings}"
+            )
+        self._embeddings = (embeddings,)
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor, pooling: str, batch: Batch
+    ) -> torch.Tensor:
+        chosen = hidden[batch.need("masked") != IGNORE_TOKEN]
+        x = self.layer_norm(F.gelu(self.dense(chosen)))
+        return F.linear(x, self._embeddings[0].weight, self.bias)
+
+
+IGNORE_TOKEN = -100  # batch.masked where a token is not predicted
+
+# A checkpoint's LM head, by its parameter names in Hugging Face checkpoints: XLM-R / RoBERTa
+# (``lm_head.*``) and BERT (``cls.predictions.*``), as this head's names.
+LM_HEAD_NAMES = {
+    "dense.weight": ("lm_head.dense.weight", "cls.predictions.transform.dense.weight"),
+    "dense.bias": ("lm_head.dense.bias", "cls.predictions.transform.dense.bias"),
+    "layer_norm.weight": (
+        "lm_head.layer_norm.weight",
+        "cls.predictions.transform.LayerNorm.weight",
+    ),
+    "layer_norm.bias": ("lm_head.layer_norm.bias", "cls.predictions.transform.LayerNorm.bias"),
+    "bias": ("lm_head.bias", "cls.predictions.bias"),
+}
+
+
 HEADS: dict[str, type[nn.Module]] = {
     "sequence": SequenceHead,
     "token": TokenHead,
     "span": SpanHead,
     "choice": ChoiceHead,
+    "masked_lm": MaskedLMHead,
 }
 
 
@@ -123,7 +171,10 @@ class MultiHeadClassifier(nn.Module):
         if kind not in HEADS:
             raise ValueError(f"head kind {kind!r}: valid: {', '.join(HEADS)}")
         dropout = float(getattr(self.encoder.config, "hidden_dropout_prob", 0.1))
-        self.heads[task] = HEADS[kind](self.hidden_size, num_labels, dropout)
+        head = HEADS[kind](self.hidden_size, num_labels, dropout)
+        if isinstance(head, MaskedLMHead):
+            head.tie(self.encoder.get_input_embeddings())
+        self.heads[task] = head
         self.head_kinds[task] = kind
         self.labels[task] = tuple(labels)
 
@@ -161,8 +212,44 @@ def save_stage_model(
 
 
 def _num_labels(head: nn.Module) -> int:
+    if isinstance(head, MaskedLMHead):
+        return head.bias.numel()
     assert isinstance(head, (SequenceHead, TokenHead, SpanHead))
     return head.out_proj.out_features
+
+
+def checkpoint_lm_head(name_or_path: str, revision: str | None = None) -> dict[str, Any] | None:
+    """The LM head's weights in a pretrained checkpoint (safetensors), named as
+    :class:`MaskedLMHead`'s; None where the checkpoint has none (an encoder saved alone)."""
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    def find(name: str) -> str | None:
+        return cached_file(
+            name_or_path,
+            name,
+            revision=revision,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+
+    files: list[str] = []
+    index = find("model.safetensors.index.json")
+    if index:
+        shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+        files = [f for f in (find(s) for s in shards) if f]
+    else:
+        single = find("model.safetensors")
+        files = [single] if single else []
+    found: dict[str, Any] = {}
+    for file in files:
+        with safe_open(file, framework="pt") as f:
+            keys = set(f.keys())
+            for ours, theirs in LM_HEAD_NAMES.items():
+                for name in theirs:
+                    if ours not in found and name in keys:
+                        found[ours] = f.get_tensor(name)
+    return found if len(found) == len(LM_HEAD_NAMES) else None
 
 
 def load_stage_model(stage_dir: Path) -> tuple[MultiHeadClassifier, PreTrainedTokenizerBase]:

@@ -92,9 +92,14 @@ def _owned(s: Session, study_id: str, owner: str | None) -> Study:
     return study
 
 
+def _arm(cell: Experiment) -> list[str]:
+    """A cell's row items (:attr:`IntermediateConfig.arm`: ``mnli@translated``, ``mlm``)."""
+    return ExperimentSpec.model_validate(cell.spec, context=STORED).intermediate.arm
+
+
 def _coordinates(cell: Experiment) -> tuple[str, str]:
     """A cell's (row label, target), read from its spec."""
-    return set_label(list(cell.spec["intermediate"]["tasks"])), cell.spec["target"]["task"]
+    return set_label(_arm(cell)), cell.spec["target"]["task"]
 
 
 def _cells(s: Session, study: Study) -> list[Experiment]:
@@ -141,8 +146,8 @@ def study_state(
         counts[status] = counts.get(status, 0) + 1
     page = [
         CellState(
-            intermediate_tasks=list(c.spec["intermediate"]["tasks"]),
-            row=set_label(list(c.spec["intermediate"]["tasks"])),
+            intermediate_tasks=_arm(c),
+            row=set_label(_arm(c)),
             target=c.spec["target"]["task"],
             experiment_id=c.id,
             status=status,

@@ -11,8 +11,11 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from xstilts.errors import did_you_mean
 from xstilts.spec import (
     MAX_SEEDS_SCHEMA,
+    MLM_ARM,
+    TRANSLATED_SUFFIX,
     DataConfig,
     EvaluationConfig,
     ExperimentSpec,
@@ -26,24 +29,32 @@ from xstilts.spec import (
     intermediate_task_set,
     invalid,
     spec_errors,
+    translated_task_names,
 )
-from xstilts.tasks import intermediate_task_names, target_task_names
+from xstilts.tasks import Split, get_task, intermediate_task_names, target_task_names
 
 MAX_CELLS = 400  # intermediate sets x targets a study may hold
 
 
 class StudySpec(_Strict):
     """``intermediate_sets``: the rows, each a list of intermediate tasks; ``[]`` (no intermediate
-    training) is the baseline every row is compared with, and must be one of them. ``targets``:
-    the columns. ``overrides``: per target, fields of its cells' experiment spec (deep-merged:
+    training) is the baseline every row is compared with, and must be one of them. A row's item
+    may also be ``mlm`` (masked-LM training beside the tasks, with ``intermediate.mlm``'s settings
+    or the defaults) or ``<task>@translated`` (the task on English plus its machine-translated
+    copies: every language it has, or those in ``translated_languages``). ``targets``: the
+    columns. ``overrides``: per target, fields of its cells' experiment spec (deep-merged:
     ``{"xnli": {"target": {"training": {"epochs": 2}}}}``)."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)] = "study"
     model: ModelConfig = ModelConfig()
     intermediate_sets: Annotated[
-        list[list[Annotated[str, _enum(intermediate_task_names())]]],
+        list[list[Annotated[str, _enum(row_items())]]],
         Field(min_length=1, max_length=100),
     ]
+    translated_languages: dict[
+        Annotated[str, _enum(translated_task_names())],
+        Annotated[list[Annotated[str, Field(max_length=16)]], Field(min_length=1)],
+    ] = Field(default_factory=dict)
     targets: Annotated[
         list[Annotated[str, _enum(target_task_names())]], Field(min_length=1, max_length=50)
     ]
@@ -63,7 +74,7 @@ class StudySpec(_Strict):
     @classmethod
     def _distinct_sets(cls, sets: list[list[str]]) -> list[list[str]]:
         # A set of tasks: [snli, qqp] is the row [qqp, snli] (and its intermediate stage).
-        sets = [intermediate_task_set(tasks, f"set {i} {tasks}: ") for i, tasks in enumerate(sets)]
+        sets = [row_set(tasks, f"set {i} {tasks}: ") for i, tasks in enumerate(sets)]
         seen: set[tuple[str, ...]] = set()
         for tasks in sets:
             if tuple(tasks) in seen:
@@ -89,11 +100,21 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _checks(self, info: ValidationInfo) -> StudySpec:
-        if self.intermediate.tasks:
+        if self.intermediate.tasks or self.intermediate.translated:
             raise ValueError(
-                "intermediate.tasks: the rows of a study are its intermediate_sets; "
-                "intermediate holds only their training and sampling settings"
+                "intermediate.tasks, intermediate.translated: the rows of a study are its "
+                "intermediate_sets (mnli@translated for translated copies; translated_languages "
+                "to choose their languages); intermediate holds only their settings"
             )
+        items = {item for row in self.intermediate_sets for item in row}
+        if self.intermediate.mlm is not None and MLM_ARM not in items:
+            raise ValueError("intermediate.mlm is set, but no row of intermediate_sets has mlm")
+        for task in self.translated_languages:
+            if f"{task}{TRANSLATED_SUFFIX}" not in items:
+                raise ValueError(
+                    f"translated_languages.{task}: no row of intermediate_sets has "
+                    f"{task}{TRANSLATED_SUFFIX}"
+                )
         unknown = sorted(set(self.overrides) - set(self.targets))
         if unknown:
             raise ValueError(f"overrides: {', '.join(unknown)} is not one of the targets")
@@ -104,7 +125,7 @@ class StudySpec(_Strict):
                     raise invalid(
                         ("overrides", target, *path),
                         "the study's grid sets this field of every cell (rows: "
-                        "intermediate_sets; columns: targets; seeds: seeds; names: name); "
+                        "intermediate_sets, with their mlm and @translated items; columns: targets; seeds: seeds; names: name); "
                         "overrides may change only the cells' other settings",
                         override,
                     )
@@ -118,6 +139,8 @@ class StudySpec(_Strict):
 # of its row or column (a "baseline" that trains an intermediate task).
 GRID_FIELDS: tuple[tuple[str, ...], ...] = (
     ("intermediate", "tasks"),
+    ("intermediate", "translated"),
+    ("intermediate", "mlm"),
     ("target", "task"),
     ("seeds",),
     ("name",),
@@ -130,6 +153,54 @@ def _has_path(data: object, path: tuple[str, ...]) -> bool:
             return False
         data = data[key]
     return True
+
+
+def row_items() -> list[str]:
+    """What a study row may hold: intermediate tasks, ``<task>@translated``, ``mlm``."""
+    translated = [f"{t}{TRANSLATED_SUFFIX}" for t in translated_task_names()]
+    return [*intermediate_task_names(), *translated, MLM_ARM]
+
+
+def row_set(items: list[str], where: str = "") -> list[str]:
+    """A row's items checked and in one order (:attr:`IntermediateConfig.arm`'s: tasks sorted,
+    ``mlm`` last), so that a row and its cells' arm read the same."""
+    items = [item.lower() for item in items]
+    valid = row_items()
+    for item in items:
+        if item not in valid:
+            raise ValueError(
+                f"{where}unknown row item {item!r}{did_you_mean(item, valid)}; valid: "
+                f"{', '.join(valid)}"
+            )
+    tasks = [item.removesuffix(TRANSLATED_SUFFIX) for item in items if item != MLM_ARM]
+    if len(set(tasks)) != len(tasks) or items.count(MLM_ARM) > 1:
+        raise ValueError(f"{where}a task is listed twice")
+    translated = {t for t in items if t.endswith(TRANSLATED_SUFFIX)}
+    ordered = [
+        f"{t}{TRANSLATED_SUFFIX}" if f"{t}{TRANSLATED_SUFFIX}" in translated else t
+        for t in intermediate_task_set(tasks, where)
+    ]
+    return ordered + ([MLM_ARM] if MLM_ARM in items else [])
+
+
+def row_intermediate(study: StudySpec, row: list[str]) -> dict[str, Any]:
+    """The ``intermediate`` section of a row's cells: the study's settings, the row's tasks, their
+    translated copies and MLM where the row has them."""
+    shared = study.model_dump(mode="json", exclude_unset=True).get("intermediate", {})
+    out: dict[str, Any] = {k: v for k, v in shared.items() if k not in ("mlm", "translated")}
+    out["tasks"] = [item.removesuffix(TRANSLATED_SUFFIX) for item in row if item != MLM_ARM]
+    translated = {}
+    for item in row:
+        if item.endswith(TRANSLATED_SUFFIX):
+            task = item.removesuffix(TRANSLATED_SUFFIX)
+            translated[task] = study.translated_languages.get(task) or get_task(
+                task
+            ).split_languages(Split.TRANSLATE_TRAIN)
+    if translated:
+        out["translated"] = translated
+    if MLM_ARM in row:
+        out["mlm"] = shared.get("mlm", {})
+    return out
 
 
 def set_label(tasks: list[str]) -> str:
@@ -152,7 +223,7 @@ def cell_spec_data(study: StudySpec, tasks: list[str], target: str) -> dict[str,
     shared = study.model_dump(mode="json", exclude_unset=True)
     data: dict[str, Any] = {
         "name": f"{study.name}/{set_label(tasks)}/{target}",
-        "intermediate": {**shared.get("intermediate", {}), "tasks": tasks},
+        "intermediate": row_intermediate(study, tasks),
         "target": {"task": target, "training": shared.get("target_training", {})},
         "seeds": study.seeds,
     }

@@ -26,6 +26,8 @@ class Split(str, Enum):
     TRAIN = "train"
     VALIDATION = "validation"
     TEST = "test"
+    # The train split machine-translated from English into a language (XTREME's translate-train).
+    TRANSLATE_TRAIN = "translate_train"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,12 @@ class SplitSource:
     local: tuple[LocalFile, ...] = ()
     hub: tuple[HubSource, ...] = ()  # several hub parts are concatenated (e.g. ANLI rounds)
     languages: tuple[str, ...] | None = None  # None: the task's languages
+    # One sentence saying where the files come from (a download address, a licence to obtain):
+    # "no file found" errors end with it. May contain {lang}, {code} and {name} as LocalFile.path.
+    hint: str = ""
+
+    def hint_for(self, lang: str, code: str | None = None, name: str | None = None) -> str:
+        return self.hint.format(lang=lang, code=code or lang, name=name or lang)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from xstilts.errors import UnknownNameError
 from xstilts.tasks.base import HubSource, LocalFile, Split, SplitSource, Task, TaskFormat
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")  # hub label ids 0, 1, 2 in this order
+# XNLI's files (and XTREME's translations of MNLI) spell contradiction "contradictory".
+XNLI_LABEL_ALIASES = {"contradictory": "contradiction"}
 EN = ("en",)
 
 # --- XTREME's language lists (two-letter codes everywhere; datasets' own names mapped below) -----
@@ -65,6 +67,44 @@ FILE_PREFIX = {Split.TRAIN: "train", Split.VALIDATION: "dev", Split.TEST: "test"
 
 
 # --- English intermediate tasks ----------------------------------------------------------------
+# XTREME's machine translations of the English train sets (its translate-train baselines),
+# released in https://console.cloud.google.com/storage/browser/xtreme_translations ; a local copy
+# keeps the bucket's layout (<data>/XNLI/translate-train/..., <data>/SQuAD/translate-train/...).
+XTREME_TRANSLATIONS = "https://storage.googleapis.com/xtreme_translations"
+MNLI_TRANSLATE_TRAIN = SplitSource(
+    local=(
+        LocalFile("XNLI/translate-train/en-{lang}-translated.tsv", "xtreme_translated_pair_tsv"),
+        LocalFile("mnli/translate-train/en-{lang}-translated.tsv", "xtreme_translated_pair_tsv"),
+    ),
+    # facebook/xnli's train split of a language is XNLI-MT 1.0's translation of MNLI (the XNLI
+    # authors'), not XTREME's: a run on the hub trains on other translations than a local one.
+    hub=(HubSource("facebook/xnli", "{lang}", "train", "premise", "hypothesis"),),
+    languages=tuple(lang for lang in XNLI_LANGUAGES if lang != "en"),
+    hint=(
+        "XTREME's translation of MNLI's train set is "
+        f"{XTREME_TRANSLATIONS}/XNLI/translate-train/en-{{lang}}-translated.tsv: put it in "
+        "<data>/XNLI/translate-train/ (data.source 'hub' reads facebook/xnli's train split "
+        "instead, which is XNLI-MT 1.0's translation, not XTREME's)."
+    ),
+)
+SQUAD_TRANSLATE_TRAIN = SplitSource(
+    local=(
+        LocalFile(
+            "SQuAD/translate-train/squad.translate.train.en-{lang}.json", "squad_translated_json"
+        ),
+        LocalFile(
+            "squad/translate-train/squad.translate.train.en-{lang}.json", "squad_translated_json"
+        ),
+    ),
+    languages=tuple(sorted((set(XQUAD_LANGUAGES) | set(MLQA_LANGUAGES)) - {"en"})),
+    hint=(
+        "XTREME's translation of SQuAD v1.1's train set is "
+        f"{XTREME_TRANSLATIONS}/SQuAD/translate-train/squad.translate.train.en-{{lang}}.json: put "
+        "it in <data>/SQuAD/translate-train/ (it is not on the Hugging Face hub)."
+    ),
+)
+
+
 def _glue_hub(config: str, split: str, a: str, b: str) -> HubSource:
     return HubSource("nyu-mll/glue", config, split, a, b)
 
@@ -75,8 +115,11 @@ def _english_pair_task(
     description: str,
     hub: tuple[HubSource, HubSource],
     dev_tsv: str = "dev.tsv",
+    translations: SplitSource | None = None,
+    label_aliases: dict[str, str] | None = None,
 ) -> Task:
-    """An English GLUE-style task: local files are LM-BFF JSON subsets or the original TSVs."""
+    """An English GLUE-style task: local files are LM-BFF JSON subsets or the original TSVs;
+    ``translations`` is its machine-translated train split, where one exists."""
     return Task(
         name=name,
         format=TaskFormat.PAIR_CLASSIFICATION,
@@ -84,6 +127,7 @@ def _english_pair_task(
         languages=EN,
         metric="accuracy",
         description=description,
+        label_aliases=dict(label_aliases or {}),
         splits={
             Split.TRAIN: SplitSource(
                 local=(
@@ -99,6 +143,7 @@ def _english_pair_task(
                 ),
                 hub=(hub[1],),
             ),
+            **({Split.TRANSLATE_TRAIN: translations} if translations else {}),
         },
     )
 
@@ -120,8 +165,15 @@ def _squad_like(path: str, hub: HubSource, languages: tuple[str, ...] | None = N
     return SplitSource(local=(LocalFile(path, "squad_json"),), hub=(hub,), languages=languages)
 
 
-def _squad(name: str, version: str, description: str, hub_dataset: str) -> Task:
-    """SQuAD v1.1 / v2.0: the original ``{train,dev}-v<version>.json`` files or the hub."""
+def _squad(
+    name: str,
+    version: str,
+    description: str,
+    hub_dataset: str,
+    translations: SplitSource | None = None,
+) -> Task:
+    """SQuAD v1.1 / v2.0: the original ``{train,dev}-v<version>.json`` files or the hub;
+    ``translations`` is its machine-translated train split, where one exists."""
     return Task(
         name=name,
         format=TaskFormat.EXTRACTIVE_QA,
@@ -136,7 +188,8 @@ def _squad(name: str, version: str, description: str, hub_dataset: str) -> Task:
                 HubSource(hub_dataset, None, split.value),
             )
             for split in (Split.TRAIN, Split.VALIDATION)
-        },
+        }
+        | ({Split.TRANSLATE_TRAIN: translations} if translations else {}),
     )
 
 
@@ -246,6 +299,8 @@ _TASKS: tuple[Task, ...] = (
             _glue_hub("mnli", "validation_matched", "premise", "hypothesis"),
         ),
         dev_tsv="dev_matched.tsv",
+        translations=MNLI_TRANSLATE_TRAIN,
+        label_aliases=XNLI_LABEL_ALIASES,
     ),
     _english_pair_task(
         "snli",
@@ -281,7 +336,7 @@ _TASKS: tuple[Task, ...] = (
         languages=XNLI_LANGUAGES,
         metric="accuracy",
         description="XNLI: MNLI-style inference in 15 languages; trained on English MNLI.",
-        label_aliases={"contradictory": "contradiction"},
+        label_aliases=XNLI_LABEL_ALIASES,
         train_task="mnli",
         parallel_items=True,
         splits=_xtreme_pair_splits(
@@ -354,6 +409,7 @@ _TASKS: tuple[Task, ...] = (
         "1.1",
         "SQuAD v1.1: English extractive QA (trains XQuAD and MLQA).",
         "rajpurkar/squad",
+        translations=SQUAD_TRANSLATE_TRAIN,
     ),
     _squad(
         "squad_v2",

@@ -50,6 +50,8 @@ class TrainResult:
     # Mean training loss and number of micro-batches per task over this call's steps.
     task_losses: dict[str, float] = field(default_factory=dict)
     task_batches: dict[str, int] = field(default_factory=dict)
+    # Per task, its mean loss over the first and the last tenth of its micro-batches.
+    task_loss_start_end: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Mean loss over the first and the last tenth of this call's steps (at least one step each):
     # a loss that did not fall says the model learnt nothing (too few steps, learning rate).
     loss_start: float | None = None
@@ -278,8 +280,10 @@ def train_multi(
     should_stop: Callable[[], bool] | None = None,
     selection: Selection | None = None,
     replica: Replica | None = None,
+    heads: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Train the shared encoder and one head per task; each micro-batch comes from one task, drawn
+    """Train the shared encoder and one head per task; each micro-batch comes from one task (a
+    stream of ``data``, feeding head ``heads[stream]``, by default the head of its name), drawn
     with ``probabilities`` (default: proportional to size). Resumes from ``work_dir``. With a
     ``selection``, the model that scores best on it (``cfg.eval_every_steps``) is the one kept;
     evaluating changes nothing in the training run itself. With a ``replica``, this process is one
@@ -339,7 +343,7 @@ def train_multi(
     # Losses stay on the device until a log line or the end needs them: reading one (.item())
     # waits for the GPU to finish, and once per micro-batch that keeps it idle between steps.
     # Float64 sums in the order the values come: the same numbers as Python floats would give.
-    losses = _LossBook(len(tasks), total - start, device)
+    losses = _LossBook(len(tasks), total - start, device, accum)
     seen, loss_value, t0 = 0, float("nan"), time.perf_counter()
     recent = RecentRate()
     # The word embeddings' gradient in one buffer cleared row by row (same numbers; see module).
@@ -357,7 +361,7 @@ def train_multi(
                 sync = net.no_sync() if replica and micro < accum - 1 else nullcontext()  # type: ignore[operator]
                 with sync:
                     with autocast:
-                        logits = net(mb.batch, task)
+                        logits = net(mb.batch, heads.get(task, task) if heads else task)
                     loss = fmt.loss(logits, mb.batch)
                     (loss * mb.weight / accum).backward()
                 if replica is None:
@@ -440,6 +444,7 @@ def train_multi(
         num_examples=sum(sizes.values()),
         task_losses={t: task_means[i] for i, t in enumerate(tasks) if i in task_means},
         task_batches={t: losses.batches[i] for i, t in enumerate(tasks)},
+        task_loss_start_end={tasks[i]: pair for i, pair in losses.task_start_end().items()},
         loss_start=sum(step_losses[:window]) / window if step_losses else None,
         loss_end=sum(step_losses[-window:]) / window if step_losses else None,
         model_tflops=flops / elapsed / 1e12 if elapsed > 0 and flops else None,
@@ -453,18 +458,26 @@ class _LossBook:
     """Training losses kept on the device: per step (the mean over its micro-batches) and per task
     (sum and count), in float64, read back only when asked."""
 
-    def __init__(self, tasks: int, steps: int, device: torch.device) -> None:
+    def __init__(
+        self, tasks: int, steps: int, device: torch.device, micro_per_step: int = 1
+    ) -> None:
         self.sums = torch.zeros(tasks, dtype=torch.float64, device=device)
         self.batches = [0] * tasks
         self.steps = torch.zeros(steps, dtype=torch.float64, device=device)
         self.current = torch.zeros((), dtype=torch.float64, device=device)
         self.done = 0
+        # Every micro-batch's loss and task, for each task's own start and end.
+        self.micro = torch.zeros(steps * micro_per_step, dtype=torch.float64, device=device)
+        self.micro_task: list[int] = []
 
     def add(self, task: int, loss: torch.Tensor, accumulation: int) -> None:
         value = loss.to(torch.float64)
         self.current += value / accumulation
         self.sums[task] += value
         self.batches[task] += 1
+        if len(self.micro_task) < self.micro.numel():
+            self.micro[len(self.micro_task)] = value
+            self.micro_task.append(task)
 
     def add_value(self, task: int, value: float, accumulation: int) -> None:
         self.add(
@@ -485,3 +498,13 @@ class _LossBook:
     def task_means(self) -> dict[int, float]:
         sums = self.sums.tolist()
         return {i: sums[i] / n for i, n in enumerate(self.batches) if n}
+
+    def task_start_end(self) -> dict[int, tuple[float, float]]:
+        """Per task, its mean loss over the first and the last tenth of its micro-batches."""
+        values = self.micro[: len(self.micro_task)].tolist()
+        out = {}
+        for task in sorted(set(self.micro_task)):
+            mine = [v for v, t in zip(values, self.micro_task, strict=True) if t == task]
+            window = max(1, len(mine) // 10)
+            out[task] = (sum(mine[:window]) / window, sum(mine[-window:]) / window)
+        return out
