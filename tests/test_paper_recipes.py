@@ -21,7 +21,8 @@ from xstilts.tasks import Split, get_task
 from xstilts.tasks.registry import training_task
 
 PAPER = Path(__file__).resolve().parents[1] / "examples" / "paper"
-SPECS = sorted(PAPER.rglob("*.yaml"))
+SPECS = sorted(p for p in PAPER.rglob("*.yaml") if p.parent.name != "arms")  # the generated grid
+ARMS = PAPER / "arms"  # the MLM and translated-data arms, written by hand
 
 
 def _load(name: str) -> ModuleType:
@@ -182,3 +183,28 @@ def test_local_source_needs_only_placeholders(tmp_path: Path) -> None:
     inter = plan[0].spec
     assert inter.tasks == ("ccg",) and inter.data.kind == "local"
     assert resolve_data_source(load_spec(PAPER / "mnli.yaml"), None) == DataSource("hub")
+
+
+def test_the_arms_validate_and_plan(tmp_path: Path) -> None:
+    """The MLM and translated-data arms: the grid's MNLI settings plus what each arm adds, and a
+    study that holds the paper's comparison; each plans one intermediate stage with its streams."""
+    from xstilts.spec import read_spec_data
+    from xstilts.studies import parse_study
+    from xstilts.studies.spec import expand
+
+    mnli, _ = _plan(PAPER / "mnli.yaml", tmp_path / "a")
+    for name, streams in [
+        ("mnli_mlm", ["mnli", "mlm"]),
+        ("mnli_translated", ["mnli"] + [f"mnli@{x}" for x in sorted(mnli.languages) if x != "en"]),
+    ]:
+        spec, plan = _plan(ARMS / f"{name}.yaml", tmp_path / name)
+        assert spec.intermediate.training == mnli.intermediate.training
+        assert spec.target == mnli.target and spec.evaluation == mnli.evaluation
+        inter = plan[0].spec
+        assert inter.kind == "intermediate_train" and sorted(inter.streams()) == sorted(streams)
+        assert inter.sampling is not None and inter.sampling.strategy == "proportional"
+    spec, _ = _plan(ARMS / "mnli_mlm.yaml", tmp_path / "again")
+    assert spec.intermediate.mlm is not None and spec.intermediate.mlm.mask_probability == 0.15
+    study = parse_study(read_spec_data(ARMS / "study.yaml"))
+    rows = [spec.intermediate.arm for _, _, spec in expand(study)]
+    assert rows == [[], ["mnli"], ["mnli", "mlm"], ["mnli@translated"]]
