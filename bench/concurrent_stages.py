@@ -140,7 +140,7 @@ def main() -> None:
     import torch
     from xstilts.config import Settings
     from xstilts.experiments.plan import parse_stage_spec
-    from xstilts.runtime.orchestration import mark_runnable
+    from xstilts.runtime.scheduler import mark_runnable
     from xstilts.runtime.workspace import Workspace
     from xstilts.spec import parse_spec
     from xstilts.training.memory import stage_memory

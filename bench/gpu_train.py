@@ -73,8 +73,7 @@ def run_one(config: str, folder: str, steps: int, warmup: int, batch: int, lengt
     """One timed run in this process: examples/s, useful tokens/s, MFU, peak memory."""
     import torch
     from xstilts.modeling.classifier import load_tokenizer
-    from xstilts.training.hardware import StepFlops, device_peak
-    from xstilts.training.loop import pick_device
+    from xstilts.training.hardware import StepFlops, device_peak, pick_device
 
     device = pick_device()
     name, peak = device_peak(device)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from xstilts.cli.tables import results_table
 from xstilts.experiments.export import export_predictions
-from xstilts.experiments.score import score_folder
+from xstilts.experiments.submissions import score_folder
 from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
 

@@ -14,6 +14,7 @@ from xstilts.errors import DataNotFoundError, UnknownNameError
 from xstilts.formats import get_format
 from xstilts.formats.base import DecodeConfig, FeatureConfig, HeadOutputs
 from xstilts.formats.tagging import IGNORE
+from xstilts.metrics import get_metric
 from xstilts.tasks import Split, get_task
 
 
@@ -43,7 +44,7 @@ def test_tagging_labels_first_subtoken_and_round_trips(data_dir: Path, tokenizer
     outputs = _one_hot_tag_outputs(f, len(task.labels))
     rows = fmt.decode(HeadOutputs(examples, f, outputs, task.labels), DecodeConfig())
     assert [r["prediction"] for r in rows] == [list(e.tags) for e in examples]
-    scores = fmt.score(task, "de", rows, bootstrap_samples=50)
+    scores = get_metric(task.metric).score(task, "de", rows, bootstrap_samples=50)
     assert [(s.metric, s.value, s.n) for s in scores] == [
         ("f1", 1.0, 200),
         ("precision", 1.0, 200),
@@ -67,14 +68,17 @@ def test_tagging_long_sentence_is_split_and_every_word_predicted(tokenizer) -> N
 
 def test_tagging_f1_hand_computed() -> None:
     task = get_task("panx")
-    fmt = get_format(task.format.value)
     rows = [
         # gold: PER(0-1), LOC(3); predicted: PER(0-1) correct, LOC missed, ORG(2) spurious
-        {"label": ["B-PER", "I-PER", "O", "B-LOC"], "prediction": ["B-PER", "I-PER", "B-ORG", "O"]},
+        {
+            "id": "0",
+            "label": ["B-PER", "I-PER", "O", "B-LOC"],
+            "prediction": ["B-PER", "I-PER", "B-ORG", "O"],
+        },
         # gold ORG(0); predicted ORG(0) correct, LOC(1) spurious
-        {"label": ["B-ORG", "O"], "prediction": ["B-ORG", "B-LOC"]},
+        {"id": "1", "label": ["B-ORG", "O"], "prediction": ["B-ORG", "B-LOC"]},
     ]
-    f1, precision, recall = fmt.score(task, "en", rows, bootstrap_samples=200)
+    f1, precision, recall = get_metric(task.metric).score(task, "en", rows, bootstrap_samples=200)
     # tp 2, predicted 4, gold 3: P = 1/2, R = 2/3, F1 = 2 tp / (4 + 3) = 4/7
     assert (f1.metric, precision.metric, recall.metric) == ("f1", "precision", "recall")
     assert precision.value == pytest.approx(1 / 2) and recall.value == pytest.approx(2 / 3)
@@ -107,7 +111,7 @@ def test_multiple_choice_batches_choices_together(data_dir: Path, tokenizer) -> 
         HeadOutputs(examples[:3], f, fmt.outputs(logits, batch), labels), DecodeConfig()
     )
     assert [r["prediction"] for r in rows] == [r["label"] for r in rows]
-    (acc,) = fmt.score(task, "en", rows, 0)
+    (acc,) = get_metric(task.metric).score(task, "en", rows, 0)
     assert acc.value == 1.0
 
 
@@ -121,18 +125,17 @@ def test_choice_examples_with_different_choice_counts_cannot_share_a_batch(token
 
 def test_qa_scores_hand_computed_and_mlqa_normalisation() -> None:
     xquad, mlqa = get_task("xquad"), get_task("mlqa")
-    fmt = get_format("extractive_qa")
     rows = [
         {"id": "1", "prediction": "the Eiffel Tower", "label": ["Eiffel Tower"]},  # EM 1 F1 1
         {"id": "2", "prediction": "in Paris France", "label": ["Paris"]},  # EM 0, F1 2*1/3*1/(4/3)
         {"id": "3", "prediction": "", "label": ["x"]},  # 0, 0
     ]
-    f1, em = fmt.score(xquad, "en", rows, 0)
+    f1, em = get_metric(xquad.metric).score(xquad, "en", rows, 0)
     assert em.value == pytest.approx(1 / 3)
     assert f1.value == pytest.approx((1 + 0.5 + 0) / 3)
     # MLQA's Chinese normalisation is character-level: 2 of 3 characters overlap.
     zh = [{"id": "1", "prediction": "北京市", "label": ["北京"]}]
-    f1, em = fmt.score(mlqa, "zh", zh, 0)
+    f1, em = get_metric(mlqa.metric).score(mlqa, "zh", zh, 0)
     assert em.value == 0.0 and f1.value == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))
 
 
@@ -145,7 +148,7 @@ def test_qa_refuses_to_score_blank_gold(data_dir: Path, tmp_path: Path) -> None:
     assert len(examples) == 5 and all(e.answers == () for e in examples)
     rows = [{"id": e.guid, "prediction": "x", "label": list(e.answers)} for e in examples]
     with pytest.raises(ValueError, match="none of the 5 questions has a gold answer"):
-        get_format("extractive_qa").score(task, "ko", rows, 0)
+        get_metric(task.metric).score(task, "ko", rows, 0)
 
 
 def _blanked_copy(path: Path, root: Path, limit: int) -> Path:
@@ -167,24 +170,25 @@ def test_tydiqa_dev_now_carries_gold(data_dir: Path) -> None:
     examples = load_split(task, Split.VALIDATION, "ko", DataSource("local", data_dir))
     assert len(examples) == 276 and all(e.answers for e in examples)
     rows = [{"id": e.guid, "prediction": e.answers[0], "label": list(e.answers)} for e in examples]
-    scores = {s.metric: s.value for s in get_format("extractive_qa").score(task, "ko", rows, 0)}
+    scores = {s.metric: s.value for s in get_metric(task.metric).score(task, "ko", rows, 0)}
     assert scores["f1"] == 1.0 and scores["exact_match"] == 1.0
 
 
 def test_bucc_and_tatoeba_scores() -> None:
     fmt = get_format("retrieval")
+    bucc2018, tatoeba_task = get_task("bucc2018"), get_task("tatoeba")
     bucc = [
         {"id": "z1\te1", "prediction": True, "label": True, "threshold": 1.1},
         {"id": "z2\te9", "prediction": True, "label": False, "threshold": 1.1},
         {"id": "z3\te3", "prediction": False, "label": True, "threshold": 1.1},
     ]
-    scores = {s.metric: s.value for s in fmt.score(get_task("bucc2018"), "zh", bucc, 0)}
+    scores = {s.metric: s.value for s in get_metric(bucc2018.metric).score(bucc2018, "zh", bucc, 0)}
     assert scores == {"f1": 0.5, "precision": 0.5, "recall": 0.5, "threshold": 1.1}
     ext, text = fmt.export(bucc)
     assert (ext, text) == (".tsv", "z1\te1\nz2\te9\n")
     assert fmt.export(bucc, gold=True)[1] == "z1\te1\nz3\te3\n"
     tatoeba = [{"id": str(i), "prediction": p, "label": i} for i, p in enumerate([0, 1, 5, 3])]
-    (acc,) = fmt.score(get_task("tatoeba"), "de", tatoeba, 0)
+    (acc,) = get_metric(tatoeba_task.metric).score(tatoeba_task, "de", tatoeba, 0)
     assert acc.value == 0.75
 
 

@@ -160,7 +160,7 @@ def shared_ws(settings, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytes
     under tmp_path, and one queued target stage."""
     import tempfile
 
-    from xstilts.runtime.orchestration import mark_runnable
+    from xstilts.runtime.scheduler import mark_runnable
     from xstilts.runtime.workspace import Workspace
     from xstilts.spec import parse_spec
 
@@ -256,7 +256,7 @@ def test_out_of_memory_alone_fails_at_once_with_a_clear_error(
 
 
 def _experiment_of(ws, stage_id: int) -> str:
-    from xstilts.runtime.orchestration import experiments_of
+    from xstilts.runtime.scheduler import experiments_of
 
     (exp_id,) = experiments_of(ws.sessions, stage_id)
     return exp_id

@@ -429,7 +429,7 @@ def test_redis_down_at_submit_keeps_the_experiment_and_the_reconciler_delivers_i
 ) -> None:
     import redis
     from xstilts.runtime.celery_app import CeleryExecutor, make_celery
-    from xstilts.runtime.orchestration import GPU_QUEUE, reconcile
+    from xstilts.runtime.scheduler import GPU_QUEUE, reconcile
 
     cfg = _keyed(settings, broker_url=own_redis.url)
     upgrade(cfg.database_url)  # the migrate job: a service never migrates on start
@@ -471,7 +471,7 @@ def test_reconciler_resends_only_what_the_broker_lost(
     import redis
     from sqlalchemy import update
     from xstilts.runtime.celery_app import CeleryExecutor, make_celery
-    from xstilts.runtime.orchestration import GPU_QUEUE, reconcile
+    from xstilts.runtime.scheduler import GPU_QUEUE, reconcile
 
     cfg = _keyed(settings, broker_url=own_redis.url)
     upgrade(cfg.database_url)

@@ -42,7 +42,8 @@ def test_api_app_and_eval_worker_do_not_import_torch() -> None:
         loaded = _modules_after_import(module)
         assert "xstilts.runtime.lifecycle" in loaded or module == "xstilts.api.app"
         assert "torch" not in loaded and "transformers" not in loaded, module
-        assert [m for m in loaded if m.startswith("xstilts.runtime.runners.")] in (
-            [],
-            ["xstilts.runtime.runners.cache"],
-        ), module
+        # The model cache and the dispatch by kind may be loaded; no runner is.
+        runners = {m for m in loaded if m.startswith("xstilts.runtime.runners.")}
+        assert runners <= {"xstilts.runtime.runners.cache", "xstilts.runtime.runners.dispatch"}, (
+            module
+        )

@@ -28,15 +28,15 @@ def _diff(url: str) -> list:
 def test_sqlite_migration_matches_models(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db' / 'x.db'}"
     upgrade(url)
-    assert current(url) == "0004"
+    assert current(url) == "0005"
     assert _diff(url) == []
     upgrade(url)  # idempotent
-    assert current(url) == "0004"
+    assert current(url) == "0005"
 
 
 def test_postgres_migration_matches_models(pg_url: str) -> None:  # noqa: F811
     upgrade(pg_url)
-    assert current(pg_url) == "0004"
+    assert current(pg_url) == "0005"
     assert _diff(pg_url) == []
 
 

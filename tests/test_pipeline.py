@@ -83,7 +83,7 @@ def test_failed_stage_is_retried_then_recorded(
     settings, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     from xstilts.errors import StageFailedError
-    from xstilts.runtime.orchestration import MAX_ATTEMPTS
+    from xstilts.runtime.scheduler import MAX_ATTEMPTS
 
     folder = tmp_path / "broken"
     (folder / "qqp").mkdir(parents=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from xstilts.cli.main import main
-from xstilts.experiments.score import TASKS, score_folder, score_language
+from xstilts.experiments.submissions import TASKS, score_folder, score_language
 from xstilts.formats.qa import read_squad_answers
 from xstilts.formats.tagging import read_tags
 

@@ -16,7 +16,7 @@ from xstilts.db.session import make_engine, session_factory
 from xstilts.experiments.results import experiment_results
 from xstilts.experiments.submit import plan, submit_experiment
 from xstilts.runtime.celery_app import CeleryExecutor, make_celery
-from xstilts.runtime.orchestration import cancel, reconcile, refresh_experiment, start
+from xstilts.runtime.scheduler import cancel, reconcile, refresh_experiment, start
 from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
 
@@ -259,7 +259,7 @@ def test_reconciler_redelivers_a_lost_message(service, tiny_model_dir: Path) -> 
 
     from sqlalchemy import update
     from xstilts.db.models import utcnow
-    from xstilts.runtime.orchestration import mark_runnable
+    from xstilts.runtime.scheduler import mark_runnable
 
     spec = parse_spec(
         tiny_spec(

@@ -19,7 +19,7 @@ from xstilts.experiments.results import experiment_results
 from xstilts.experiments.submit import plan, submit_experiment
 from xstilts.runtime.celery_app import CeleryExecutor, make_celery
 from xstilts.runtime.executors import execute_stage
-from xstilts.runtime.orchestration import mark_runnable, refresh_experiment, start
+from xstilts.runtime.scheduler import mark_runnable, refresh_experiment, start
 from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
 

@@ -57,12 +57,31 @@ def test_degenerate_results_are_named_with_their_cause() -> None:
     assert single_prediction([{"prediction": ["O", "O"]}, {"prediction": ["O"]}])
     assert not single_prediction([{"prediction": ["O", "O"]}, {"prediction": ["B-PER"]}])
 
+    from xstilts.experiments.stage_results import (
+        CrossLanguageStats,
+        EvaluateStageResult,
+        TrainStageResult,
+    )
+
+    def trained(start: float, end: float) -> TrainStageResult:
+        return TrainStageResult(
+            steps_run=10,
+            total_steps=10,
+            resumed_from_step=0,
+            examples_per_s=1.0,
+            final_loss=end,
+            num_examples=80,
+            loss_start=start,
+            loss_end=end,
+        )
+
+    stats = CrossLanguageStats.model_validate(cross_language_summary({"en": 0.5, "de": 0.4}))
     warnings = degenerate_warnings(
         [
-            (1, "target", {"loss_start": 1.1, "loss_end": 1.12}),
-            (1, "intermediate", {"loss_start": 1.1, "loss_end": 0.4}),  # fell: fine
-            (1, "evaluate", {"one_class": ["de", "sw"]}),
-            (2, "evaluate", {"one_class": []}),
+            (1, "target", trained(1.1, 1.12)),
+            (1, "intermediate", trained(1.1, 0.4)),  # fell: fine
+            (1, "evaluate", EvaluateStageResult(summary=stats, one_class=["de", "sw"])),
+            (2, "evaluate", EvaluateStageResult(summary=stats)),
             (2, "predict:de", None),
         ]
     )

@@ -155,8 +155,8 @@ def test_translated_copies_train_the_tasks_one_head(settings, tiny_model_dir, tm
     a missing translation file is named with where to get it, before anything is stored."""
     import torch
     from xstilts.errors import DataNotFoundError
+    from xstilts.experiments.stage_results import TRAIN_RESULT_FILE
     from xstilts.modeling.classifier import HEADS_FILE
-    from xstilts.runtime.artifacts import TRAIN_RESULT_FILE
 
     from tests.conftest import tiny_spec
 

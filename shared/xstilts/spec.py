@@ -27,6 +27,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from xstilts.data.mlm import DEFAULT_MLM_LANGUAGES, MLM_LANGUAGES
 from xstilts.errors import XstiltsError, did_you_mean
+from xstilts.jsontypes import JSONObject
 from xstilts.tasks import (
     Split,
     Task,
@@ -205,7 +206,7 @@ class TrainingConfig(_Strict):
                     )
         return self
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> JSONObject:
         """What a stage key hashes: every field, less the selection fields when they are unused
         and ``torch_compile`` when off (so specs written before either existed keep their keys)."""
         unused = set(SELECTION_FIELDS) if self.select == "last" else set()
@@ -313,16 +314,7 @@ class MLMConfig(_Strict):
     @field_validator("languages")
     @classmethod
     def _known_languages(cls, languages: list[str]) -> list[str]:
-        languages = [lang.lower() for lang in languages]
-        for lang in languages:
-            if lang not in MLM_LANGUAGES:
-                raise ValueError(
-                    f"unknown language {lang!r}{did_you_mean(lang, MLM_LANGUAGES)}; "
-                    f"valid: {', '.join(MLM_LANGUAGES)}"
-                )
-        if len(set(languages)) != len(languages):
-            raise ValueError("a language is listed twice")
-        return sorted(languages)
+        return name_set(languages, MLM_LANGUAGES, "language")
 
 
 class IntermediateConfig(_Strict):
@@ -407,17 +399,24 @@ class IntermediateConfig(_Strict):
 def intermediate_task_set(tasks: list[str], where: str = "") -> list[str]:
     """Known intermediate task names, lower-cased and sorted: a set of tasks ([qqp, snli] and
     [snli, qqp] are one stage). ``where`` prefixes the messages (a study's row)."""
-    valid = intermediate_task_names()
-    tasks = [t.lower() for t in tasks]
-    for t in tasks:
-        if t not in valid:
+    return name_set(tasks, intermediate_task_names(), "intermediate task", "task", where)
+
+
+def name_set(
+    names: list[str], valid: Sequence[str], what: str, short: str = "", where: str = ""
+) -> list[str]:
+    """``names`` lower-cased and sorted, each one of ``valid`` and none twice; else a ValueError
+    naming the unknown one (with the closest valid name) or the repeated kind (``short``, default
+    ``what``). ``where`` prefixes the messages."""
+    names = [n.lower() for n in names]
+    for n in names:
+        if n not in valid:
             raise ValueError(
-                f"{where}unknown intermediate task {t!r}{did_you_mean(t, valid)}; "
-                f"valid: {', '.join(valid)}"
+                f"{where}unknown {what} {n!r}{did_you_mean(n, valid)}; valid: {', '.join(valid)}"
             )
-    if len(set(tasks)) != len(tasks):
-        raise ValueError(f"{where}a task is listed twice")
-    return sorted(tasks)
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}a {short or what} is listed twice")
+    return sorted(names)
 
 
 class TargetConfig(_Strict):
@@ -496,16 +495,20 @@ class DataConfig(_Strict):
     path: Annotated[str | None, Field(min_length=1, max_length=MAX_PATH_CHARS)] = None
 
 
+# The seeds of an experiment, or of every cell of a study: each run once per seed.
+Seeds = Annotated[
+    list[Annotated[int, Field(ge=0, lt=2**31)]],
+    Field(min_length=1, max_length=MAX_SEEDS_SCHEMA),
+]
+
+
 class ExperimentSpec(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)] = "experiment"
     model: ModelConfig = ModelConfig()
     intermediate: IntermediateConfig = IntermediateConfig()
     target: TargetConfig
     evaluation: EvaluationConfig = EvaluationConfig()
-    seeds: Annotated[
-        list[Annotated[int, Field(ge=0, lt=2**31)]],
-        Field(min_length=1, max_length=MAX_SEEDS_SCHEMA),
-    ] = [42]
+    seeds: Seeds = [42]
     data: DataConfig = DataConfig()
 
     @model_validator(mode="after")
@@ -649,7 +652,7 @@ def decode_json(text: str | bytes) -> Any:
         raise ValueError(TOO_MANY_DIGITS) from None
 
 
-def read_spec_data(path: Path) -> dict[str, Any]:
+def read_spec_data(path: Path) -> JSONObject:
     """A YAML or JSON spec file as a mapping (experiment or study)."""
     try:
         text = path.read_text(encoding="utf-8")

@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -29,8 +28,9 @@ from xstilts.api.routes import comparisons, experiments, health, reports, studie
 from xstilts.config import Settings
 from xstilts.errors import ConflictError, IdempotencyConflictError, NotFoundError, XstiltsError
 from xstilts.experiments.quotas import QuotaExceededError
+from xstilts.jsontypes import JSONObject
 from xstilts.runtime.executors import ThreadExecutor
-from xstilts.runtime.orchestration import Executor
+from xstilts.runtime.scheduler import Executor
 from xstilts.runtime.workspace import Workspace
 from xstilts.spec import ExperimentSpec, SpecError
 from xstilts.studies.spec import StudySpec
@@ -179,7 +179,7 @@ def _document_spec_schema(app: FastAPI) -> None:
     """The body is read raw (to enforce the size limit before parsing), so FastAPI cannot derive
     its schema; add ExperimentSpec, StudySpec and their parts to the OpenAPI components by hand."""
 
-    def openapi() -> dict[str, Any]:
+    def openapi() -> JSONObject:
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
 
@@ -222,10 +222,8 @@ def create_app(settings: Settings, executor_factory: ExecutorFactory | None = No
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.workspace = ws
     app.state.engine = ws.engine
     app.state.sessions = ws.sessions
-    app.state.store = ws.store
     app.state.executor = executor
     app.state.finished_results = FinishedResults()
     app.state.heavy = HeavyWork(settings.heavy_requests, settings.request_timeout_s, RETRY_AFTER_S)

@@ -20,6 +20,7 @@ import httpx
 from xstilts.errors import StageFailedError, XstiltsError
 from xstilts.experiments.results import ExperimentResults
 from xstilts.experiments.status import ExperimentState, StageState
+from xstilts.jsontypes import JSONObject
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Client:
             raise XstiltsError(f"HTTP {response.status_code}: {detail}")
         return response.content
 
-    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> ExperimentState:
+    def submit(self, spec: JSONObject, idempotency_key: str | None = None) -> ExperimentState:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         # With a key a repeated POST is answered with the experiment the first one stored.
         response = self._send(

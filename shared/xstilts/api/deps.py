@@ -9,9 +9,9 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Query, Request
+from fastapi import Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
@@ -19,7 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.config import Settings
 from xstilts.experiments.queries import owned_experiment
-from xstilts.runtime.orchestration import Executor
+from xstilts.experiments.submit import Request as SubmitRequest
+from xstilts.experiments.submit import submit
+from xstilts.jsontypes import JSONObject
+from xstilts.runtime.artifacts import ArtifactStore
+from xstilts.runtime.scheduler import Executor, start
 from xstilts.spec import ExperimentSpec, SpecError, decode_json, parse_spec
 
 MAX_BODY_BYTES = 1 << 20
@@ -112,6 +116,10 @@ async def get_executor(request: Request) -> Executor:
     return executor
 
 
+async def get_store(settings: Annotated[Settings, Depends(get_settings)]) -> ArtifactStore:
+    return ArtifactStore(settings.artifacts_dir)
+
+
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
 
 
@@ -179,7 +187,7 @@ def spec_body(body: Annotated[bytes, Depends(read_body)]) -> ExperimentSpec:
     return parse_spec(json_object(body))
 
 
-def json_object(body: bytes) -> dict[str, Any]:
+def json_object(body: bytes) -> JSONObject:
     """The body as a JSON object; :class:`SpecError` (422) when it is not one."""
     if json_too_deep(body):
         raise SpecError([((), f"request body nests deeper than {MAX_JSON_DEPTH} levels")])
@@ -210,11 +218,52 @@ async def owned_experiment_id(
     return await run_in_threadpool(lookup)
 
 
+# A retried POST /experiments or POST /studies with the same key gets what the first one stored.
+IdempotencyKey = Annotated[
+    str | None, Header(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+]
+
+
+class Submitter:
+    """``POST /experiments`` and ``POST /studies``: submit at most once per ``Idempotency-Key``,
+    start what was stored (after the commit) and answer 201 with ``Location``, or 200 for a
+    replay of an earlier request (already started)."""
+
+    def __init__(
+        self,
+        owner: Annotated[str, Depends(current_owner)],
+        sessions: Annotated[sessionmaker[Session], Depends(get_sessions)],
+        settings: Annotated[Settings, Depends(get_settings)],
+        executor: Annotated[Executor, Depends(get_executor)],
+        response: Response,
+        idempotency_key: IdempotencyKey = None,
+    ) -> None:
+        self.owner = owner
+        self.sessions = sessions
+        self.settings = settings
+        self.executor = executor
+        self.response = response
+        self.idempotency_key = idempotency_key
+
+    def submit(self, request: SubmitRequest, location: str) -> str:
+        """The id of the experiment or study stored; ``location``: its collection's path."""
+        submitted = submit(self.sessions, self.settings, request, self.owner, self.idempotency_key)
+        if submitted.created:
+            for exp_id in submitted.experiment_ids:
+                start(self.sessions, self.executor, exp_id)  # after the commit
+            self.response.headers["Location"] = f"{location}/{submitted.id}"
+        else:
+            self.response.status_code = 200
+        return submitted.id
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+SubmitterDep = Annotated[Submitter, Depends()]
 CurrentOwner = Annotated[str, Depends(current_owner)]
 RawBody = Annotated[bytes, Depends(read_body)]
 SpecBody = Annotated[ExperimentSpec, Depends(spec_body)]

@@ -65,7 +65,7 @@ class RedactApiKeys(logging.Filter):
         return True
 
 
-def log_config() -> dict[str, Any]:
+def log_config() -> dict[str, object]:  # logging.config.dictConfig
     """uvicorn's own logging configuration plus the access-log redaction. uvicorn applies it with
     ``dictConfig`` at start-up, which replaces the access logger's filters: a filter added to the
     logger beforehand would be dropped, one named in the configuration is installed."""

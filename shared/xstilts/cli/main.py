@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from xstilts.cli import catalog, experiments, scoring, service
+from xstilts.cli import catalog, experiments, maintenance, service, submissions
 from xstilts.cli.common import EXIT_FAILED, EXIT_USAGE
 from xstilts.errors import StageFailedError, XstiltsError
 from xstilts.terminal import terminal_safe
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (experiments, catalog, service, scoring):
+    for group in (experiments, catalog, service, submissions, maintenance):
         group.add_parsers(sub)
     return parser
 
@@ -43,10 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ item scores their stored predictions give."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status
 from xstilts.errors import ConflictError, NotFoundError
 from xstilts.experiments.queries import owned_experiment
+from xstilts.experiments.stage_results import read_predictions
 from xstilts.metrics import ItemScores, get_metric
-from xstilts.runtime.artifacts import PREDICTIONS_FILE
 from xstilts.spec import STORED, ExperimentSpec
 from xstilts.tasks import Task, get_task
 
@@ -110,7 +109,7 @@ def load_items(ref: SideRef) -> SideItems:
     splits = set()
     for p in ref.predicts:
         try:
-            data = json.loads((p.output / PREDICTIONS_FILE).read_text())
+            data = read_predictions(p.output)
         except (OSError, ValueError):
             # Not the client's doing: this process cannot read the artifact store (not mounted,
             # or the output was deleted by hand). Say which experiment and stage.

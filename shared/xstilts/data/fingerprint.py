@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from xstilts.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,7 @@ def remembered(memo_dir: Path | None, stamp: object, compute: Callable[[], str])
         return value
     value = compute()
     try:
-        memo_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=memo_dir, prefix=".digest-")
-        with os.fdopen(fd, "w") as f:
-            f.write(value)
-        os.replace(tmp, memo)  # atomic: a reader sees the whole digest or none
+        write_atomic(memo, value)  # a reader sees the whole digest or none
     except OSError as e:
         log.debug("digest memo %s not written: %s", memo, e)
     return value

@@ -18,6 +18,7 @@ from xstilts.data.examples import (
     TaggingExample,
 )
 from xstilts.errors import DataNotFoundError, UnknownNameError
+from xstilts.jsontypes import JSONObject
 from xstilts.tasks.base import HubSource, Task, TaskFormat
 
 
@@ -90,30 +91,30 @@ def _qa(task: Task, hub: HubSource, rows: Any, lang: str) -> list[Example]:
     return out
 
 
-def _optional_label(row: dict[str, Any]) -> int:
+def _optional_label(row: JSONObject) -> int:
     return int(row["label"]) if str(row.get("label", "")).strip() else -1
 
 
-def _hellaswag(guid: str, row: dict[str, Any]) -> ChoiceExample:
+def _hellaswag(guid: str, row: JSONObject) -> ChoiceExample:
     return ChoiceExample(
         guid, row["ctx_a"], row["ctx_b"], tuple(row["endings"]), _optional_label(row)
     )
 
 
-def _commonsenseqa(guid: str, row: dict[str, Any]) -> ChoiceExample:
+def _commonsenseqa(guid: str, row: JSONObject) -> ChoiceExample:
     keys = list(row["choices"]["label"])
     key = row.get("answerKey") or ""
     label = keys.index(key) if key in keys else -1
     return ChoiceExample(guid, row["question"], "", tuple(row["choices"]["text"]), label)
 
 
-def _cosmosqa(guid: str, row: dict[str, Any]) -> ChoiceExample:
+def _cosmosqa(guid: str, row: JSONObject) -> ChoiceExample:
     choices = tuple(row[f"answer{k}"] for k in range(4))
     return ChoiceExample(guid, row["context"], row["question"], choices, _optional_label(row))
 
 
 # Multiple-choice datasets name their columns differently: one mapping per HubSource.layout.
-CHOICE_LAYOUTS: dict[str, Callable[[str, dict[str, Any]], ChoiceExample]] = {
+CHOICE_LAYOUTS: dict[str, Callable[[str, JSONObject], ChoiceExample]] = {
     "hellaswag": _hellaswag,
     "commonsenseqa": _commonsenseqa,
     "cosmosqa": _cosmosqa,

@@ -30,6 +30,7 @@ from xstilts.data.examples import (
     RetrievalCorpus,
     TaggingExample,
 )
+from xstilts.jsontypes import JSONObject
 from xstilts.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -289,7 +290,7 @@ def _require(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
     return value
 
 
-def _squad_questions(path: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
+def _squad_questions(path: Path) -> Iterator[tuple[str, str, JSONObject]]:
     """``(JSON position, context, question object)`` per question of a SQuAD-format file."""
     doc = _load_json(path)
     articles = _require(doc, "data", list, f"{path}")
@@ -302,7 +303,7 @@ def _squad_questions(path: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
                 yield f"{where_p}.qas[{q}]", context, qa
 
 
-def _squad_answers(qa: dict[str, Any], where_q: str) -> Iterator[tuple[str, str, int]]:
+def _squad_answers(qa: JSONObject, where_q: str) -> Iterator[tuple[str, str, int]]:
     """``(JSON position, text, answer_start)`` per non-blank answer of a question.
 
     Blank placeholders (some TyDiQA-GoldP dev copies have only these) are no gold answer: the
@@ -411,7 +412,7 @@ def read_translated_squad_json(path: Path) -> Iterator[QAExample]:
 # --------------------------------------------------------------------------------------------
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _jsonl(path: Path) -> Iterator[tuple[int, JSONObject]]:
     """``(line number, object)`` per non-blank line of a JSON-lines file."""
     for number, line in _lines(path):
         if not line.strip():
@@ -484,7 +485,7 @@ _COSMOS_ANSWERS = tuple(f"answer{i}" for i in range(4))
 _COSMOS_REQUIRED = ("id", "context", "question", *_COSMOS_ANSWERS)
 
 
-def _cosmos_example(row: dict[str, Any], where: str) -> ChoiceExample:
+def _cosmos_example(row: JSONObject, where: str) -> ChoiceExample:
     missing = [name for name in _COSMOS_REQUIRED if row.get(name) is None]
     if missing:
         raise ValueError(f"{where}: missing field(s) {missing}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -23,13 +22,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from xstilts.jsontypes import JSONObject
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map = {JSONObject: JSON, datetime: DateTime(timezone=True)}
 
 
 class Status(str, Enum):
@@ -53,11 +54,17 @@ class Study(Base):
     experiments whose ``study_id`` is this study's, sharing stages by key like any experiments."""
 
     __tablename__ = "studies"
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key", name="uq_studies_owner_idempotency_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
     name: Mapped[str] = mapped_column(String(200))
-    spec: Mapped[dict[str, Any]]
+    spec: Mapped[JSONObject]
     owner: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    # As an experiment's: a retried POST /studies with the same key gets this study back.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -67,7 +74,7 @@ class Experiment(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
     name: Mapped[str] = mapped_column(String(200))
-    spec: Mapped[dict[str, Any]]
+    spec: Mapped[JSONObject]
     status: Mapped[str] = mapped_column(String(16), default=Status.PENDING.value, index=True)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     # The API key (its name) that created the experiment; None in embedded/CLI use.
@@ -93,8 +100,8 @@ class Stage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
-    identity: Mapped[dict[str, Any]]  # what the key hashes
-    params: Mapped[dict[str, Any]]  # what running it needs (paths, dependency keys, ...)
+    identity: Mapped[JSONObject]  # what the key hashes
+    params: Mapped[JSONObject]  # what running it needs (paths, dependency keys, ...)
     status: Mapped[str] = mapped_column(String(16), default=Status.PENDING.value, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     steps_run: Mapped[int] = mapped_column(Integer, default=0)  # optimiser steps, all attempts
@@ -105,7 +112,7 @@ class Stage(Base):
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     examples_per_s: Mapped[float | None] = mapped_column(Float, default=None)
     output_uri: Mapped[str | None] = mapped_column(Text, default=None)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    result: Mapped[JSONObject | None] = mapped_column(JSON, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)

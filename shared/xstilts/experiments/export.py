@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from sqlalchemy import select
@@ -10,8 +9,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status
 from xstilts.errors import XstiltsError
+from xstilts.experiments.stage_results import read_predictions
+from xstilts.files import write_atomic
 from xstilts.formats import get_format
-from xstilts.runtime.artifacts import PREDICTIONS_FILE
 from xstilts.tasks import get_task
 
 SPLIT_PREFIX = {"validation": "dev", "test": "test"}
@@ -52,7 +52,7 @@ def export_predictions(
         raise XstiltsError(f"experiment {exp_id}: predictions are not all finished yet")
     written = []
     for output in outputs:
-        data = json.loads((Path(output) / PREDICTIONS_FILE).read_text(encoding="utf-8"))
+        data = read_predictions(Path(output))
         task = get_task(data["task"])
         fmt = get_format(task.format.value)
         folder = task.xtreme_name or task.name
@@ -66,8 +66,4 @@ def export_predictions(
 
 def _write(path: Path, text: str) -> Path:
     """Atomically: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, text)

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -26,6 +26,7 @@ from xstilts.data.loading import resolve_local_files
 from xstilts.data.mlm import check_text_files, fingerprint_text
 from xstilts.db.models import StageKind
 from xstilts.errors import DataNotFoundError, XstiltsError
+from xstilts.jsontypes import JSONObject
 from xstilts.modeling.sources import ResolvedModel
 from xstilts.spec import (
     EvaluationConfig,
@@ -60,7 +61,7 @@ class ModelRef(_Frozen):
     name_or_path: str
     pooling: Literal["first", "mean"]
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> JSONObject:
         return self.model_dump(exclude={"name_or_path"})
 
 
@@ -116,8 +117,8 @@ class IntermediateStageSpec(_StageSpecBase):
     translated_fingerprints: dict[str, str] = Field(default_factory=dict)
     mlm: MLMStage | None = None
 
-    def identity(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def identity(self) -> JSONObject:
+        out: JSONObject = {
             "model": self.model.identity(),
             "tasks": list(self.tasks),
             "task_versions": list(self.task_versions),
@@ -166,7 +167,7 @@ class TargetStageSpec(_StageSpecBase):
     def head(self) -> str:
         return self.train_task
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> JSONObject:
         out = {
             "model": self.model.identity(),
             "upstream": self.upstream,
@@ -197,13 +198,13 @@ class PredictStageSpec(_StageSpecBase):
     evaluation: EvaluationConfig  # ``languages`` left out: one stage is one language
     data_fingerprint: str
     # What decides a prediction beside model and data, per format (QA windows, retrieval layer).
-    decode: dict[str, Any] | None = None
+    decode: JSONObject | None = None
     # BUCC on test: its threshold is tuned on this split's gold.
     tuning_split: Split | None = None
     tuning_fingerprint: str | None = None
 
-    def identity(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def identity(self) -> JSONObject:
+        out: JSONObject = {
             "upstream": self.upstream,
             "model": self.model.identity() if self.upstream is None else None,
             "head": self.head,
@@ -232,7 +233,7 @@ class EvaluateStageSpec(_StageSpecBase):
     languages: tuple[str, ...]
     bootstrap_samples: int
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> JSONObject:
         kept = self.model_dump(include={"task", "metric", "bootstrap_samples", "seed"})
         return {"predictions": list(self.deps), **kept}
 
@@ -244,7 +245,7 @@ StageSpec = Annotated[
 _STAGE_SPEC: TypeAdapter[StageSpec] = TypeAdapter(StageSpec)
 
 
-def parse_stage_spec(params: dict[str, Any]) -> StageSpec:
+def parse_stage_spec(params: JSONObject) -> StageSpec:
     """The typed spec of a stored stage (``Stage.params``)."""
     return _STAGE_SPEC.validate_python(params)
 
@@ -266,7 +267,7 @@ class PlannedStage:
     def deps(self) -> tuple[str, ...]:
         return self.spec.deps
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> JSONObject:
         """What the key hashes."""
         kind = self.kind
         return {
@@ -279,12 +280,12 @@ class PlannedStage:
     def key(self) -> str:
         return stage_key(self.identity())
 
-    def params(self) -> dict[str, Any]:
+    def params(self) -> JSONObject:
         """What the database stores to run it: the spec as JSON."""
         return self.spec.model_dump(mode="json")
 
 
-def stage_key(identity: dict[str, Any]) -> str:
+def stage_key(identity: JSONObject) -> str:
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -334,7 +335,7 @@ def resolve_data_source(
     )
 
 
-def _decode_settings(target: Task, evaluation: EvaluationConfig) -> dict[str, Any] | None:
+def _decode_settings(target: Task, evaluation: EvaluationConfig) -> JSONObject | None:
     """Prediction settings beyond model and data that a format reads (None: none)."""
     if target.format is TaskFormat.EXTRACTIVE_QA:
         return {
@@ -407,7 +408,7 @@ def plan_experiment(
 
     plan: list[PlannedStage] = []
     for seed in spec.seeds:
-        base: dict[str, Any] = {"seed": seed, "model": model_ref, "data": data_ref}
+        base: JSONObject = {"seed": seed, "model": model_ref, "data": data_ref}
         upstream: str | None = None
         if spec.intermediate.trains:
             tasks = [get_task(name) for name in spec.intermediate.tasks]

@@ -15,6 +15,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.db.models import Experiment, ExperimentStage, Metric, Stage, StageKind
 from xstilts.errors import NotFoundError
+from xstilts.experiments.stage_results import (
+    CheckpointSelection,
+    CrossLanguageStats,
+    EvaluateStageResult,
+    StageResult,
+    TrainStageResult,
+    stored_result,
+)
 from xstilts.experiments.statistics import across_seeds, cross_language_summary
 from xstilts.metrics import task_score
 from xstilts.spec import STORED, ExperimentSpec
@@ -55,38 +63,9 @@ class StageView(BaseModel):
     attempts: int
 
 
-class CheckpointSelection(BaseModel):
-    """Which checkpoint a target stage kept (``select: best_english_dev``): the step, its score on
-    the training task's English dev split, and every evaluation as ``(step, score)``."""
-
-    metric: str
-    selected_step: int
-    selected_score: float
-    total_steps: int
-    history: list[tuple[int, float]]
-
-
 class StageRow(StageView):
     steps_run: int  # optimiser steps over all attempts
     selection: CheckpointSelection | None = None
-
-
-class CrossLanguageStats(BaseModel):
-    """:func:`~xstilts.experiments.statistics.cross_language_summary` of one metric over languages
-    (the spread statistics are over the non-English languages)."""
-
-    num_languages: int
-    mean: float
-    english: float | None
-    non_english_mean: float | None
-    transfer_gap: float | None
-    non_english_variance_population: float | None
-    non_english_variance_sample: float | None
-    non_english_std: float | None
-    non_english_range: float | None
-    non_english_cv: float | None
-    worst_language: str | None
-    worst_value: float | None
 
 
 class SeedSpread(BaseModel):
@@ -145,6 +124,7 @@ def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> Experime
         ).all()
         spec = ExperimentSpec.model_validate(exp.spec, context=STORED)
         metrics = [MetricRow.model_validate(r) for r in rows]
+        results = {sid: stored_result(st.kind, st.result) for sid, st in stages.items()}
         stage_rows = [
             StageRow(
                 role=link.role,
@@ -155,13 +135,13 @@ def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> Experime
                 reused=link.reused,
                 steps_run=stages[link.stage_id].steps_run,
                 attempts=stages[link.stage_id].attempts,
-                selection=(stages[link.stage_id].result or {}).get("selection"),
+                selection=_selection(results[link.stage_id]),
             )
             for link in links
         ]
         ref = ExperimentRef(id=exp_id, name=spec.name, status=exp.status, error=exp.error)
         warnings = degenerate_warnings(
-            [(link.seed, link.role, stages[link.stage_id].result) for link in links]
+            [(link.seed, link.role, results[link.stage_id]) for link in links]
         )
     return ExperimentResults(
         experiment=ref,
@@ -172,38 +152,46 @@ def experiment_results(sessions: sessionmaker[Session], exp_id: str) -> Experime
     )
 
 
-def degenerate_warnings(stages: list[tuple[int, str, dict[str, Any] | None]]) -> list[str]:
+def _selection(result: StageResult | None) -> CheckpointSelection | None:
+    return result.selection if isinstance(result, TrainStageResult) else None
+
+
+def degenerate_warnings(stages: list[tuple[int, str, StageResult | None]]) -> list[str]:
     """Warnings from the stages' results: a training whose loss did not fall, an evaluation
     whose predictions are one class for every example."""
     out = []
     for seed, role, result in stages:
-        if not result:
-            continue
-        # Several streams (tasks, translated copies, MLM) have losses of different scales: each
-        # is judged on its own, as the mixed sequence of steps says little.
-        streams = result.get("task_loss_start_end") or {}
-        if len(streams) < 2:
-            streams = {"": (result.get("loss_start"), result.get("loss_end"))}
-        for stream, (start, end) in streams.items():
-            if start is not None and end is not None and end >= start:
-                what = f"the {stream} loss" if stream else "the loss"
-                out.append(
-                    f"seed {seed} {role} training: {what} did not fall ({start:.3f} at the "
-                    f"start, {end:.3f} at the end): too few steps, or a learning rate too high "
-                    "or too low"
-                )
-        if result.get("mlm_head") == "new":
+        if isinstance(result, TrainStageResult):
+            out.extend(_training_warnings(seed, role, result))
+        elif isinstance(result, EvaluateStageResult) and result.one_class:
             out.append(
-                f"seed {seed} {role} training: the model has no LM head, so MLM trained a new one "
-                "tied to the input embeddings (its loss starts from chance)"
+                f"seed {seed}: every prediction in {', '.join(result.one_class)} is the same "
+                "class: the model learnt nothing useful (too few training steps? learning rate?) "
+                "and the metric measures the class balance"
             )
-        one_class = result.get("one_class") or []
-        if one_class:
+    return out
+
+
+def _training_warnings(seed: int, role: str, result: TrainStageResult) -> list[str]:
+    out = []
+    # Several streams (tasks, translated copies, MLM) have losses of different scales: each is
+    # judged on its own, as the mixed sequence of steps says little.
+    streams: dict[str, tuple[float | None, float | None]] = dict(result.task_loss_start_end)
+    if len(streams) < 2:
+        streams = {"": (result.loss_start, result.loss_end)}
+    for stream, (start, end) in streams.items():
+        if start is not None and end is not None and end >= start:
+            what = f"the {stream} loss" if stream else "the loss"
             out.append(
-                f"seed {seed}: every prediction in {', '.join(one_class)} is the same class: the "
-                "model learnt nothing useful (too few training steps? learning rate?) and the "
-                "metric measures the class balance"
+                f"seed {seed} {role} training: {what} did not fall ({start:.3f} at the "
+                f"start, {end:.3f} at the end): too few steps, or a learning rate too high "
+                "or too low"
             )
+    if result.mlm_head == "new":
+        out.append(
+            f"seed {seed} {role} training: the model has no LM head, so MLM trained a new one "
+            "tied to the input embeddings (its loss starts from chance)"
+        )
     return out
 
 

@@ -1,43 +1,12 @@
 """Task formats: one implementation each (see :class:`xstilts.formats.base.Format`).
 
-Adding a format is writing its module and adding its object to :data:`FORMATS`.
+Adding a format is writing its module and adding its object to :data:`FORMATS`
+(:mod:`.registry`).
 """
 
 from __future__ import annotations
 
-from xstilts.errors import UnknownNameError
 from xstilts.formats.base import Format, TrainedFormat
-from xstilts.formats.choice import MultipleChoice
-from xstilts.formats.masked_lm import MaskedLM
-from xstilts.formats.pair import PairClassification
-from xstilts.formats.qa import ExtractiveQA
-from xstilts.formats.retrieval import Retrieval
-from xstilts.formats.tagging import TokenClassification
+from xstilts.formats.registry import FORMATS, get_format, get_trained_format
 
-FORMATS: dict[str, Format] = {
-    f.name: f
-    for f in (
-        PairClassification(),
-        TokenClassification(),
-        ExtractiveQA(),
-        MultipleChoice(),
-        Retrieval(),
-        MaskedLM(),  # the MLM arm's objective; no task has this format
-    )
-}
-
-
-def get_format(name: str) -> Format:
-    """The format object by name (a task's ``format.value``)."""
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise UnknownNameError("format", name, FORMATS) from None
-
-
-def get_trained_format(name: str) -> TrainedFormat:
-    """The format of a task that trains a head and predicts with it (all but retrieval)."""
-    fmt = get_format(name)
-    if not isinstance(fmt, TrainedFormat):
-        raise ValueError(f"format {name!r} trains nothing: it has no head, features or outputs")
-    return fmt
+__all__ = ["FORMATS", "Format", "TrainedFormat", "get_format", "get_trained_format"]

@@ -1,7 +1,10 @@
-"""What a task format implements, once: featurise, collate, loss, decode, score and export.
+"""What a task format implements, once: featurise, collate, loss, decode, and the submission
+layout both ways (export, read back).
 
-Tasks are registry entries naming one of these formats; the training loop, the predict and
-evaluate stages, ``xstilts export`` and ``xstilts score`` only ever talk to a :class:`Format`.
+Tasks are registry entries naming one of these formats; the training loop, the predict stage,
+``xstilts export`` and ``xstilts score`` talk to a :class:`Format` for these. Scores come from the
+task's metric (:mod:`xstilts.metrics`), not from a format: the evaluate stage scores without
+importing the formats, and so without torch.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xstilts.metrics import PredictionRow, Score, get_metric
+from xstilts.metrics import PredictionRow
 from xstilts.modeling.batch import Batch
 
 if TYPE_CHECKING:
@@ -49,6 +52,8 @@ class Features:
 
     format: str
     input_ids: list[Any]
+    # Format-private (each format reads back only what its own featurize wrote): arrays and row
+    # lists for the loss in ``targets``; decoding's bookkeeping (QA spans, word offsets) in ``extra``.
     targets: dict[str, Any] = field(default_factory=dict)
     example_index: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -91,22 +96,12 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 
 
 class Format(ABC):
-    """One task format: per-language scores, and XTREME's submission layout both ways (export
-    writes it from prediction rows, ``read_submission`` turns it back into prediction rows)."""
+    """One task format: XTREME's submission layout both ways (export writes it from prediction
+    rows, ``read_submission`` turns it back into prediction rows)."""
 
     name: str
     # The extension of this format's files in XTREME's submission layout (predictions and labels).
     submission_suffix: str = ".tsv"
-
-    def score(
-        self, task: Task, lang: str, rows: Sequence[PredictionRow], bootstrap_samples: int
-    ) -> list[Score]:
-        """The task's metrics for one language; the first is the task's primary metric.
-
-        The task's registry metric scores the rows (:mod:`xstilts.metrics`), so the evaluate
-        stage and ``xstilts score`` compute every number the same way.
-        """
-        return get_metric(task.metric).score(task, lang, rows, bootstrap_samples)
 
     @abstractmethod
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
@@ -116,7 +111,7 @@ class Format(ABC):
     def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
         """Prediction rows (``{"id", "prediction", "label"}``, as the predict stage stores them)
         from a predictions file and its labels file in XTREME's submission layout, so that
-        ``xstilts score`` scores them with :meth:`score`, as the evaluate stage does."""
+        ``xstilts score`` scores them with the task's metric, as the evaluate stage does."""
 
 
 class TrainedFormat(Format):
@@ -177,8 +172,9 @@ class OneLabelPerExample(TrainedFormat):
         ]
 
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
-        key = "label" if gold else "prediction"
-        return self.submission_suffix, "".join(f"{r[key]}\n" for r in rows)
+        return self.submission_suffix, "".join(
+            f"{r['label'] if gold else r['prediction']}\n" for r in rows
+        )
 
     def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
         return label_rows(read_labels(pred_path), read_labels(gold_path), pred_path, gold_path)

@@ -24,6 +24,7 @@ from xstilts.formats.base import (
     pad_rows,
 )
 from xstilts.formats.span import decode_spans, featurize_spans
+from xstilts.metrics.base import AnswerRow, rows_of
 from xstilts.tasks.base import Task
 
 
@@ -102,8 +103,9 @@ class ExtractiveQA(TrainedFormat):
         ]
 
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
+        answers = rows_of(rows, AnswerRow)
         if not gold:
-            predictions = {r["id"]: r["prediction"] for r in rows}
+            predictions = {r["id"]: r["prediction"] for r in answers}
             return self.submission_suffix, json.dumps(predictions, ensure_ascii=False)
         # SQuAD-format labels (contexts left out: scoring reads only ids and answer texts).
         qas = [
@@ -115,7 +117,7 @@ class ExtractiveQA(TrainedFormat):
                     for t, s in zip(r["label"], r["answer_starts"], strict=True)
                 ],
             }
-            for r in rows
+            for r in answers
             if r["label"]  # unanswered (blank) gold is not scorable, and not scored
         ]
         data = {

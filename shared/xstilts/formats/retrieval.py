@@ -19,6 +19,7 @@ import numpy as np
 from xstilts.data.examples import RetrievalCorpus
 from xstilts.formats import retrieval_search as retrieval
 from xstilts.formats.base import Format, PredictionRow, label_rows, read_labels
+from xstilts.metrics.base import MinedPairRow, NearestRow, rows_of
 from xstilts.tasks.base import Task
 
 
@@ -95,7 +96,7 @@ class Retrieval(Format):
         # XTREME's bucc_extract keeps candidates scoring at or above the tuned threshold.
         predicted = {pair: s for pair, s in candidates if s >= threshold}
         gold_pairs = set(corpus.gold)
-        rows = []
+        rows: list[PredictionRow] = []
         for pair in sorted(set(predicted) | gold_pairs):
             rows.append(
                 {
@@ -109,10 +110,14 @@ class Retrieval(Format):
         return rows
 
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
-        key = "label" if gold else "prediction"
         if rows and isinstance(rows[0]["prediction"], bool):  # BUCC: the mined (or gold) pairs
-            return self.submission_suffix, "".join(f"{r['id']}\n" for r in rows if r[key])
-        return self.submission_suffix, "".join(f"{r[key]}\n" for r in rows)
+            pairs = rows_of(rows, MinedPairRow)
+            kept = [r["id"] for r in pairs if (r["label"] if gold else r["prediction"])]
+            return self.submission_suffix, "".join(f"{pair}\n" for pair in kept)
+        nearest = rows_of(rows, NearestRow)
+        return self.submission_suffix, "".join(
+            f"{r['label'] if gold else r['prediction']}\n" for r in nearest
+        )
 
     def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
         """BUCC: a row per pair that is mined or gold (``source-id<TAB>target-id`` lines);

@@ -24,9 +24,13 @@ import numpy as np
 import torch
 import transformers
 
+from xstilts.formats.base import pad_rows
+from xstilts.modeling.batch import Batch
+from xstilts.modeling.classifier import POOLINGS, pool
+from xstilts.training.inference import infer
+
 log = logging.getLogger(__name__)
 
-POOLINGS = ("first", "mean")
 MARGINS = ("ratio", "distance", "absolute")
 
 # bucc_optimize sets the threshold halfway to the next candidate's score; after the last candidate
@@ -51,7 +55,6 @@ def _check_layer(layer: int, num_layers: int) -> int:
     return layer % count
 
 
-@torch.inference_mode()
 def encode(
     encoder: transformers.PreTrainedModel,
     tokenizer: transformers.PreTrainedTokenizerBase,
@@ -68,67 +71,48 @@ def encode(
     the first transformer layer, -1 the last. (XTREME's ``--specific_layer i`` indexes the last
     ``num_layers`` outputs, i.e. it is ``layer = i + 1`` here.) ``pooling`` is ``"mean"`` (average
     over the real tokens, <s> and </s> included, as XTREME's default without
-    ``--pool_skip_special_token``) or ``"first"`` (the <s> vector).
+    ``--pool_skip_special_token``) or ``"first"`` (the <s> vector): the classifier's
+    :func:`~xstilts.modeling.classifier.pool`.
 
-    Sentences are tokenized once and batched longest first, so each batch pads only to its own
-    longest sentence: padding is what dominates the cost of embedding short, variable-length text.
-    Rows come back in the input order. ``progress(done, total)`` is called after each batch with
-    the number of sentences embedded so far. The encoder runs on CUDA when it is available, in eval
-    mode (no dropout); its previous training mode is restored afterwards.
+    Sentences are tokenized once and run through the inference loop that prediction uses
+    (:func:`xstilts.training.inference.infer`: batches longest first under a token cap, padded to
+    their own longest sentence, on CUDA when available with bf16 autocast, in eval mode). Rows come
+    back in the input order. ``progress(done, total)`` is called after each batch with the number
+    of sentences embedded so far.
     """
     if pooling not in POOLINGS:
         raise ValueError(
             f"evaluation.retrieval.pooling: {pooling!r} is not one of {', '.join(POOLINGS)}"
         )
-    index = _check_layer(layer, int(encoder.config.num_hidden_layers))
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    total = len(sentences)
-    hidden_size = int(encoder.config.hidden_size)
-    out = np.zeros((total, hidden_size), dtype=np.float32)
-    if total == 0:
-        return out
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    was_training = encoder.training
-    encoder.to(device)  # type: ignore[arg-type]  # transformers types .to oddly
-    encoder.eval()
+    hidden_layer = _check_layer(layer, int(encoder.config.num_hidden_layers))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids: list[list[int]] = []
+    if sentences:  # a tokenizer refuses an empty batch
+        ids = tokenizer(
+            list(sentences), truncation=True, max_length=max_length, add_special_tokens=True
+        )["input_ids"]
 
-    ids: list[list[int]] = tokenizer(
-        list(sentences), truncation=True, max_length=max_length, add_special_tokens=True
-    )["input_ids"]
-    # Longest first, stable: the largest batch is tried first, so running out of memory shows at once.
-    order = sorted(range(total), key=lambda i: -len(ids[i]))
-    done = 0
-    try:
-        for start in range(0, total, batch_size):
-            rows = order[start : start + batch_size]
-            width = len(ids[rows[0]])
-            input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-            attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for r, i in enumerate(rows):
-                input_ids[r, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
-                attention_mask[r, : len(ids[i])] = 1
-            input_ids = input_ids.to(device)
-            attention_mask = attention_mask.to(device)
-            outputs = encoder(
-                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
-            )
-            hidden = outputs.hidden_states[index].float()
-            if pooling == "first":
-                pooled = hidden[:, 0]
-            else:
-                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            out[rows] = pooled.cpu().numpy()
-            done += len(rows)
-            if progress is not None:
-                progress(done, total)
-    finally:
-        encoder.train(was_training)
-    log.debug("encoded %d sentences (layer %d, %s pooling)", total, layer, pooling)
-    return out
+    def forward(batch: Batch) -> np.ndarray:
+        outputs = encoder(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            output_hidden_states=True,
+        )
+        hidden = outputs.hidden_states[hidden_layer].float()
+        return pool(hidden, batch.attention_mask, pooling).cpu().numpy()
+
+    rows = infer(
+        encoder,
+        np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids)),
+        batch_size,
+        lambda index: Batch(*pad_rows([ids[i] for i in index], pad_id)),
+        forward,
+        None if progress is None else lambda done, total, _rate, _loss: progress(done, total),
+    )
+    log.debug("encoded %d sentences (layer %d, %s pooling)", len(ids), layer, pooling)
+    if not rows:
+        return np.zeros((0, int(encoder.config.hidden_size)), dtype=np.float32)
+    return np.stack(rows)
 
 
 # ------------------------------------------------------------------------------ nearest neighbours

@@ -33,6 +33,7 @@ from xstilts.formats.base import (
     label_rows,
     pad_rows,
 )
+from xstilts.metrics.base import TagRow, rows_of
 from xstilts.tasks.base import Task
 
 IGNORE = -100  # not a first sub-token, or no gold tag: no loss
@@ -153,9 +154,10 @@ class TokenClassification(TrainedFormat):
         ]
 
     def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
-        key = "label" if gold else "prediction"
+        tagged = rows_of(rows, TagRow)
+        tags = [(r["label"] or []) if gold else r["prediction"] for r in tagged]
         # XTREME's evaluator reads each non-blank line whole as a tag: tags only, no tokens.
-        return self.submission_suffix, "\n".join("".join(f"{t}\n" for t in r[key]) for r in rows)
+        return self.submission_suffix, "\n".join("".join(f"{t}\n" for t in ts) for ts in tags)
 
     def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
         return label_rows(read_tags(pred_path), read_tags(gold_path), pred_path, gold_path)

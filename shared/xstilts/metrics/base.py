@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict, TypeVar, cast
 
 import numpy as np
 
@@ -12,9 +12,63 @@ if TYPE_CHECKING:
     from xstilts.tasks.base import Task
 
 # What a predict stage stores per example, and what ``xstilts score`` rebuilds from XTREME's
-# submission files: {"id", "prediction", "label"} (plus format-specific extras such as QA's
-# question). ``label`` is None for an unlabelled example.
-PredictionRow = dict[str, Any]
+# submission files: one row type per format family, each with "id", "prediction" and "label".
+
+
+class LabelRow(TypedDict):
+    """Classification (pairs, multiple choice): the predicted and the gold label's name."""
+
+    id: str
+    prediction: str
+    label: str | None  # None: unlabelled
+
+
+class TagRow(TypedDict):
+    """Tagging: a tag per word."""
+
+    id: str
+    words: NotRequired[list[str]]  # the predict stage keeps them; submission files have none
+    prediction: list[str]
+    label: list[str] | None  # None: unlabelled, or a word without a tag
+
+
+class AnswerRow(TypedDict):
+    """Extractive QA: the answer text (None: no answer) and the gold answers' texts."""
+
+    id: str
+    question: NotRequired[str]
+    prediction: str | None
+    label: list[str]  # empty: unanswerable (SQuAD v2) or unlabelled
+    answer_starts: NotRequired[list[int]]
+
+
+class NearestRow(TypedDict):
+    """Sentence retrieval (Tatoeba): the index of the nearest English sentence, and the gold one."""
+
+    id: str
+    prediction: int
+    label: int | None
+
+
+class MinedPairRow(TypedDict):
+    """Bitext mining (BUCC): a candidate pair ``source<TAB>target``, mined or not, gold or not."""
+
+    id: str
+    prediction: bool
+    label: bool
+    score: NotRequired[float | None]  # the pair's mining score; None: not mined
+    threshold: NotRequired[float | None]  # the tuned threshold (the same on every row)
+
+
+PredictionRow = LabelRow | TagRow | AnswerRow | NearestRow | MinedPairRow
+RowT = TypeVar("RowT", LabelRow, TagRow, AnswerRow, NearestRow, MinedPairRow)
+
+
+def rows_of(rows: Sequence[PredictionRow], _family: Callable[..., RowT]) -> Sequence[RowT]:
+    """``rows`` as the row type of one format family. The registry pairs a metric with its task's
+    format, so a metric is only handed rows of its family; the type says which fields it reads.
+    (A cast: each format's tests score its real rows.)"""
+    return cast("Sequence[RowT]", rows)
 
 
 @dataclass(frozen=True)

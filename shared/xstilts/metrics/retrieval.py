@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xstilts.metrics.base import ItemScores, PredictionRow, Score
+from xstilts.metrics.base import ItemScores, MinedPairRow, PredictionRow, Score, rows_of
 
 if TYPE_CHECKING:
     from xstilts.tasks.base import Task
@@ -37,8 +37,9 @@ def score_bucc(
     """F1, precision, recall and the tuned threshold, from rows with ``id`` = ``"src<TAB>tgt"``,
     ``prediction`` (mined or not) and ``label`` (gold or not). No interval: pairs are not
     independent items (one sentence's pair competes with another's in mining)."""
-    predicted = [_pair(r["id"]) for r in rows if r["prediction"]]
-    gold = [_pair(r["id"]) for r in rows if r["label"]]
+    pairs = rows_of(rows, MinedPairRow)
+    predicted = [_pair(r["id"]) for r in pairs if r["prediction"]]
+    gold = [_pair(r["id"]) for r in pairs if r["label"]]
     m = bucc_f1(predicted, gold)
     n = len(gold)
     scores = [
@@ -46,7 +47,7 @@ def score_bucc(
         Score("precision", m["precision"], n),
         Score("recall", m["recall"], n),
     ]
-    threshold = float(rows[0].get("threshold") or "inf") if rows else float("inf")
+    threshold = float(pairs[0].get("threshold") or "inf") if pairs else float("inf")
     if math.isfinite(threshold):  # infinite: no candidate was a gold pair, nothing is mined
         scores.append(Score("threshold", threshold, n))
     return scores

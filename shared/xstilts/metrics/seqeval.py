@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from xstilts.metrics.base import ItemScores, PredictionRow, Score
+from xstilts.metrics.base import ItemScores, PredictionRow, Score, TagRow, rows_of
 from xstilts.metrics.bootstrap import bootstrap_ratio_ci
 
 if TYPE_CHECKING:
@@ -108,13 +108,13 @@ def score_seqeval_and_token_accuracy(
     the POS-tagging literature reports; seqeval's ``accuracy_score``)."""
     labelled = _labelled(task, lang, rows)
     correct = np.array(
-        [sum(p == g for p, g in zip(r["prediction"], r["label"], strict=True)) for r in labelled]
+        [sum(p == g for p, g in zip(r.prediction, r.label, strict=True)) for r in labelled]
     )
-    tokens = np.array([len(r["label"]) for r in labelled])
+    tokens = np.array([len(r.label) for r in labelled])
     value = float(correct.sum() / tokens.sum()) if tokens.sum() else 0.0
     low, high = bootstrap_ratio_ci(correct, tokens, bootstrap_samples)
     return [
-        *score_seqeval(task, lang, labelled, bootstrap_samples),
+        *score_seqeval(task, lang, rows, bootstrap_samples),
         Score("token_accuracy", value, len(labelled), low, high),
     ]
 
@@ -123,7 +123,7 @@ def items_seqeval(task: Task, lang: str, rows: Sequence[PredictionRow]) -> ItemS
     """Each sentence is an item; its entity F1 parts are 2 tp over n_pred + n_gold."""
     labelled, tp, n_gold, n_pred = _counts(task, lang, rows)
     return ItemScores(
-        tuple(str(r["id"]) for r in labelled),
+        tuple(r.id for r in labelled),
         {"f1": (2 * tp).astype(np.float64)},
         {"f1": (n_gold + n_pred).astype(np.float64)},
     )
@@ -131,25 +131,37 @@ def items_seqeval(task: Task, lang: str, rows: Sequence[PredictionRow]) -> ItemS
 
 def _counts(
     task: Task, lang: str, rows: Sequence[PredictionRow]
-) -> tuple[list[PredictionRow], np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[list[_Tagged], np.ndarray, np.ndarray, np.ndarray]:
     """The labelled sentences and each one's true positive, gold and predicted chunk counts."""
     labelled = _labelled(task, lang, rows)
-    gold = _per_sentence([r["label"] for r in labelled])
-    pred = _per_sentence([r["prediction"] for r in labelled])
+    gold = _per_sentence([r.label for r in labelled])
+    pred = _per_sentence([r.prediction for r in labelled])
     tp = np.array([len(g & p) for g, p in zip(gold, pred, strict=True)])
     n_gold = np.array([len(g) for g in gold])
     n_pred = np.array([len(p) for p in pred])
     return labelled, tp, n_gold, n_pred
 
 
-def _labelled(task: Task, lang: str, rows: Sequence[PredictionRow]) -> list[PredictionRow]:
-    labelled = [r for r in rows if r["label"] is not None]
+class _Tagged(NamedTuple):
+    """A labelled sentence: its predicted and gold tags, as many of each."""
+
+    id: str
+    prediction: list[str]
+    label: list[str]
+
+
+def _labelled(task: Task, lang: str, rows: Sequence[PredictionRow]) -> list[_Tagged]:
+    labelled = [
+        _Tagged(str(r["id"]), r["prediction"], r["label"])
+        for r in rows_of(rows, TagRow)
+        if r["label"] is not None
+    ]
     if not labelled:
         raise ValueError(f"{task.name} [{lang}]: tagging scores need labelled sentences")
     for r in labelled:
-        if len(r["prediction"]) != len(r["label"]):
+        if len(r.prediction) != len(r.label):
             raise ValueError(
-                f"{task.name} [{lang}] sentence {r['id']}: {len(r['prediction'])} predicted tags "
-                f"for {len(r['label'])} gold tags"
+                f"{task.name} [{lang}] sentence {r.id}: {len(r.prediction)} predicted tags "
+                f"for {len(r.label)} gold tags"
             )
     return labelled

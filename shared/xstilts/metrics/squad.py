@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xstilts.metrics.base import ItemScores, PredictionRow, Score, unit_items
+from xstilts.metrics.base import AnswerRow, ItemScores, PredictionRow, Score, rows_of, unit_items
 from xstilts.metrics.bootstrap import bootstrap_mean_ci
 
 if TYPE_CHECKING:
@@ -122,10 +122,11 @@ def _question_scores(
     lang: str,
     rows: Sequence[PredictionRow],
     normalize: Callable[[str], str],
-) -> tuple[Sequence[PredictionRow], np.ndarray, np.ndarray]:
+) -> tuple[Sequence[AnswerRow], np.ndarray, np.ndarray]:
     """The scorable questions and their exact match and F1."""
     squad_v2 = task.unanswerable_questions
-    labelled = rows if squad_v2 else [r for r in rows if r["label"]]
+    answers = rows_of(rows, AnswerRow)
+    labelled = answers if squad_v2 else [r for r in answers if r["label"]]
     if not labelled:
         raise ValueError(
             f"{task.name} [{lang}]: none of the {len(rows)} questions has a gold answer "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -193,6 +193,15 @@ def load_tokenizer(name_or_path: str, revision: str | None = None) -> PreTrained
     return AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=False)
 
 
+class SavedHead(TypedDict):
+    """A head as ``heads.pt`` stores it (beside ``"__pooling__"``: the model's pooling)."""
+
+    kind: str
+    labels: list[str]
+    num_labels: int
+    state: dict[str, torch.Tensor]
+
+
 def save_stage_model(
     model: MultiHeadClassifier, tokenizer: PreTrainedTokenizerBase, out_dir: Path
 ) -> None:
@@ -200,14 +209,14 @@ def save_stage_model(
     enc_dir = out_dir / ENCODER_DIR
     model.encoder.save_pretrained(enc_dir)
     tokenizer.save_pretrained(enc_dir)
-    heads: dict[str, Any] = {"__pooling__": model.pooling}
+    heads: dict[str, str | SavedHead] = {"__pooling__": model.pooling}
     for task, head in model.heads.items():
-        heads[task] = {
-            "kind": model.head_kinds[task],
-            "labels": list(model.labels[task]),
-            "num_labels": _num_labels(head),
-            "state": head.state_dict(),
-        }
+        heads[task] = SavedHead(
+            kind=model.head_kinds[task],
+            labels=list(model.labels[task]),
+            num_labels=_num_labels(head),
+            state=head.state_dict(),
+        )
     torch.save(heads, out_dir / HEADS_FILE)
 
 
@@ -218,7 +227,9 @@ def _num_labels(head: nn.Module) -> int:
     return head.out_proj.out_features
 
 
-def checkpoint_lm_head(name_or_path: str, revision: str | None = None) -> dict[str, Any] | None:
+def checkpoint_lm_head(
+    name_or_path: str, revision: str | None = None
+) -> dict[str, torch.Tensor] | None:
     """The LM head's weights in a pretrained checkpoint (safetensors), named as
     :class:`MaskedLMHead`'s; None where the checkpoint has none (an encoder saved alone)."""
     from safetensors import safe_open
@@ -241,7 +252,7 @@ def checkpoint_lm_head(name_or_path: str, revision: str | None = None) -> dict[s
     else:
         single = find("model.safetensors")
         files = [single] if single else []
-    found: dict[str, Any] = {}
+    found: dict[str, torch.Tensor] = {}
     for file in files:
         with safe_open(file, framework="pt") as f:
             keys = set(f.keys())

@@ -16,7 +16,7 @@ import io
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec
+from typing import ParamSpec
 
 import matplotlib
 import numpy as np
@@ -31,7 +31,7 @@ from xstilts.studies.model import StudyResults
 
 BASELINE = {"color": "#1b3a6b", "marker": "o", "mfc": "white", "label": "baseline"}
 CANDIDATE = {"color": "#d55e00", "marker": "s", "mfc": "#d55e00", "label": "candidate"}
-STYLE: dict[str, Any] = {
+STYLE: dict[str, object] = {  # matplotlib rcParams
     "font.size": 10,
     "axes.titlesize": 11,
     "svg.fonttype": "none",

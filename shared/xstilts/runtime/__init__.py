@@ -1,1 +1,1 @@
-"""Running stages: lifecycle (claim, lease, finish), runners, orchestration, executors."""
+"""Running stages: lifecycle (claim, lease, finish), runners, the scheduler, executors."""

@@ -14,11 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-# What each stage kind leaves in its output folder (besides a model's encoder/ and heads.pt).
-TRAIN_RESULT_FILE = "train_result.json"
-PREDICTIONS_FILE = "predictions.json"
-METRICS_FILE = "metrics.json"
-
 log = logging.getLogger(__name__)
 
 

@@ -22,7 +22,7 @@ from celery import Celery
 from xstilts.config import Settings, get_settings
 from xstilts.runtime.executors import execute_stage
 from xstilts.runtime.gpu_budget import pool_size
-from xstilts.runtime.orchestration import EVAL_QUEUE, GPU_QUEUE, reconcile
+from xstilts.runtime.scheduler import EVAL_QUEUE, GPU_QUEUE, reconcile
 from xstilts.runtime.workspace import Workspace
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from xstilts.errors import (
 )
 from xstilts.runtime.gpu_budget import admit_stage
 from xstilts.runtime.lifecycle import StageContext, StageReporter, run_stage
-from xstilts.runtime.orchestration import (
+from xstilts.runtime.scheduler import (
     GPU_QUEUE,
     Executor,
     advance,

@@ -47,8 +47,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.config import Settings
 from xstilts.db.models import Stage
+from xstilts.files import write_atomic
 from xstilts.runtime.lifecycle import claimable
-from xstilts.runtime.orchestration import GPU_QUEUE, queue_for
+from xstilts.runtime.scheduler import GPU_QUEUE, queue_for
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +170,8 @@ class GpuBudget:
         return ledger
 
     def _write(self, ledger: Ledger) -> None:
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         body = {"budget": ledger.budget, "holders": [asdict(h) for h in ledger.holders]}
-        tmp.write_text(json.dumps(body))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(body))
 
     def _mine(self, ledger: Ledger) -> Holder:
         pid = os.getpid()

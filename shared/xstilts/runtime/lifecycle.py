@@ -33,8 +33,9 @@ from xstilts.errors import (
     StageRequeuedError,
 )
 from xstilts.experiments.plan import StageSpec, parse_stage_spec
+from xstilts.experiments.stage_results import StageResult
 from xstilts.runtime.artifacts import ArtifactStore
-from xstilts.runtime.orchestration import REDELIVER_AFTER_S
+from xstilts.runtime.scheduler import REDELIVER_AFTER_S
 
 if TYPE_CHECKING:
     from xstilts.runtime.runners.cache import ModelCache
@@ -62,11 +63,14 @@ class StageReporter(Protocol):
 
 @dataclass(frozen=True)
 class StageOutcome:
-    """What a runner hands back: its output folder and a JSON-able result stored with the stage."""
+    """What a runner hands back: its output folder and its kind's result, stored with the stage."""
 
     output: Path
-    result: dict[str, Any]
-    steps_run: int = 0  # optimiser steps this attempt took
+    result: StageResult
+
+    @property
+    def steps_run(self) -> int:  # optimiser steps this attempt took
+        return self.result.steps_run
 
 
 @dataclass
@@ -288,7 +292,7 @@ def _finish(
         stage.error = error
         if outcome is not None:
             stage.output_uri = str(outcome.output)
-            stage.result = outcome.result
+            stage.result = outcome.result.model_dump(mode="json")
             stage.steps_run += outcome.steps_run
 
 

@@ -2,7 +2,7 @@
 per process from :class:`~xstilts.config.Settings`.
 
 The CLI, the embedded server, the API service and the Celery workers all build one
-:class:`Workspace` and hand it to the same pieces (planner, orchestration, executors), so there is
+:class:`Workspace` and hand it to the same pieces (planner, scheduler, executors), so there is
 one set-up path. ``Workspace.run`` runs an experiment in this process exactly as ``xstilts serve``
 does: submit, then a :class:`~xstilts.runtime.executors.ThreadExecutor` works through the stages
 (retries, cancellation, the same status rules), while the caller waits.
@@ -61,26 +61,12 @@ class Workspace:
     def close(self) -> None:
         self.engine.dispose()
 
-    def submit(
-        self,
-        spec: ExperimentSpec,
-        owner: str | None = None,
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
-    ) -> str:
-        """Plan and store the experiment (stages shared by key); nothing runs yet."""
-        from xstilts.experiments.quotas import check_quota
-        from xstilts.experiments.submit import plan, submit_experiment
+    def submit(self, spec: ExperimentSpec, owner: str | None = None) -> str:
+        """Plan and store the experiment (stages shared by key) as ``POST /experiments`` does,
+        quotas included; nothing runs yet."""
+        from xstilts.experiments.submit import experiment_request, submit
 
-        check_quota(self.sessions, self.settings, [spec], owner)
-        return submit_experiment(
-            self.sessions,
-            spec,
-            plan(spec, self.settings),
-            owner=owner,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-        )
+        return submit(self.sessions, self.settings, experiment_request(spec), owner).id
 
     def results(self, exp_id: str) -> ExperimentResults:
         from xstilts.experiments.results import experiment_results
@@ -116,7 +102,7 @@ class Workspace:
         re-raises; running the same spec again resumes.
         """
         from xstilts.runtime.executors import ThreadExecutor
-        from xstilts.runtime.orchestration import cancel, start
+        from xstilts.runtime.scheduler import cancel, start
 
         executor = ThreadExecutor(
             self,

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from xstilts.errors import did_you_mean
+from xstilts.jsontypes import JSONObject
 from xstilts.spec import (
-    MAX_SEEDS_SCHEMA,
     MLM_ARM,
     TRANSLATED_SUFFIX,
     DataConfig,
@@ -22,6 +22,7 @@ from xstilts.spec import (
     IntermediateConfig,
     Loc,
     ModelConfig,
+    Seeds,
     SpecError,
     TrainingConfig,
     _enum,
@@ -61,12 +62,9 @@ class StudySpec(_Strict):
     intermediate: IntermediateConfig = IntermediateConfig()
     target_training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-    seeds: Annotated[
-        list[Annotated[int, Field(ge=0, lt=2**31)]],
-        Field(min_length=1, max_length=MAX_SEEDS_SCHEMA),
-    ] = [42]
+    seeds: Seeds = [42]
     data: DataConfig = DataConfig()
-    overrides: dict[Annotated[str, _enum(target_task_names())], dict[str, Any]] = Field(
+    overrides: dict[Annotated[str, _enum(target_task_names())], JSONObject] = Field(
         default_factory=dict
     )
 
@@ -183,11 +181,11 @@ def row_set(items: list[str], where: str = "") -> list[str]:
     return ordered + ([MLM_ARM] if MLM_ARM in items else [])
 
 
-def row_intermediate(study: StudySpec, row: list[str]) -> dict[str, Any]:
+def row_intermediate(study: StudySpec, row: list[str]) -> JSONObject:
     """The ``intermediate`` section of a row's cells: the study's settings, the row's tasks, their
     translated copies and MLM where the row has them."""
     shared = study.model_dump(mode="json", exclude_unset=True).get("intermediate", {})
-    out: dict[str, Any] = {k: v for k, v in shared.items() if k not in ("mlm", "translated")}
+    out: JSONObject = {k: v for k, v in shared.items() if k not in ("mlm", "translated")}
     out["tasks"] = [item.removesuffix(TRANSLATED_SUFFIX) for item in row if item != MLM_ARM]
     translated = {}
     for item in row:
@@ -208,7 +206,7 @@ def set_label(tasks: list[str]) -> str:
     return "+".join(tasks) if tasks else "baseline"
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: JSONObject, override: JSONObject) -> JSONObject:
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -218,10 +216,10 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def cell_spec_data(study: StudySpec, tasks: list[str], target: str) -> dict[str, Any]:
+def cell_spec_data(study: StudySpec, tasks: list[str], target: str) -> JSONObject:
     """The experiment spec of one cell, before validation."""
     shared = study.model_dump(mode="json", exclude_unset=True)
-    data: dict[str, Any] = {
+    data: JSONObject = {
         "name": f"{study.name}/{set_label(tasks)}/{target}",
         "intermediate": row_intermediate(study, tasks),
         "target": {"task": target, "training": shared.get("target_training", {})},

@@ -61,3 +61,8 @@ class StepFlops:
         tokens = sum(int(n) for n in lengths)
         attention = 3 * 4 * self.layers * self.hidden * sum(int(n) ** 2 for n in lengths)
         return 6.0 * self.dense * tokens + attention
+
+
+def pick_device() -> torch.device:
+    """Where a process trains and predicts: the GPU where there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

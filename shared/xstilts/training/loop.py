@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import torch
 from torch import nn
+from torch.optim.optimizer import StateDict
 
 from xstilts.errors import CancelledError
+from xstilts.files import replacing
 from xstilts.formats import get_trained_format
 from xstilts.formats.base import Features
 from xstilts.modeling.classifier import MultiHeadClassifier
@@ -28,7 +29,7 @@ from xstilts.spec import TrainingConfig
 from xstilts.training.batching import TrainingBatches
 from xstilts.training.distributed import Replica
 from xstilts.training.embedding_grad import row_gradient
-from xstilts.training.hardware import StepFlops, device_peak
+from xstilts.training.hardware import StepFlops, device_peak, pick_device
 from xstilts.training.rate import RecentRate
 from xstilts.training.sampling import TaskSchedule, sampling_probabilities
 
@@ -37,6 +38,43 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_EVERY = 50  # optimiser steps between log lines (and reads of the loss from the device)
 ProgressFn = Callable[[int, int, float, float], None]  # step, total, examples/s, loss
+
+
+@dataclass(frozen=True)
+class SelectionOutcome:
+    """The checkpoint selection kept: its step and English dev score, and every evaluation as
+    ``[step, score]``."""
+
+    metric: str
+    selected_step: int
+    selected_score: float
+    total_steps: int
+    history: list[list[float]]
+
+
+class _SelectorState(TypedDict):
+    """The selection's part of a checkpoint: a resumed run selects what an uninterrupted one would."""
+
+    history: list[list[float]]
+    best_step: int | None
+    best_score: float
+
+
+class _Checkpoint(TypedDict, total=False):
+    """What ``checkpoint.pt`` holds (``torch.save``): the training state, the step, and what the run
+    was (for a reader's benefit). ``{}`` when there is no checkpoint."""
+
+    model: dict[str, torch.Tensor]
+    optimizer: StateDict
+    scheduler: dict[str, object]
+    rng_cpu: torch.Tensor
+    rng_cuda: torch.Tensor | None
+    step: int
+    config: dict[str, object]
+    seed: int
+    tasks: list[str]
+    probabilities: dict[str, float] | None
+    selection: _SelectorState | None
 
 
 @dataclass(frozen=True)
@@ -56,9 +94,8 @@ class TrainResult:
     # a loss that did not fall says the model learnt nothing (too few steps, learning rate).
     loss_start: float | None = None
     loss_end: float | None = None
-    # select: best_english_dev: {"metric", "selected_step", "selected_score", "total_steps",
-    # "history": [[step, score], ...]}; None when the stage keeps its last model.
-    selection: dict[str, Any] | None = None
+    # select: best_english_dev: which checkpoint was kept; None when the stage keeps its last model.
+    selection: SelectionOutcome | None = None
     # Model FLOP/s on useful (unpadded) tokens over this call's steps, the device, and the share
     # of its dense bf16 peak (None where the peak is unknown: CPUs, GPUs not in the table).
     model_tflops: float | None = None
@@ -92,14 +129,14 @@ class _Selector:
     folder, and the history in the checkpoint, so a resumed run selects what an uninterrupted one
     would."""
 
-    def __init__(self, selection: Selection, work_dir: Path, state: dict[str, Any] | None) -> None:
+    def __init__(self, selection: Selection, work_dir: Path, state: _SelectorState | None) -> None:
         self.selection, self.work_dir = selection, work_dir
-        state = state or {}
-        self.history: list[list[float]] = state.get("history", [])
-        self.best_step: int | None = state.get("best_step")
-        self.best_score: float = state.get("best_score", -math.inf)
+        state = state or {"history": [], "best_step": None, "best_score": -math.inf}
+        self.history: list[list[float]] = state["history"]
+        self.best_step: int | None = state["best_step"]
+        self.best_score: float = state["best_score"]
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> _SelectorState:
         return {"history": self.history, "best_step": self.best_step, "best_score": self.best_score}
 
     def _file(self, step: int) -> Path:
@@ -129,22 +166,17 @@ class _Selector:
             if f != self._file(self.best_step or 0):
                 f.unlink()
 
-    def restore_best(self, model: MultiHeadClassifier, device: torch.device) -> dict[str, Any]:
+    def restore_best(
+        self, model: MultiHeadClassifier, device: torch.device, total_steps: int
+    ) -> SelectionOutcome:
         assert self.best_step is not None, "the last step is always evaluated"
         saved = torch.load(self._file(self.best_step), map_location=device, weights_only=True)
         model.load_state_dict(saved["model"])
         for stale in self.work_dir.glob("best-*.pt"):
             stale.unlink()
-        return {
-            "metric": self.selection.metric,
-            "selected_step": self.best_step,
-            "selected_score": self.best_score,
-            "history": self.history,
-        }
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return SelectionOutcome(
+            self.selection.metric, self.best_step, self.best_score, total_steps, self.history
+        )
 
 
 def total_optimizer_steps(num_examples: int, cfg: TrainingConfig) -> int:
@@ -186,7 +218,7 @@ def _training_state(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     device: torch.device,
-) -> dict[str, Any]:
+) -> _Checkpoint:
     """What resuming needs besides the step: weights, optimiser and schedule, random states."""
     return {
         "model": model.state_dict(),
@@ -203,18 +235,18 @@ def _resume(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     device: torch.device,
-) -> dict[str, Any]:
+) -> _Checkpoint:
     """Restore :func:`_training_state` from the checkpoint at ``path``, if there is one; returns
     the checkpoint (``{}`` when none)."""
     if not path.exists():
         return {}
-    ckpt: dict[str, Any] = torch.load(path, map_location=device, weights_only=False)
+    ckpt: _Checkpoint = torch.load(path, map_location=device, weights_only=False)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     torch.set_rng_state(ckpt["rng_cpu"])
-    if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
-        torch.cuda.set_rng_state(ckpt["rng_cuda"])
+    if device.type == "cuda" and (rng_cuda := ckpt.get("rng_cuda")) is not None:
+        torch.cuda.set_rng_state(rng_cuda)
     return ckpt
 
 
@@ -236,10 +268,9 @@ def _wrapped(
     return net
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint or the new one
+def _save_checkpoint(path: Path, state: _Checkpoint) -> None:
+    with replacing(path) as tmp:  # a crash leaves the previous checkpoint or the new one
+        torch.save(state, tmp)
 
 
 def train(
@@ -385,18 +416,11 @@ def train_multi(
                 and (not replica or replica.main)
             ):
                 state = _training_state(model, optimizer, scheduler, device)
-                _save_checkpoint(
-                    ckpt_path,
-                    {
-                        **state,
-                        "step": done,
-                        "config": cfg.model_dump(),
-                        "seed": seed,
-                        "tasks": tasks,
-                        "probabilities": probabilities,
-                        "selection": selector.state() if selector is not None else None,
-                    },
-                )
+                state["step"] = done
+                state["config"] = cfg.model_dump()
+                state["seed"], state["tasks"], state["probabilities"] = seed, tasks, probabilities
+                state["selection"] = selector.state() if selector is not None else None
+                _save_checkpoint(ckpt_path, state)
                 if selector is not None:
                     selector.prune()
             if replica is not None and done % cfg.checkpoint_every_steps == 0 and done < total:
@@ -430,7 +454,7 @@ def train_multi(
     elapsed = time.perf_counter() - t0
     chosen = None
     if selector is not None:
-        chosen = {**selector.restore_best(model, device), "total_steps": total}
+        chosen = selector.restore_best(model, device, total)
     model.eval()
     step_losses = losses.step_losses()
     task_means = losses.task_means()

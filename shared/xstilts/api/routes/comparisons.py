@@ -2,41 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from xstilts.api.deps import CurrentOwner, SessionsDep, SettingsDep
+from xstilts.api.deps import CurrentOwner, SessionsDep, StoreDep
 from xstilts.api.heavy import HeavyDep
-from xstilts.api.schemas import ErrorDetail, ValidationErrors
+from xstilts.api.responses import HEAVY, UNAUTHORIZED, UNAVAILABLE, Responses, error, not_found
+from xstilts.api.schemas import ValidationErrors
 from xstilts.comparisons import (
     CompareOptions,
     Comparison,
     cached_comparison,
-    compare_experiments,
+    compare_sides,
 )
-from xstilts.runtime.artifacts import ArtifactStore
+from xstilts.comparisons.sides import side_ref
 
 router = APIRouter(
     prefix="/comparisons",
     tags=["comparisons"],
-    responses={
-        401: {"model": ErrorDetail, "description": "missing or unknown API key"},
-        429: {"model": ErrorDetail, "description": "heavy requests at their limit (Retry-After)"},
-        503: {"model": ErrorDetail, "description": "the database is unavailable (Retry-After)"},
-    },
+    responses={**UNAUTHORIZED, **HEAVY, **UNAVAILABLE},
 )
 EXPERIMENT_ID = r"^[0-9a-f]{32}$"
 ExperimentParam = Annotated[str, Query(pattern=EXPERIMENT_ID, description="an experiment id")]
-COMPARE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorDetail, "description": "no such experiment of this key's owner"},
-    409: {"model": ErrorDetail, "description": "an experiment has not succeeded (yet)"},
-    422: {
-        "model": ValidationErrors,
-        "description": "a bad parameter, or the two experiments were not evaluated alike "
-        "(task, split, languages or examples): the entry's loc names the field",
-    },
+COMPARE_RESPONSES: Responses = {
+    **not_found("experiment"),
+    409: error("an experiment has not succeeded (yet)"),
+    422: error(
+        "a bad parameter, or the two experiments were not evaluated alike (task, split, "
+        "languages or examples): the entry's loc names the field",
+        ValidationErrors,
+    ),
 }
 
 
@@ -47,7 +44,7 @@ async def get_comparison(
     candidate: ExperimentParam,
     owner: CurrentOwner,
     sessions: SessionsDep,
-    settings: SettingsDep,
+    store: StoreDep,
     heavy: HeavyDep,
     samples: Annotated[int, Query(ge=100, le=100_000)] = 2000,
     confidence: Annotated[float, Query(ge=0.5, lt=1)] = 0.95,
@@ -61,9 +58,9 @@ async def get_comparison(
     Computing one takes a slot of heavy work: past ``XSTILTS_HEAVY_REQUESTS`` at once, 429 with
     Retry-After."""
     options = CompareOptions(samples=samples, confidence=confidence, alpha=alpha, seed=seed)
-    store = ArtifactStore(settings.artifacts_dir)
-    args = (sessions, store, baseline, candidate, owner, options)
-    cached = await run_in_threadpool(cached_comparison, *args)
+    a = await run_in_threadpool(side_ref, sessions, baseline, owner)
+    b = await run_in_threadpool(side_ref, sessions, candidate, owner)
+    cached = await run_in_threadpool(cached_comparison, store, a, b, options)
     if cached is not None:
         return cached
-    return await heavy.run(request, "comparison", lambda: compare_experiments(*args))
+    return await heavy.run(request, "comparison", lambda: compare_sides(store, a, b, options))

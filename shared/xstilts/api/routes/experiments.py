@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.api.deps import (
     CurrentOwner,
-    ExecutorDep,
     FinishedResults,
     OwnedExperimentId,
     SessionDep,
     SessionsDep,
     SettingsDep,
     SpecBody,
+    SubmitterDep,
     redact,
 )
+from xstilts.api.responses import LIVE_QUOTA, TOO_LARGE, UNAUTHORIZED, UNAVAILABLE, not_found
 from xstilts.api.schemas import (
     ErrorDetail,
     ExperimentPage,
@@ -30,26 +31,22 @@ from xstilts.api.schemas import (
 )
 from xstilts.config import Settings
 from xstilts.db.models import Status
-from xstilts.experiments.idempotency import submit_once
 from xstilts.experiments.queries import list_experiments
 from xstilts.experiments.results import experiment_results
 from xstilts.experiments.status import experiment_state, one_line
-from xstilts.runtime.orchestration import cancel, start
+from xstilts.experiments.submit import experiment_request
+from xstilts.jsontypes import JSONObject
+from xstilts.runtime.scheduler import cancel
 
 router = APIRouter(
     prefix="/experiments",
     tags=["experiments"],
-    responses={
-        401: {"model": ErrorDetail, "description": "missing or unknown API key"},
-        503: {"model": ErrorDetail, "description": "the database is unavailable (Retry-After)"},
-    },
+    responses={**UNAUTHORIZED, **UNAVAILABLE},
 )
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorDetail, "description": "no such experiment of this key's owner"}
-}
+NOT_FOUND = not_found("experiment")
 
 MAX_OFFSET = 2**31 - 1  # larger values overflow the database's integer (SQLite: 500 before)
-_SPEC_BODY: dict[str, Any] = {
+_SPEC_BODY: JSONObject = {
     "requestBody": {
         "required": True,
         "content": {
@@ -65,38 +62,25 @@ _SPEC_BODY: dict[str, Any] = {
     status_code=201,
     responses={
         200: {"model": ExperimentState, "description": "idempotent replay"},
-        413: {"model": ErrorDetail, "description": "body over 1 MiB"},
+        **TOO_LARGE,
         422: {
             "model": ValidationErrors,
             "description": "invalid spec, each error naming its field, or past a quota of "
             "the request (XSTILTS_QUOTA_STAGES, XSTILTS_QUOTA_DISK_GIB)",
         },
-        429: {
-            "model": ErrorDetail,
-            "description": "this key's unfinished experiments at XSTILTS_QUOTA_LIVE_EXPERIMENTS "
-            "(Retry-After)",
-        },
+        **LIVE_QUOTA,
     },
     openapi_extra=_SPEC_BODY,
 )
 def create_experiment(
     owner: CurrentOwner,  # first: a request without a valid key gets 401 whatever its body
     spec: SpecBody,
-    response: Response,
+    submitter: SubmitterDep,
     sessions: SessionsDep,
     settings: SettingsDep,
-    executor: ExecutorDep,
-    idempotency_key: Annotated[
-        str | None, Header(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
-    ] = None,
 ) -> ExperimentState:
-    submitted = submit_once(sessions, settings, spec, owner, idempotency_key)
-    if submitted.created:
-        start(sessions, executor, submitted.experiment_id)  # after the commit
-        response.headers["Location"] = f"/experiments/{submitted.experiment_id}"
-    else:
-        response.status_code = 200
-    return _state(sessions, settings, submitted.experiment_id)
+    exp_id = submitter.submit(experiment_request(spec), "/experiments")
+    return _state(sessions, settings, exp_id)
 
 
 @router.get("")

@@ -4,36 +4,33 @@ experiment, a comparison or a study. A browser can pass the key as ``?api_key=``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse
 
-from xstilts.api.deps import PageOwner, SessionsDep, SettingsDep
+from xstilts.api.deps import PageOwner, SessionsDep, StoreDep
 from xstilts.api.heavy import HeavyDep, HeavyWork
+from xstilts.api.responses import (
+    HEAVY_TEXT,
+    UNAUTHORIZED_TEXT,
+    UNAVAILABLE_TEXT,
+    Responses,
+    json_error,
+)
 from xstilts.api.routes.comparisons import ExperimentParam
+from xstilts.comparisons import compare_experiments
 from xstilts.reports import Report, comparison_report, experiment_report, study_report
-from xstilts.runtime.artifacts import ArtifactStore
-
-
-def _json(description: str, schema: str = "ErrorDetail") -> dict[str, Any]:
-    """An error response of an HTML route: its body is JSON (a ``model`` would be documented
-    under the route's text/html)."""
-    ref = {"$ref": f"#/components/schemas/{schema}"}
-    return {"description": description, "content": {"application/json": {"schema": ref}}}
-
 
 router = APIRouter(
     tags=["reports"],
     responses={
-        401: _json("missing or unknown API key"),
-        429: _json("heavy requests at their limit (Retry-After)"),
-        503: _json("the database is unavailable (Retry-After)"),
+        401: json_error(UNAUTHORIZED_TEXT),
+        429: json_error(HEAVY_TEXT),
+        503: json_error(UNAVAILABLE_TEXT),
     },
 )
-HTML: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/html": {}}, "description": "the report page"}
-}
+HTML: Responses = {200: {"content": {"text/html": {}}, "description": "the report page"}}
 Id = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="an id (32 hex)")]
 # The page carries no script and loads nothing: forbid both, whatever a name in it says; and no
 # other site may frame it. Its URL may hold the key (?api_key=): send it to no other site
@@ -61,8 +58,8 @@ async def _page(
     response_class=HTMLResponse,
     responses={
         **HTML,
-        404: _json("no such experiment"),
-        422: _json("a bad id", "ValidationErrors"),
+        404: json_error("no such experiment"),
+        422: json_error("a bad id", "ValidationErrors"),
     },
 )
 async def get_experiment_report(
@@ -79,9 +76,9 @@ async def get_experiment_report(
     response_class=HTMLResponse,
     responses={
         **HTML,
-        404: _json("no such experiment of this key's owner"),
-        409: _json("an experiment has not succeeded (yet)"),
-        422: _json(
+        404: json_error("no such experiment of this key's owner"),
+        409: json_error("an experiment has not succeeded (yet)"),
+        422: json_error(
             "a bad parameter, or the two experiments were not evaluated alike",
             "ValidationErrors",
         ),
@@ -93,35 +90,37 @@ async def get_comparison_report(
     candidate: ExperimentParam,
     owner: PageOwner,
     sessions: SessionsDep,
-    settings: SettingsDep,
+    store: StoreDep,
     heavy: HeavyDep,
 ) -> HTMLResponse:
     """``GET /comparisons`` as a page: scores and changes per language, the spread, the tables."""
-    store = ArtifactStore(settings.artifacts_dir)
     return await _page(
         request,
         heavy,
         "comparison report",
-        lambda: comparison_report(sessions, store, baseline, candidate, owner),
+        lambda: comparison_report(compare_experiments(sessions, store, baseline, candidate, owner)),
     )
 
 
 @router.get(
     "/studies/{study_id}/report",
     response_class=HTMLResponse,
-    responses={**HTML, 404: _json("no such study"), 422: _json("a bad id", "ValidationErrors")},
+    responses={
+        **HTML,
+        404: json_error("no such study"),
+        422: json_error("a bad id", "ValidationErrors"),
+    },
 )
 async def get_study_report(
     request: Request,
     study_id: Id,
     owner: PageOwner,
     sessions: SessionsDep,
-    settings: SettingsDep,
+    store: StoreDep,
     heavy: HeavyDep,
 ) -> HTMLResponse:
     """The result matrix as heatmaps of changes (hatched: not significant), each target's spread
     per row and seed, and the table behind them."""
-    store = ArtifactStore(settings.artifacts_dir)
     return await _page(
         request, heavy, "study report", lambda: study_report(sessions, store, study_id, owner)
     )

@@ -2,46 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from xstilts.api.deps import (
     CurrentOwner,
-    ExecutorDep,
     SessionsDep,
-    SettingsDep,
+    StoreDep,
+    SubmitterDep,
     json_object,
     read_body,
 )
 from xstilts.api.heavy import HeavyDep
-from xstilts.api.schemas import ErrorDetail, ValidationErrors
-from xstilts.runtime.artifacts import ArtifactStore
-from xstilts.runtime.orchestration import start
+from xstilts.api.responses import HEAVY, LIVE_QUOTA, TOO_LARGE, UNAUTHORIZED, UNAVAILABLE, not_found
+from xstilts.api.schemas import ValidationErrors
 from xstilts.studies import (
     StudySpec,
     cancel_study,
     parse_study,
+    study_request,
     study_results,
     study_state,
-    submit_study,
 )
 from xstilts.studies.model import StudyResults, StudyState
 
 router = APIRouter(
     prefix="/studies",
     tags=["studies"],
-    responses={
-        401: {"model": ErrorDetail, "description": "missing or unknown API key"},
-        503: {"model": ErrorDetail, "description": "the database is unavailable (Retry-After)"},
-    },
+    responses={**UNAUTHORIZED, **UNAVAILABLE},
 )
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorDetail, "description": "no such study of this key's owner"}
-}
-HEAVY: dict[int | str, dict[str, Any]] = {
-    429: {"model": ErrorDetail, "description": "heavy requests at their limit (Retry-After)"}
-}
+NOT_FOUND = not_found("study")
 StudyId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="a study id (32 hex)")]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
@@ -56,18 +47,15 @@ def study_body(body: Annotated[bytes, Depends(read_body)]) -> StudySpec:
     status_code=201,
     response_model=StudyState,
     responses={
-        413: {"model": ErrorDetail, "description": "body over 1 MiB"},
+        200: {"model": StudyState, "description": "idempotent replay"},
+        **TOO_LARGE,
         422: {
             "model": ValidationErrors,
             "description": "invalid study: each error names its field, or its cell "
-            "(cells.<row>/<target>.<field>), or a quota of the request it is past; nothing "
-            "is stored",
+            "(cells.<row>/<target>.<field>), or a quota of the request it is past, or an "
+            "Idempotency-Key already used with another body; nothing is stored",
         },
-        429: {
-            "model": ErrorDetail,
-            "description": "this key's unfinished experiments at XSTILTS_QUOTA_LIVE_EXPERIMENTS "
-            "(Retry-After)",
-        },
+        **LIVE_QUOTA,
     },
     openapi_extra={
         "requestBody": {
@@ -77,19 +65,15 @@ def study_body(body: Annotated[bytes, Depends(read_body)]) -> StudySpec:
     },
 )
 def create_study(
-    owner: CurrentOwner,
+    owner: CurrentOwner,  # first: a request without a valid key gets 401 whatever its body
     study: Annotated[StudySpec, Depends(study_body)],
-    response: Response,
+    submitter: SubmitterDep,
     sessions: SessionsDep,
-    settings: SettingsDep,
-    executor: ExecutorDep,
 ) -> StudyState:
     """Validate every cell, store the study and its cells (experiments sharing stages by key:
-    an intermediate model trains once per seed for all targets) and start them."""
-    study_id, experiment_ids = submit_study(sessions, settings, study, owner)
-    for exp_id in experiment_ids:  # after the commit
-        start(sessions, executor, exp_id)
-    response.headers["Location"] = f"/studies/{study_id}"
+    an intermediate model trains once per seed for all targets) and start them. With an
+    ``Idempotency-Key``, a retry gets the study the first request stored (200)."""
+    study_id = submitter.submit(study_request(study), "/studies")
     return study_state(sessions, study_id, owner)
 
 
@@ -111,7 +95,7 @@ async def get_study_results(
     study_id: StudyId,
     owner: CurrentOwner,
     sessions: SessionsDep,
-    settings: SettingsDep,
+    store: StoreDep,
     heavy: HeavyDep,
     limit: Limit = 20,
     offset: Offset = 0,
@@ -119,7 +103,6 @@ async def get_study_results(
     """The matrix for a page of rows: each cell's XTREME task score and, once it and its
     baseline have succeeded, the change in task score and in non-English standard deviation over
     the baseline, each with a paired interval and a p-value (as ``GET /comparisons``)."""
-    store = ArtifactStore(settings.artifacts_dir)
     return await heavy.run(
         request,
         "study results",

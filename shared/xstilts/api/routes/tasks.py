@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from xstilts.api.deps import CurrentOwner
-from xstilts.api.schemas import ErrorDetail, TaskOut
+from xstilts.api.responses import UNAUTHORIZED
+from xstilts.api.schemas import TaskOut
 from xstilts.tasks import all_tasks
 
 router = APIRouter(
     prefix="/tasks",
     tags=["tasks"],
-    responses={401: {"model": ErrorDetail, "description": "missing or unknown API key"}},
+    responses=UNAUTHORIZED,
 )
 
 

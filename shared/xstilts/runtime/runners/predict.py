@@ -9,11 +9,11 @@ from typing import Any
 
 from xstilts.data import load_split
 from xstilts.experiments.plan import PredictStageSpec
+from xstilts.experiments.stage_results import PREDICTIONS_FILE, PredictStageResult
 from xstilts.formats import get_format, get_trained_format
 from xstilts.formats.base import DecodeConfig, FeatureConfig, HeadOutputs, PredictionRow
 from xstilts.formats.retrieval import Retrieval, SearchConfig
 from xstilts.modeling.classifier import load_encoder, load_tokenizer
-from xstilts.runtime.artifacts import PREDICTIONS_FILE
 from xstilts.runtime.lifecycle import ProgressRecorder, StageContext, StageOutcome, StageRef
 from xstilts.runtime.runners.cache import ModelCache
 from xstilts.spec import doc_stride
@@ -58,7 +58,7 @@ def run(ctx: StageContext, stage: StageRef, spec: PredictStageSpec) -> StageOutc
                 {"task": task.name, "language": spec.language, "split": ev.split, "rows": rows}
             )
         )
-    return StageOutcome(out, {"n": len(rows), "steps_run": 0})
+    return StageOutcome(out, PredictStageResult(n=len(rows)))
 
 
 def _upstream(spec: PredictStageSpec) -> str:

@@ -4,18 +4,18 @@ English training task)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from xstilts.data import DataSource, load_split
 from xstilts.data.mlm import load_text
 from xstilts.experiments.plan import MLM_STREAM, IntermediateStageSpec, TargetStageSpec
+from xstilts.experiments.stage_results import TRAIN_RESULT_FILE, TrainStageResult
 from xstilts.formats import get_trained_format
 from xstilts.formats.base import DecodeConfig, FeatureConfig, Features, HeadOutputs
 from xstilts.formats.masked_lm import featurize_text
@@ -28,7 +28,6 @@ from xstilts.modeling.classifier import (
     load_tokenizer,
     save_stage_model,
 )
-from xstilts.runtime.artifacts import TRAIN_RESULT_FILE
 from xstilts.runtime.lifecycle import ProgressRecorder, StageContext, StageOutcome, StageRef
 from xstilts.spec import SamplingConfig, TrainingConfig, doc_stride
 from xstilts.tasks import Split, Task, get_task
@@ -59,7 +58,7 @@ def run(
         else:
             result = _fit(None, replace(job, out=tmp), progress, ctx.should_stop)
     ctx.store.discard_work(stage.key)
-    return StageOutcome(out, result, steps_run=result["steps_run"])
+    return StageOutcome(out, result)
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def _fit(
     job: _Job,
     progress: Callable[[int, int, float, float], None] | None,
     should_stop: Callable[[], bool] | None,
-) -> dict[str, Any]:
+) -> TrainStageResult:
     """Build the model and data, train, and (one process, or rank 0) write the model into
     ``job.out``; returns the training result."""
     spec = job.spec
@@ -151,16 +150,18 @@ def _fit(
         selection=selection,
         replica=replica,
     )
-    result = {**asdict(res), "sampling_probabilities": probabilities}
-    if mlm_head is not None:
-        result["mlm_head"] = mlm_head
+    result = TrainStageResult.model_validate(
+        {**asdict(res), "sampling_probabilities": probabilities, "mlm_head": mlm_head}
+    )
     if job.out is not None and (replica is None or replica.main):
         save_stage_model(model, tokenizer, job.out)
-        (job.out / TRAIN_RESULT_FILE).write_text(json.dumps(result, indent=2))
+        (job.out / TRAIN_RESULT_FILE).write_text(result.model_dump_json(indent=2))
     return result
 
 
-def _add_mlm_head(model: MultiHeadClassifier, spec: IntermediateStageSpec) -> str:
+def _add_mlm_head(
+    model: MultiHeadClassifier, spec: IntermediateStageSpec
+) -> Literal["checkpoint", "new"]:
     """Add the MLM head: the checkpoint's LM head where it has one ("checkpoint"), else a new one
     tied to the input embeddings ("new", with a warning)."""
     embeddings = model.encoder.get_input_embeddings()
@@ -221,6 +222,6 @@ def english_dev_selection(
     def score(m: MultiHeadClassifier) -> float:
         outputs = predict(m, head, features, DEV_BATCH_SIZE, tokenizer.pad_token_id)
         rows = fmt.decode(HeadOutputs(examples, features, outputs, labels), DecodeConfig())
-        return fmt.score(task, "en", rows, 0)[0].value
+        return get_metric(task.metric).score(task, "en", rows, 0)[0].value
 
     return Selection(get_metric(task.metric).primary, score)

@@ -4,16 +4,15 @@
 with a blank line between sentences (tagging), ``source-id<TAB>target-id`` pairs (BUCC) or the
 index of the retrieved English sentence (Tatoeba); QA predictions are ``{question id: answer text}``
 JSON and QA labels SQuAD-format JSON. Each task's format reads its files back into prediction rows,
-which are scored exactly as the evaluate stage scores them (``Format.score``). Scores are
+which are scored exactly as the evaluate stage scores them (the task's metric). Scores are
 percentages, per language and averaged over languages, as XTREME's evaluator reports them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from xstilts.errors import DataNotFoundError, UnknownNameError
 from xstilts.formats import get_format
@@ -30,16 +29,27 @@ def score_language(task: Task, lang: str, pred: Path, gold: Path) -> dict[str, f
     """The metrics XTREME's evaluator reports for one language, in percent."""
     fmt = get_format(task.format.value)
     rows = fmt.read_submission(task, pred, gold)
-    scores = {s.metric: 100.0 * s.value for s in fmt.score(task, lang, rows, 0)}
-    return {name: scores[name] for name in get_metric(task.metric).reported}
+    metric = get_metric(task.metric)
+    scores = {s.metric: 100.0 * s.value for s in metric.score(task, lang, rows, 0)}
+    return {name: scores[name] for name in metric.reported}
 
 
-def score_folder(predictions: Path, labels: Path, split: str | None = None) -> dict[str, Any]:
+class TaskScores(TypedDict):
+    """One task's scores, in percent: per language, averaged over languages, and XTREME's task
+    score (QA: the mean of F1 and exact match)."""
+
+    languages: dict[str, dict[str, float]]
+    average: dict[str, float]
+    score: float
+
+
+def score_folder(
+    predictions: Path, labels: Path, split: str | None = None
+) -> dict[str, TaskScores]:
     """Every ``<task>/<split>-<lang>`` prediction file that has a labels file, per task and language.
     ``split`` None: the one split the files are of (``export`` of a validation run writes ``dev``).
 
-    Returns ``{task: {"languages": {lang: {metric: value}}, "average": {metric: value},
-    "score": value}}`` where ``score`` is XTREME's task score (QA: the mean of F1 and EM).
+    Returns each task's :class:`TaskScores` by its folder name.
     """
     if not predictions.is_dir():
         raise DataNotFoundError(f"--predictions: {predictions} is not a folder")
@@ -59,7 +69,7 @@ def score_folder(predictions: Path, labels: Path, split: str | None = None) -> d
                 f"pass one of them (--split {present[0]})"
             )
         split = present[0] if present else "test"
-    out: dict[str, Any] = {}
+    out: dict[str, TaskScores] = {}
     for task_dir in sorted(p for p in predictions.iterdir() if p.is_dir()):
         if task_dir.name not in TASKS:
             raise UnknownNameError("task folder", task_dir.name, TASKS)
@@ -76,7 +86,7 @@ def score_folder(predictions: Path, labels: Path, split: str | None = None) -> d
                 raise DataNotFoundError(f"no labels for {pred}: expected {gold}")
             per_lang[lang] = score_language(task, lang, pred, gold)
         if per_lang:
-            out[task_dir.name] = {"languages": per_lang, **_averages(task, per_lang.values())}
+            out[task_dir.name] = _task_scores(task, per_lang)
     if not out:
         found = (
             f"; it holds {', '.join(present)} files: pass --split {present[0]}" if present else ""
@@ -87,7 +97,8 @@ def score_folder(predictions: Path, labels: Path, split: str | None = None) -> d
     return out
 
 
-def _averages(task: Task, scores: Iterable[dict[str, float]]) -> dict[str, Any]:
-    rows = list(scores)
+def _task_scores(task: Task, per_lang: dict[str, dict[str, float]]) -> TaskScores:
+    rows = list(per_lang.values())
     average = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
-    return {"average": average, "score": get_metric(task.metric).task_score(average)}
+    score = get_metric(task.metric).task_score(average)
+    return {"languages": per_lang, "average": average, "score": score}
