@@ -35,7 +35,8 @@ def main() -> None:
         text = path.read_text(encoding="utf-8")
         rel = str(path.relative_to(lib))
         untyped += text.count("dict[str, Any]")
-        alias += text.count("JSONObject") - text.count("import JSONObject")
+        if path.name != "jsontypes.py":  # where it is defined
+            alias += text.count("JSONObject") - text.count("import JSONObject")
         lines = len(text.splitlines())
         sizes.append((lines, rel))
         tree = ast.parse(text)

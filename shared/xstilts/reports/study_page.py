@@ -69,7 +69,13 @@ def _study_page(r: StudyResults, cell_results: dict[str, ExperimentResults]) -> 
         bold,
         "Bold: the task score or the std changed significantly (p < 0.05).",
     )  # fmt: skip
+    # The comparisons' warnings, and each cell's own (a loss that did not fall, a new LM head),
+    # named by its row.
     warnings = sorted({w for line in r.cells for cell in line for w in cell.warnings})
+    for row, line in zip(r.rows, r.cells, strict=True):
+        for cell in line:
+            if (result := cell_results.get(cell.experiment_id)) is not None:
+                warnings += [f"{row}/{cell.target}: {w}" for w in result.warnings]
     meta = [
         f"study {r.id}: {len(r.rows)} intermediate task sets x {len(r.targets)} targets, "
         f"seeds {r.seeds}"
