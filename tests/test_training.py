@@ -17,6 +17,7 @@ from xstilts.training.batching import length_grouped_batches
 from xstilts.training.loop import (
     CHECKPOINT_FILE,
     Selection,
+    SelectionOutcome,
     selection_steps,
     total_optimizer_steps,
     train,
@@ -243,13 +244,13 @@ def test_best_english_dev_keeps_the_best_model_and_trains_as_last_does(
     res = train(
         best, "snli", feats, SELECT, 7, tmp_path / "best", pad, selection=Selection("accuracy", dev)
     )
-    assert res.selection == {
-        "metric": "accuracy",
-        "selected_step": 6,
-        "selected_score": 0.9,
-        "total_steps": 12,
-        "history": [[3, 0.5], [6, 0.9], [9, 0.9], [12, 0.6]],
-    }
+    assert res.selection == SelectionOutcome(
+        metric="accuracy",
+        selected_step=6,
+        selected_score=0.9,
+        total_steps=12,
+        history=[[3, 0.5], [6, 0.9], [9, 0.9], [12, 0.6]],
+    )
     # Evaluating changed nothing in the run: the step-12 model is the one select: last keeps ...
     assert torch.equal(dev.heads[3], last.heads["snli"].out_proj.weight)
     # ... and the model kept is the step-6 one, not the last.
@@ -296,8 +297,8 @@ def test_best_english_dev_resumes_with_its_history(
         resumed, "snli", feats, SELECT, 7, tmp_path / "b", pad, selection=Selection("f1", dev)
     )
     assert res.resumed_from_step == 4 and not dev.scores
-    assert res.selection is not None and res.selection["selected_step"] == 6
-    assert res.selection["history"] == [[s, v] for s, v in scores.items()]
+    assert res.selection is not None and res.selection.selected_step == 6
+    assert res.selection.history == [[s, v] for s, v in scores.items()]
     for (name, a), (_, b) in zip(
         whole.state_dict().items(), resumed.state_dict().items(), strict=True
     ):

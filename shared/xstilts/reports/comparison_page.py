@@ -91,35 +91,17 @@ def comparison_report(c: Comparison) -> Report:
                 fmt_p(s.welch.p_value) if s.welch else "–",
             ]
         )
+    change_columns = ["baseline", "candidate", "change", f"{pct}% interval", "p", "test"]
     tables = [
         Table(
             "per language (points; bold: significant after Holm)",
-            [
-                "language",
-                "n",
-                "baseline",
-                "candidate",
-                "change",
-                f"{pct}% interval",
-                "p",
-                "test",
-                "Holm p",
-            ],
+            ["language", "n", *change_columns, "Holm p"],
             lang_rows,
             {i for i, r in enumerate(c.per_language) if r.significant},
         ),  # fmt: skip
         Table(
             "across languages (bold: p < alpha)",
-            [
-                "statistic",
-                "baseline",
-                "candidate",
-                "change",
-                f"{pct}% interval",
-                "p",
-                "test",
-                "Welch p (seeds)",
-            ],
+            ["statistic", *change_columns, "Welch p (seeds)"],
             stat_rows,
             {i for i, s in enumerate(c.statistics) if s.significant},
             "Variance in points squared; the rest in points.",

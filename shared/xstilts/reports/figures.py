@@ -80,6 +80,12 @@ def _y_grid(ax: Axes) -> None:
     ax.set_axisbelow(True)
 
 
+def _finish(fig: Figure, ax: Axes, name: str, caption: str) -> Drawn:
+    """A chart's last steps: the horizontal grid, then drawn."""
+    _y_grid(ax)
+    return _render(fig, name, caption)
+
+
 def _pts(x: float | None) -> float:
     return np.nan if x is None else 100 * x
 
@@ -114,9 +120,9 @@ def per_language_scores(c: Comparison) -> Drawn:
             color="0.9", zorder=0,
         )  # fmt: skip
     ax.legend(loc="best", frameon=False)
-    _y_grid(ax)
-    return _render(
+    return _finish(
         fig,
+        ax,
         "per_language",
         "Each language's score, baseline (hollow circles) and candidate (filled squares), with "
         "intervals; languages ordered by the baseline's score; English (*) shaded.",
@@ -147,9 +153,9 @@ def experiment_scores(name: str, task: str, metric: str, result: ExperimentResul
     _language_ticks(ax, x, order)
     ax.set_ylabel(f"{metric} (points)")
     ax.set_title(f"{name}: {task} {metric} per language")
-    _y_grid(ax)
-    return _render(
+    return _finish(
         fig,
+        ax,
         "per_language",
         "Each language's score (mean over seeds; small dots: single seeds; bars: 95% bootstrap "
         "interval with one seed); English marked *.",
@@ -178,9 +184,9 @@ def per_language_changes(c: Comparison) -> Drawn:
     ax.set_ylabel("change (points)")
     ax.set_title(f"{c.task}: candidate minus baseline, {int(100 * c.confidence)}% paired intervals")
     ax.legend(loc="best", frameon=False)
-    _y_grid(ax)
-    return _render(
+    return _finish(
         fig,
+        ax,
         "per_language_change",
         "Change per language with paired intervals and a zero line; filled diamonds (and *) are "
         f"significant at {c.alpha} after Holm's adjustment across languages.",
@@ -213,9 +219,9 @@ def spread(groups: Sequence[tuple[str, Mapping[int, Sequence[float]]]], title: s
     ax.set_xticks(ticks, labels, fontsize=8)
     ax.set_ylabel("non-English score (points)")
     ax.set_title(title)
-    _y_grid(ax)
-    return _render(
+    return _finish(
         fig,
+        ax,
         "spread",
         "Each non-English language's score (dots), one column per seed, with the column's mean "
         "(bar): the spread across languages the variance statistics summarise.",
