@@ -26,6 +26,7 @@ from xstilts.errors import (
     StageRequeuedError,
 )
 from xstilts.runtime.gpu_budget import admit_stage
+from xstilts.runtime.heap import return_freed_memory
 from xstilts.runtime.lifecycle import StageContext, StageReporter, run_stage
 from xstilts.runtime.scheduler import (
     GPU_QUEUE,
@@ -99,6 +100,9 @@ def execute_stage(
             kind = stage.kind if stage else ""
         executor.send(stage_id, queue_for(kind))
     advance(ws.sessions, executor, stage_id)
+    # Once the stage's outcome is recorded (a trim takes a moment: a failed stage must be queued
+    # again before anyone sees it failed), the next stage starts from less.
+    return_freed_memory()
 
 
 class ThreadExecutor:

@@ -5,7 +5,7 @@ so a process that runs stage after stage on threads (``xstilts run`` and ``xstil
 process, a worker's pool) holds the peaks of several arenas at once. On the offline model a
 3-row, 2-seed study peaked at 9.4 GiB resident, 7.2 GiB with one arena (``MALLOC_ARENA_MAX=1``).
 After each stage the process collects garbage and asks glibc to trim every arena
-(``malloc_trim``); where there is no glibc (macOS, musl) it only collects.
+(``malloc_trim``, from ``executors.execute_stage``); where there is no glibc (macOS, musl) it only collects.
 """
 
 from __future__ import annotations

@@ -35,7 +35,6 @@ from xstilts.errors import (
 from xstilts.experiments.plan import StageSpec, parse_stage_spec
 from xstilts.experiments.stage_results import StageResult
 from xstilts.runtime.artifacts import ArtifactStore
-from xstilts.runtime.heap import return_freed_memory
 from xstilts.runtime.scheduler import REDELIVER_AFTER_S
 
 if TYPE_CHECKING:
@@ -237,8 +236,6 @@ def run_stage(ctx: StageContext, stage_id: int) -> bool:
         raise StageFailedError(
             f"stage {stage.kind} {stage.key[:12]} failed: {type(e).__name__}: {e}"
         ) from e
-    finally:
-        return_freed_memory()  # the next stage, in this thread or another, starts from less
     _finish(ctx, stage_id, Status.SUCCEEDED, outcome=outcome)
     return True
 
