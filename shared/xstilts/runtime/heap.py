@@ -13,11 +13,8 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
-import logging
 import sys
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 
 @functools.cache

@@ -47,6 +47,14 @@ def study_spec(study: Study) -> StudySpec:
     return StudySpec.model_validate(study.spec, context=STORED)
 
 
+def grid_fields(study: Study, spec: StudySpec) -> dict[str, object]:
+    """What the study's state and its results both say of the grid: id, name, rows, targets,
+    seeds."""
+    rows = [set_label(t) for t in spec.intermediate_sets]
+    return {"id": study.id, "name": study.name, "rows": rows, "targets": spec.targets,
+            "seeds": spec.seeds}  # fmt: skip
+
+
 def grid_cells(s: Session, study: Study) -> list[StoredCell]:
     """The study's cells in the grid's order: rows (intermediate sets) first, then targets. A cell
     outside the grid (stored before overrides of grid fields were refused) sorts last, so the

@@ -11,7 +11,7 @@ from xstilts.comparisons.model import StatisticChange
 from xstilts.db.models import Status
 from xstilts.experiments.results import ExperimentResults, experiment_results
 from xstilts.runtime.artifacts import ArtifactStore
-from xstilts.studies.cells import grid_cells, owned_study, study_spec
+from xstilts.studies.cells import grid_cells, grid_fields, owned_study, study_spec
 from xstilts.studies.model import CellResult, StudyResults
 from xstilts.studies.spec import set_label
 
@@ -78,15 +78,13 @@ def study_page_results(
                 cell.warnings = comparison.warnings
             line.append(cell)
         matrix.append(line)
-    results = StudyResults(
-        id=study.id,
-        name=study.name,
-        rows=rows,
-        targets=spec.targets,
-        seeds=spec.seeds,
-        total_rows=len(rows),
-        limit=limit,
-        offset=offset,
-        cells=matrix,
+    results = StudyResults.model_validate(
+        {
+            **grid_fields(study, spec),
+            "total_rows": len(rows),
+            "limit": limit,
+            "offset": offset,
+            "cells": matrix,
+        }
     )
     return results, cell_results

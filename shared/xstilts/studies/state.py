@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.db.models import Status
 from xstilts.errors import ConflictError
-from xstilts.studies.cells import grid_cells, owned_study, study_spec
+from xstilts.studies.cells import grid_cells, grid_fields, owned_study, study_spec
 from xstilts.studies.model import CellState, StudyState
-from xstilts.studies.spec import set_label
 
 FINISHED = (Status.SUCCEEDED.value, Status.FAILED.value)
 _ORDER = (Status.RUNNING, Status.QUEUED, Status.PENDING, Status.FAILED, Status.CANCELLED)
@@ -37,9 +38,6 @@ def study_state(
         cells = grid_cells(s, study)
         spec = study_spec(study)
     statuses = [c.status for c in cells]
-    counts: dict[str, int] = {}
-    for status in statuses:
-        counts[status] = counts.get(status, 0) + 1
     page = [
         CellState(
             intermediate_tasks=c.arm,
@@ -50,18 +48,16 @@ def study_state(
         )
         for c in cells[offset : offset + limit]
     ]
-    return StudyState(
-        id=study.id,
-        name=study.name,
-        status=study_status(statuses),
-        rows=[set_label(t) for t in spec.intermediate_sets],
-        targets=spec.targets,
-        seeds=spec.seeds,
-        total_cells=len(cells),
-        counts=counts,
-        limit=limit,
-        offset=offset,
-        cells=page,
+    return StudyState.model_validate(
+        {
+            **grid_fields(study, spec),
+            "status": study_status(statuses),
+            "total_cells": len(cells),
+            "counts": dict(Counter(statuses)),
+            "limit": limit,
+            "offset": offset,
+            "cells": page,
+        }
     )
 
 
