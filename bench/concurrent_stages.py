@@ -27,12 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SHAPES = {
-    "xlmr-tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                  "intermediate_size": 64},
-    "xlmr-large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
-                   "intermediate_size": 4096},
-}  # fmt: skip
+from random_model import SHAPES, save_random_xlmr
 
 
 class _Nowhere:
@@ -90,21 +85,13 @@ def _phase(settings: dict[str, Any], groups: list[list[int]]) -> tuple[float, li
 def _model_folder(args: argparse.Namespace, root: Path) -> Path:
     if args.model:
         return Path(args.model).resolve()
-    import torch
-    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
+    from transformers import AutoTokenizer
     from xstilts.config import Settings
     from xstilts.modeling.offline import prepare_offline_model
 
-    tokenizer = AutoTokenizer.from_pretrained(prepare_offline_model(Settings().cache_dir))
-    config = XLMRobertaConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=514, type_vocab_size=1,
-        pad_token_id=1, bos_token_id=0, eos_token_id=2, **SHAPES[args.init],
-    )  # fmt: skip
-    folder = root / "models" / args.init
-    torch.manual_seed(0)
-    XLMRobertaModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    tokenizer = prepare_offline_model(Settings().cache_dir)
+    vocab = len(AutoTokenizer.from_pretrained(tokenizer))
+    return save_random_xlmr(root / "models" / args.init, tokenizer, args.init, vocab)
 
 
 def _max_difference(one: Path, other: Path) -> float:

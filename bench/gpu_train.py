@@ -4,13 +4,15 @@ a fresh process; GPU utilisation sampled while each runs; one table.
 
 The model: a local folder (`--model`, e.g. a downloaded FacebookAI/xlm-roberta-large), or a random
 initialisation of XLM-R's shape (`--init xlmr-large`: 24 layers, 1024 wide, 559M parameters, the
-paper's encoder; `xlmr-tiny`: 2 layers, 64 wide, a CPU smoke run) with the offline model's XLM-R
+paper's encoder; `xlmr-tiny`: 2 layers, 32 wide, a CPU smoke run) with the offline model's XLM-R
 tokenizer. Runs are timed from the end of the warm-up steps. Both loops: bf16 autocast and TF32 on
 CUDA, SDPA attention, fused AdamW; Trainer with 2 loader workers and pinned memory on CUDA.
 
     python bench/gpu_train.py --init xlmr-large --batch-size 32 --steps 60 --warmup 10 --rounds 3
     python bench/gpu_train.py --init xlmr-large --concurrent 4       # 4 of our loops at once
     python bench/gpu_train.py --init xlmr-tiny --steps 6 --warmup 2 --rounds 1   # smoke, on a CPU
+    python bench/gpu_train.py --init xlmr-large --configs xstilts xstilts-widths xstilts-graphs \
+        trainer-group-by-length     # width buckets and CUDA graphs (training.pad_to_widths, cuda_graphs)
 
 Columns: examples/s and useful (unpadded) tokens/s (medians over rounds, with the range), model
 FLOPs utilisation against the device's dense bf16 peak (our loop's own FLOP count, both loops
@@ -32,13 +34,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from random_model import SHAPES
+
 CONFIGS = ("xstilts", "trainer-group-by-length", "trainer-random")
-SHAPES: dict[str, dict[str, Any]] = {
-    "xlmr-large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
-                   "intermediate_size": 4096},
-    "xlmr-tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                  "intermediate_size": 128},
-}  # fmt: skip
+# Our loop with the GPU options (opt-in with --configs): batches padded to 4 widths up to the max
+# length; those widths replayed as CUDA graphs; torch.compile, static per width.
+VARIANTS = ("xstilts-widths", "xstilts-graphs", "xstilts-compile")
+
+
+def loop_options(config: str, length: int) -> dict[str, Any]:
+    """The training options of one of our loop's configurations."""
+    widths = sorted({max(8, length * k // 4) for k in (1, 2, 3, 4)})
+    return {
+        "xstilts": {},
+        "xstilts-widths": {"pad_to_widths": widths},
+        "xstilts-graphs": {"pad_to_widths": widths, "cuda_graphs": True},
+        "xstilts-compile": {"pad_to_widths": widths, "torch_compile": True},
+    }[config]
 
 
 def make_model(shape: str, out: Path) -> Path:
@@ -97,7 +109,7 @@ def run_one(config: str, folder: str, steps: int, warmup: int, batch: int, lengt
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
-    if config == "xstilts":
+    if config.startswith("xstilts"):
         from xstilts.formats.pair import featurize_pairs
         from xstilts.modeling.classifier import MultiHeadClassifier, load_encoder
         from xstilts.spec import TrainingConfig
@@ -109,7 +121,7 @@ def run_one(config: str, folder: str, steps: int, warmup: int, batch: int, lengt
         encoder = model.encoder
         encoder.register_forward_pre_hook(count, with_kwargs=True)
         cfg = TrainingConfig(batch_size=batch, max_steps=steps, max_seq_length=length,
-                             checkpoint_every_steps=10**6)  # fmt: skip
+                             checkpoint_every_steps=10**6, **loop_options(config, length))  # fmt: skip
         with tempfile.TemporaryDirectory() as work:
             feats = featurize_pairs(tok, examples, length)
             train(model, "mnli", feats, cfg, 0, Path(work), tok.pad_token_id,
@@ -193,7 +205,7 @@ def _launch(config: str, folder: str, args: argparse.Namespace) -> subprocess.Po
 
 def _round(config: str, folder: str, args: argparse.Namespace) -> dict:
     """One run of ``config`` (``--concurrent`` processes at once for ours), with utilisation."""
-    k = args.concurrent if config == "xstilts" else 1
+    k = args.concurrent if config.startswith("xstilts") else 1
     util = Utilisation()
     procs = [_launch(config, folder, args) for _ in range(k)]
     results = []
@@ -224,14 +236,16 @@ def main() -> None:
     )
     p.add_argument("--model", help="a local model folder")
     p.add_argument("--init", choices=tuple(SHAPES), help="a random-init model of this shape")
-    p.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    p.add_argument("--configs", nargs="+", choices=CONFIGS + VARIANTS, default=list(CONFIGS))
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
     p.add_argument("--rounds", type=int, default=3, help="rounds of all configurations")
     p.add_argument("--concurrent", type=int, default=1, help="our loop: K processes at once")
-    p.add_argument("--only", choices=CONFIGS, help=argparse.SUPPRESS)  # one run (internal)
+    p.add_argument(
+        "--only", choices=CONFIGS + VARIANTS, help=argparse.SUPPRESS
+    )  # one run (internal)
     args = p.parse_args()
     if not 0 < args.warmup < args.steps:
         p.error("--warmup must be at least 1 and below --steps")
@@ -270,13 +284,13 @@ def main() -> None:
         rates = [x["examples_per_s"] for x in rs]
         mfu = [100 * x["mfu"] if x["mfu"] is not None else None for x in rs]
         print(
-            f"| {config}{f' x{args.concurrent}' if config == 'xstilts' and args.concurrent > 1 else ''} "
+            f"| {config}{f' x{args.concurrent}' if config.startswith('xstilts') and args.concurrent > 1 else ''} "
             f"| {statistics.median(rates):,.1f} ({min(rates):,.1f}-{max(rates):,.1f}) "
             f"| {_median([x['tokens_per_s'] for x in rs])} | {_median(mfu)} "
             f"| {_median([x['utilisation'] for x in rs])} | {_median([x['peak_gib'] for x in rs])} |"
         )
     if "xstilts" in runs:
-        for other in (c for c in runs if c != "xstilts"):
+        for other in (c for c in runs if not c.startswith("xstilts")):
             ratios = [a["examples_per_s"] / b["examples_per_s"]
                       for a, b in zip(runs["xstilts"], runs[other], strict=True)]  # fmt: skip
             print(f"xstilts / {other}: x{statistics.median(ratios):.2f} "

@@ -38,27 +38,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from random_model import save_random_xlmr
 
 REPO = Path(__file__).resolve().parents[1]
 XNLI = ["en", "fr", "es", "de", "el", "bg", "ru", "tr", "ar", "vi", "th", "zh", "hi", "sw", "ur"]
 
 
 def tiny_model(folder: Path) -> Path:
-    import torch
-    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
     from xstilts.config import Settings
     from xstilts.modeling.offline import prepare_offline_model
 
-    path = folder / "tiny-xlmr"
-    config = XLMRobertaConfig(
-        vocab_size=250037, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
-        bos_token_id=0, eos_token_id=2,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    XLMRobertaModel(config).save_pretrained(path)
-    AutoTokenizer.from_pretrained(prepare_offline_model(Settings().cache_dir)).save_pretrained(path)
-    return path
+    return save_random_xlmr(folder / "tiny-xlmr", prepare_offline_model(Settings().cache_dir))
 
 
 def cell_spec(model: Path, name: str, seed: int) -> dict[str, Any]:

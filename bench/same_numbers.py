@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from random_model import save_random_xlmr
+
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = {
     "learning_rate": 1e-3,
@@ -73,22 +75,11 @@ def tiny_model(folder: Path) -> Path:
     """The test suite's tiny random XLM-R (2 layers, width 32, seed 0) with the real tokenizer."""
     if (folder / "config.json").is_file():
         return folder
-    import torch
-    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
-
     out = subprocess.run(
         [sys.executable, "-m", "xstilts.cli", "models", "prepare"],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    config = XLMRobertaConfig(
-        vocab_size=250037, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
-        bos_token_id=0, eos_token_id=2,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    XLMRobertaModel(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(out.stdout.strip().splitlines()[-1]).save_pretrained(folder)
-    return folder
+    return save_random_xlmr(folder, out.stdout.strip().splitlines()[-1])
 
 
 def overlay(data: Path, into: Path) -> Path:

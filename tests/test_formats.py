@@ -13,8 +13,8 @@ from xstilts.data.examples import ChoiceExample, TaggingExample
 from xstilts.errors import DataNotFoundError, UnknownNameError
 from xstilts.formats import get_format
 from xstilts.formats.base import DecodeConfig, FeatureConfig, HeadOutputs
-from xstilts.formats.tagging import IGNORE
 from xstilts.metrics import get_metric
+from xstilts.modeling.batch import IGNORE
 from xstilts.tasks import Split, get_task
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from xstilts.experiments.plan import MLM_STREAM, IntermediateStageSpec, plan_experiment
 from xstilts.experiments.stage_results import TRAIN_RESULT_FILE
-from xstilts.formats.masked_lm import IGNORE, MaskedLM, Masking, mask_tokens, pack_lines
-from xstilts.modeling.batch import Batch
+from xstilts.formats.masked_lm import MaskedLM, Masking, mask_tokens, pack_lines
+from xstilts.modeling.batch import IGNORE, Batch
 from xstilts.modeling.classifier import MaskedLMHead, checkpoint_lm_head
 from xstilts.spec import SpecError, parse_spec
 

@@ -192,6 +192,34 @@ class TrainingConfig(_Strict):
     # compilation, and fused kernels (with their own dropout masks) make the numbers differ from
     # eager ones, so the stage key includes it when on.
     torch_compile: bool = False
+    # Pad each training batch to the smallest of these widths (tokens) that holds it, so that a
+    # run's batches take a few shapes, not one per length: what CUDA graphs and a static-shape
+    # compile need. A batch wider than the last width keeps its own. The padding is masked: without
+    # dropout the numbers are those of unpadded batches up to float rounding; with it, dropout's
+    # masks are drawn over the wider batch, another draw (so the stage key includes the widths).
+    # Off by default.
+    pad_to_widths: Annotated[
+        tuple[Annotated[int, Field(ge=1, le=4096)], ...] | None, Field(min_length=1, max_length=16)
+    ] = None
+    # Replay training steps as CUDA graphs: torch.compile with static shapes, mode
+    # "reduce-overhead", one graph per width of pad_to_widths (which it needs). CUDA only (ignored,
+    # with a warning, elsewhere). Off by default, and not yet measured on a GPU (README).
+    cuda_graphs: bool = False
+
+    @model_validator(mode="after")
+    def _check_widths(self) -> TrainingConfig:
+        widths = self.pad_to_widths
+        if widths is not None and list(widths) != sorted(set(widths)):
+            raise invalid(
+                ("pad_to_widths",), "widths must be distinct and in ascending order", list(widths)
+            )
+        if self.cuda_graphs and widths is None:
+            raise invalid(
+                ("cuda_graphs",),
+                "cuda_graphs needs pad_to_widths (a graph replays one shape), e.g. [64, 128]",
+                self.cuda_graphs,
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_selection(self) -> TrainingConfig:
@@ -208,14 +236,15 @@ class TrainingConfig(_Strict):
 
     def identity(self) -> JSONObject:
         """What a stage key hashes: every field, less the selection fields when they are unused
-        and ``torch_compile`` when off (so specs written before either existed keep their keys)."""
+        and the compile and padding options when off (so specs written before they existed keep
+        their keys)."""
         unused = set(SELECTION_FIELDS) if self.select == "last" else set()
-        if not self.torch_compile:
-            unused.add("torch_compile")
+        unused |= {name for name in OFF_BY_DEFAULT if not getattr(self, name)}
         return self.model_dump(exclude=unused)
 
 
 SELECTION_FIELDS = ("select", "eval_every_steps", "dev_max_examples")
+OFF_BY_DEFAULT = ("torch_compile", "pad_to_widths", "cuda_graphs")
 
 
 class ModelConfig(_Strict):

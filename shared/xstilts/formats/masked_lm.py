@@ -28,14 +28,13 @@ from xstilts.formats.base import (
     pad_rows,
 )
 from xstilts.metrics import PredictionRow
-from xstilts.modeling.batch import Batch
+from xstilts.modeling.batch import IGNORE, Batch
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from xstilts.tasks.base import Task
 
-IGNORE = -100  # not masked: no loss
 MASKED, RANDOM = 0.8, 0.1  # of the chosen tokens: shown as the mask token, as a random token
 
 

@@ -34,9 +34,8 @@ from xstilts.formats.base import (
     pad_rows,
 )
 from xstilts.metrics.base import TagRow, rows_of
+from xstilts.modeling.batch import IGNORE
 from xstilts.tasks.base import Task
-
-IGNORE = -100  # not a first sub-token, or no gold tag: no loss
 
 
 class TokenClassification(TrainedFormat):

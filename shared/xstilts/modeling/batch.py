@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+
+# A token target that is not predicted (torch's cross-entropy ``ignore_index``): a tag where a token
+# is not a word's first piece, a masked-LM target where a token is not masked, padding.
+IGNORE = -100
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,37 @@ class Batch:
             tags=maybe(self.tags),
             start=maybe(self.start),
             end=maybe(self.end),
+            num_choices=self.num_choices,
+            masked=maybe(self.masked),
+        )
+
+    @property
+    def width(self) -> int:
+        return int(self.input_ids.shape[-1])
+
+    def padded_to(self, width: int, pad_id: int) -> Batch:
+        """The batch widened to ``width`` tokens with masked padding: pad ids, mask 0, per-token
+        targets IGNORE. Every position a loss or a head reads is unchanged, so the numbers are the
+        same up to float rounding (sums over more, exactly zero, terms)."""
+        extra = width - self.width
+        if extra < 0:
+            raise ValueError(f"a batch {self.width} tokens wide cannot be padded to {width}")
+        if extra == 0:
+            return self
+
+        def widened(t: torch.Tensor, value: int) -> torch.Tensor:
+            return F.pad(t, (0, extra), value=value)
+
+        def maybe(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else widened(t, IGNORE)
+
+        return Batch(
+            widened(self.input_ids, pad_id),
+            widened(self.attention_mask, 0),
+            labels=self.labels,
+            tags=maybe(self.tags),
+            start=self.start,
+            end=self.end,
             num_choices=self.num_choices,
             masked=maybe(self.masked),
         )

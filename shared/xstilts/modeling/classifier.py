@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from xstilts.modeling.batch import Batch
+from xstilts.modeling.batch import IGNORE, Batch
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,10 @@ class MaskedLMHead(nn.Module):
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor, pooling: str, batch: Batch
     ) -> torch.Tensor:
-        chosen = hidden[batch.need("masked") != IGNORE_TOKEN]
+        chosen = hidden[batch.need("masked") != IGNORE]
         x = self.layer_norm(F.gelu(self.dense(chosen)))
         return F.linear(x, self._embeddings[0].weight, self.bias)
 
-
-IGNORE_TOKEN = -100  # batch.masked where a token is not predicted
 
 # A checkpoint's LM head, by its parameter names in Hugging Face checkpoints: XLM-R / RoBERTa
 # (``lm_head.*``) and BERT (``cls.predictions.*``), as this head's names.

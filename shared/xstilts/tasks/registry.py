@@ -105,6 +105,18 @@ SQUAD_TRANSLATE_TRAIN = SplitSource(
 )
 
 
+def _english_task(name: str, fmt: TaskFormat, metric: str, description: str, **fields: Any) -> Task:
+    """An English task (intermediate, or a target trained in English); no label set by default."""
+    return Task(
+        name=name,
+        format=fmt,
+        languages=EN,
+        metric=metric,
+        description=description,
+        **({"labels": ()} | fields),
+    )
+
+
 def _glue_hub(config: str, split: str, a: str, b: str) -> HubSource:
     return HubSource("nyu-mll/glue", config, split, a, b)
 
@@ -120,13 +132,12 @@ def _english_pair_task(
 ) -> Task:
     """An English GLUE-style task: local files are LM-BFF JSON subsets or the original TSVs;
     ``translations`` is its machine-translated train split, where one exists."""
-    return Task(
-        name=name,
-        format=TaskFormat.PAIR_CLASSIFICATION,
+    return _english_task(
+        name,
+        TaskFormat.PAIR_CLASSIFICATION,
+        "accuracy",
+        description,
         labels=labels,
-        languages=EN,
-        metric="accuracy",
-        description=description,
         label_aliases=dict(label_aliases or {}),
         splits={
             Split.TRAIN: SplitSource(
@@ -174,13 +185,11 @@ def _squad(
 ) -> Task:
     """SQuAD v1.1 / v2.0: the original ``{train,dev}-v<version>.json`` files or the hub;
     ``translations`` is its machine-translated train split, where one exists."""
-    return Task(
-        name=name,
-        format=TaskFormat.EXTRACTIVE_QA,
-        labels=(),
-        languages=EN,
-        metric="squad_f1",
-        description=description,
+    return _english_task(
+        name,
+        TaskFormat.EXTRACTIVE_QA,
+        "squad_f1",
+        description,
         unanswerable_questions=version == "2.0",
         splits={
             split: _squad_like(
@@ -198,13 +207,11 @@ def _english_choice_task(
 ) -> Task:
     """A multiple-choice task: local (train file, dev file, reader); hub splits in its layout."""
     train, dev, reader = local
-    return Task(
-        name=name,
-        format=TaskFormat.MULTIPLE_CHOICE,
-        labels=(),
-        languages=EN,
-        metric="accuracy",
-        description=description,
+    return _english_task(
+        name,
+        TaskFormat.MULTIPLE_CHOICE,
+        "accuracy",
+        description,
         splits={
             split: SplitSource(
                 local=(LocalFile(path, reader),),
@@ -320,13 +327,12 @@ _TASKS: tuple[Task, ...] = (
             _glue_hub("qqp", "validation", "question1", "question2"),
         ),
     ),
-    Task(
-        name="anli",
-        format=TaskFormat.PAIR_CLASSIFICATION,
+    _english_task(
+        "anli",
+        TaskFormat.PAIR_CLASSIFICATION,
+        "accuracy",
+        "Adversarial NLI, rounds 1-3 together (hub only: no local copy exists).",
         labels=NLI_LABELS,
-        languages=EN,
-        metric="accuracy",
-        description="Adversarial NLI, rounds 1-3 together (hub only: no local copy exists).",
         splits=_anli_splits(),
     ),
     _xtreme_task(
@@ -357,13 +363,12 @@ _TASKS: tuple[Task, ...] = (
             (Split.TRAIN, Split.VALIDATION, Split.TEST),
         ),
     ),
-    Task(
-        name="anli_plus",
-        format=TaskFormat.PAIR_CLASSIFICATION,
+    _english_task(
+        "anli_plus",
+        TaskFormat.PAIR_CLASSIFICATION,
+        "accuracy",
+        "ANLI+: ANLI rounds 1-3, MNLI and SNLI as one task with one head (the paper's).",
         labels=NLI_LABELS,
-        languages=EN,
-        metric="accuracy",
-        description="ANLI+: ANLI rounds 1-3, MNLI and SNLI as one task with one head (the paper's).",
         combines=("anli", "mnli", "snli"),
         splits={},
     ),
@@ -389,13 +394,11 @@ _TASKS: tuple[Task, ...] = (
         description="PAN-X / WikiANN named entities (PER, ORG, LOC; BIO tags), 40 languages.",
         splits=_xtreme_tagging_splits("panx", "PAN-X.{lang}", "ner_tags"),
     ),
-    Task(
-        name="ccg",
-        format=TaskFormat.TOKEN_CLASSIFICATION,
-        labels=(),  # open set: the supertags seen in training
-        languages=EN,
-        metric="seqeval_f1_token_accuracy",
-        description=(
+    _english_task(
+        "ccg",
+        TaskFormat.TOKEN_CLASSIFICATION,  # an open label set: the supertags seen in training
+        "seqeval_f1_token_accuracy",
+        (
             "CCG supertagging (CCGbank is licensed: put your copy in <data>/ccg/{train,dev}.tsv, "
             "one token<TAB>supertag per line, a blank line between sentences)."
         ),

@@ -95,7 +95,8 @@ class TrainingBatches:
     uninterrupted run takes them: micro-batch ``k`` comes from task ``schedule.task_at(k)``, and
     each task's batches from its own endless length-grouped stream (:func:`epoch_batches`), so a
     resumed run replays the choices to skip what was used. ``prefetch`` batches are prepared ahead
-    in a thread (0: on the caller's thread); iterate once, and :meth:`close` when done."""
+    in a thread (0: on the caller's thread); iterate once, and :meth:`close` when done. With
+    ``widths``, each batch is padded (masked) to the smallest of them that holds it."""
 
     def __init__(
         self,
@@ -110,8 +111,9 @@ class TrainingBatches:
         device: torch.device,
         replica: Replica | None = None,
         prefetch: int = 2,
+        widths: Sequence[int] | None = None,
     ) -> None:
-        self.features, self.formats = features, formats
+        self.features, self.formats, self.widths = features, formats, widths
         self.pad_id, self.device, self.replica = pad_id, device, replica
         first = start_step * accumulation
         used = [0] * len(features)
@@ -136,6 +138,8 @@ class TrainingBatches:
         _, rows = next(streams[i])
         mine, weight = (rows, 1.0) if self.replica is None else self.replica.share(rows)
         batch = self.formats[i].collate(self.features[i], mine, self.pad_id)
+        if self.widths:
+            batch = batch.padded_to(bucket_width(batch.width, self.widths), self.pad_id)
         return MicroBatch(i, rows, weight, to_device(batch, self.device))
 
     def _fill(self) -> None:
@@ -176,6 +180,11 @@ class TrainingBatches:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def bucket_width(width: int, widths: Sequence[int]) -> int:
+    """The smallest of the ascending ``widths`` that holds ``width``; ``width`` past the last."""
+    return next((w for w in widths if w >= width), width)
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:

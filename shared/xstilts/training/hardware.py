@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 # Dense bf16 tensor-core peaks in TFLOP/s (no sparsity), from the vendors' data sheets. Matched
@@ -57,7 +58,7 @@ class StepFlops:
         self.layers = int(getattr(config, "num_hidden_layers", 0))
         self.hidden = int(getattr(config, "hidden_size", 0))
 
-    def __call__(self, lengths: Sequence[int]) -> float:
+    def __call__(self, lengths: Sequence[int] | np.ndarray) -> float:
         tokens = sum(int(n) for n in lengths)
         attention = 3 * 4 * self.layers * self.hidden * sum(int(n) ** 2 for n in lengths)
         return 6.0 * self.dense * tokens + attention

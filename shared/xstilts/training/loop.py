@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -23,14 +22,15 @@ from torch.optim.optimizer import StateDict
 from xstilts.errors import CancelledError
 from xstilts.files import replacing
 from xstilts.formats import get_trained_format
-from xstilts.formats.base import Features
+from xstilts.formats.base import Features, TrainedFormat
 from xstilts.modeling.classifier import MultiHeadClassifier
 from xstilts.spec import TrainingConfig
 from xstilts.training.batching import TrainingBatches
 from xstilts.training.distributed import Replica
 from xstilts.training.embedding_grad import row_gradient
-from xstilts.training.hardware import StepFlops, device_peak, pick_device
-from xstilts.training.rate import RecentRate
+from xstilts.training.hardware import pick_device
+from xstilts.training.losses import LossBook
+from xstilts.training.meter import Meter
 from xstilts.training.sampling import TaskSchedule, sampling_probabilities
 
 log = logging.getLogger(__name__)
@@ -251,9 +251,10 @@ def _resume(
 
 
 def _wrapped(
-    model: nn.Module, device: torch.device, replica: Replica | None, compile_: bool
-) -> nn.Module:
-    """The module the steps call: the model, in DistributedDataParallel for a replica, compiled."""
+    model: nn.Module, device: torch.device, replica: Replica | None, cfg: TrainingConfig
+) -> tuple[nn.Module, bool]:
+    """The module the steps call: the model, in DistributedDataParallel for a replica, compiled
+    (``torch_compile``; ``cuda_graphs``: replayed as CUDA graphs); and whether it is compiled."""
     net = model
     if replica is not None:
         net = nn.parallel.DistributedDataParallel(
@@ -262,10 +263,58 @@ def _wrapped(
             # A step trains one task's head, and the encoder's pooler (where it has one) is unused.
             find_unused_parameters=True,
         )
-    if compile_:
-        # dynamic: batch sizes and padded lengths change from step to step.
-        net = torch.compile(net, dynamic=True)  # type: ignore[assignment]
-    return net
+    graphs = cfg.cuda_graphs and device.type == "cuda"
+    if cfg.cuda_graphs and not graphs:
+        log.warning("cuda_graphs: no CUDA device here (%s); training without graphs", device)
+    if graphs:
+        # Static shapes, one captured graph per width of pad_to_widths, replayed step after step.
+        net = torch.compile(net, mode="reduce-overhead", dynamic=False)  # type: ignore[assignment]
+    elif cfg.torch_compile:
+        # dynamic: batch sizes and padded lengths change from step to step, unless padded to widths.
+        net = torch.compile(net, dynamic=cfg.pad_to_widths is None)  # type: ignore[assignment]
+    return net, graphs or cfg.torch_compile
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    """bf16 autocast on CUDA, where the matmuls it leaves in fp32 (heads, losses) use TF32."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a run trains: its streams in order, their formats and sampling, its optimiser steps
+    and the steps after which the selection evaluates."""
+
+    tasks: list[str]
+    formats: list[TrainedFormat]
+    sizes: dict[str, int]
+    probabilities: dict[str, float]
+    total: int
+    eval_at: frozenset[int]
+
+    @classmethod
+    def of(
+        cls, data: dict[str, Features], cfg: TrainingConfig, probabilities: dict[str, float] | None
+    ) -> _Plan:
+        sizes = {t: len(f) for t, f in data.items()}
+        examples = sum(sizes.values())
+        total = total_optimizer_steps(examples, cfg)
+        steps_per_epoch = examples / cfg.batch_size / cfg.gradient_accumulation_steps
+        return cls(
+            tasks=list(data),
+            formats=[get_trained_format(f.format) for f in data.values()],
+            sizes=sizes,
+            probabilities=probabilities or sampling_probabilities(sizes),
+            total=total,
+            eval_at=frozenset(selection_steps(total, steps_per_epoch, cfg.eval_every_steps)),
+        )
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.tasks)
 
 
 def _save_checkpoint(path: Path, state: _Checkpoint) -> None:
@@ -327,24 +376,16 @@ def train_multi(
     if cfg.freeze_word_embeddings:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
     model.to(device)
-    tasks = list(data)
-    formats = [get_trained_format(data[t].format) for t in tasks]
-    sizes = {t: len(f) for t, f in data.items()}
-    probabilities = probabilities or sampling_probabilities(sizes)
-    schedule = TaskSchedule(tasks, probabilities, seed)
-    total = total_optimizer_steps(sum(sizes.values()), cfg)
-    steps_per_epoch = sum(sizes.values()) / cfg.batch_size / cfg.gradient_accumulation_steps
-    eval_at = set(selection_steps(total, steps_per_epoch, cfg.eval_every_steps))
+    plan = _Plan.of(data, cfg, probabilities)
+    tasks, total, accum = plan.tasks, plan.total, cfg.gradient_accumulation_steps
     optimizer, scheduler = build_optimizer(model, cfg, total)
-    accum = cfg.gradient_accumulation_steps
-    name = "+".join(tasks)
 
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = work_dir / CHECKPOINT_FILE
     ckpt = _resume(ckpt_path, model, optimizer, scheduler, device)
     start = int(ckpt.get("step", 0))
     if start:
-        log.info("resuming %s from step %d/%d (%s)", name, start, total, ckpt_path)
+        log.info("resuming %s from step %d/%d (%s)", plan.name, start, total, ckpt_path)
     selector = None
     if selection is not None:
         selector = _Selector(selection, work_dir, ckpt.get("selection") if start else None)
@@ -353,8 +394,8 @@ def train_multi(
     # on (seed, k): a resumed run replays the choices to skip exactly the batches already used.
     batches = TrainingBatches(
         [data[t] for t in tasks],
-        formats,
-        schedule,
+        plan.formats,
+        TaskSchedule(tasks, plan.probabilities, seed),
         cfg.batch_size,
         accum,
         seed,
@@ -362,32 +403,23 @@ def train_multi(
         pad_id,
         device,
         replica,
+        widths=cfg.pad_to_widths,
     )
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    if device.type == "cuda":  # the matmuls autocast leaves in fp32 (heads, losses) use TF32
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    device_name, peak = device_peak(device)
-    step_flops, flops = StepFlops(model.encoder), 0.0
-    net = _wrapped(model, device, replica, cfg.torch_compile)
+    autocast = _autocast(device)
+    meter = Meter(device, model.encoder)
+    net, compiled = _wrapped(model, device, replica, cfg)
     model.train()
-    # Losses stay on the device until a log line or the end needs them: reading one (.item())
-    # waits for the GPU to finish, and once per micro-batch that keeps it idle between steps.
-    # Float64 sums in the order the values come: the same numbers as Python floats would give.
-    losses = _LossBook(len(tasks), total - start, device, accum)
-    seen, loss_value, t0 = 0, float("nan"), time.perf_counter()
-    recent = RecentRate()
+    losses = LossBook(len(tasks), total - start, device, accum)
+    loss_value = float("nan")
     # The word embeddings' gradient in one buffer cleared row by row (same numbers; see module).
     # Not with DDP (it reduces gradients in autograd's hooks) nor torch.compile (inductor fuses the
     # embedding's backward itself; tracing this one would break its graph).
-    row_grads = row_gradient(
-        model.encoder, device, enabled=replica is None and not cfg.torch_compile
-    )
+    row_grads = row_gradient(model.encoder, device, enabled=replica is None and not compiled)
     with row_grads as clear_embedding_grad, batches:
         for step in range(start, total):
             for micro in range(accum):
                 mb = next(batches)
-                task, features, fmt = tasks[mb.task], data[tasks[mb.task]], formats[mb.task]
+                task, fmt = tasks[mb.task], plan.formats[mb.task]
                 # Replicas reduce gradients once per optimiser step, on its last micro-batch.
                 sync = net.no_sync() if replica and micro < accum - 1 else nullcontext()  # type: ignore[operator]
                 with sync:
@@ -399,8 +431,7 @@ def train_multi(
                     losses.add(mb.task, loss.detach(), accum)
                 else:  # the mean over replicas: a collective per micro-batch, as before
                     losses.add_value(mb.task, replica.mean(loss.item() * mb.weight), accum)
-                seen += len(mb.rows)
-                flops += step_flops(features.lengths[mb.rows])
+                meter.count(data[task].lengths[mb.rows])
             nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -408,127 +439,82 @@ def train_multi(
             clear_embedding_grad()
             losses.end_step(step - start)
             done = step + 1
-            if selector is not None and done in eval_at:
+            if selector is not None and done in plan.eval_at:
                 selector.evaluate(model, done)
-            if (
-                done % cfg.checkpoint_every_steps == 0
-                and done < total
-                and (not replica or replica.main)
-            ):
-                state = _training_state(model, optimizer, scheduler, device)
-                state["step"] = done
-                state["config"] = cfg.model_dump()
-                state["seed"], state["tasks"], state["probabilities"] = seed, tasks, probabilities
-                state["selection"] = selector.state() if selector is not None else None
-                _save_checkpoint(ckpt_path, state)
-                if selector is not None:
-                    selector.prune()
-            if replica is not None and done % cfg.checkpoint_every_steps == 0 and done < total:
-                replica.barrier()  # the others resume from rank 0's checkpoint: it must be whole
+            if done % cfg.checkpoint_every_steps == 0 and done < total:
+                if replica is None or replica.main:
+                    state = _training_state(model, optimizer, scheduler, device)
+                    _save_checkpoint(ckpt_path, state | _run_facts(done, cfg, seed, plan, selector))
+                    if selector is not None:
+                        selector.prune()
+                if replica is not None:
+                    replica.barrier()  # the others resume from rank 0's checkpoint: it must be whole
             if done % LOG_EVERY == 0 or done == total:
                 loss_value = losses.step_loss(step - start)  # the one read of the device
-                elapsed = max(time.perf_counter() - t0, 1e-9)
-                means = losses.task_means()
-                per_task = {t: round(means[i], 4) for i, t in enumerate(tasks) if i in means}
-                log.info(
-                    "%s step %d/%d: loss %.4f, %.1f examples/s, %.2f model TFLOP/s%s%s",
-                    name,
-                    done,
-                    total,
-                    loss_value,
-                    seen / elapsed,
-                    flops / elapsed / 1e12,
-                    f" = {100 * flops / elapsed / peak:.1f}% of {device_name}'s bf16 peak"
-                    if peak
-                    else "",
-                    f"; task losses {per_task}" if len(tasks) > 1 else "",
-                )
-            rate = recent.update(seen)
+                _log_step(plan, done, loss_value, meter, losses)
+            rate = meter.recent_rate()
             if progress is not None:
                 progress(done, total, rate, loss_value)
             stop = should_stop is not None and should_stop()
             if replica is not None:
                 stop = replica.any(stop)  # all replicas stop at the same step
             if stop:
-                raise CancelledError(f"training of {name} cancelled at step {done}/{total}")
-    elapsed = time.perf_counter() - t0
-    chosen = None
-    if selector is not None:
-        chosen = selector.restore_best(model, device, total)
+                raise CancelledError(f"training of {plan.name} cancelled at step {done}/{total}")
+    meter.stop()
+    chosen = selector.restore_best(model, device, total) if selector is not None else None
     model.eval()
-    step_losses = losses.step_losses()
-    task_means = losses.task_means()
-    window = max(1, len(step_losses) // 10)
-    return TrainResult(
-        steps_run=total - start,
-        total_steps=total,
-        resumed_from_step=start,
-        examples_per_s=seen / elapsed if elapsed > 0 else 0.0,
-        final_loss=step_losses[-1] if step_losses else float("nan"),
-        num_examples=sum(sizes.values()),
-        task_losses={t: task_means[i] for i, t in enumerate(tasks) if i in task_means},
-        task_batches={t: losses.batches[i] for i, t in enumerate(tasks)},
-        task_loss_start_end={tasks[i]: pair for i, pair in losses.task_start_end().items()},
-        loss_start=sum(step_losses[:window]) / window if step_losses else None,
-        loss_end=sum(step_losses[-window:]) / window if step_losses else None,
-        model_tflops=flops / elapsed / 1e12 if elapsed > 0 and flops else None,
-        device=device_name,
-        mfu=flops / elapsed / peak if peak and elapsed > 0 else None,
-        selection=chosen,
+    return _result(plan, start, losses, meter, chosen)
+
+
+def _run_facts(
+    done: int, cfg: TrainingConfig, seed: int, plan: _Plan, selector: _Selector | None
+) -> _Checkpoint:
+    """The checkpoint's step, the selection's state, and what the run was (for a reader)."""
+    return {
+        "step": done,
+        "config": cfg.model_dump(),
+        "seed": seed,
+        "tasks": plan.tasks,
+        "probabilities": plan.probabilities,
+        "selection": selector.state() if selector is not None else None,
+    }
+
+
+def _log_step(plan: _Plan, done: int, loss: float, meter: Meter, losses: LossBook) -> None:
+    means = losses.task_means()
+    per_task = {t: round(means[i], 4) for i, t in enumerate(plan.tasks) if i in means}
+    log.info(
+        "%s step %d/%d: loss %.4f, %s%s",
+        plan.name,
+        done,
+        plan.total,
+        loss,
+        meter.line(),
+        f"; task losses {per_task}" if len(plan.tasks) > 1 else "",
     )
 
 
-class _LossBook:
-    """Training losses kept on the device: per step (the mean over its micro-batches) and per task
-    (sum and count), in float64, read back only when asked."""
-
-    def __init__(
-        self, tasks: int, steps: int, device: torch.device, micro_per_step: int = 1
-    ) -> None:
-        self.sums = torch.zeros(tasks, dtype=torch.float64, device=device)
-        self.batches = [0] * tasks
-        self.steps = torch.zeros(steps, dtype=torch.float64, device=device)
-        self.current = torch.zeros((), dtype=torch.float64, device=device)
-        self.done = 0
-        # Every micro-batch's loss and task, for each task's own start and end.
-        self.micro = torch.zeros(steps * micro_per_step, dtype=torch.float64, device=device)
-        self.micro_task: list[int] = []
-
-    def add(self, task: int, loss: torch.Tensor, accumulation: int) -> None:
-        value = loss.to(torch.float64)
-        self.current += value / accumulation
-        self.sums[task] += value
-        self.batches[task] += 1
-        if len(self.micro_task) < self.micro.numel():
-            self.micro[len(self.micro_task)] = value
-            self.micro_task.append(task)
-
-    def add_value(self, task: int, value: float, accumulation: int) -> None:
-        self.add(
-            task, torch.tensor(value, dtype=torch.float64, device=self.sums.device), accumulation
-        )
-
-    def end_step(self, index: int) -> None:
-        self.steps[index] = self.current
-        self.current.zero_()
-        self.done = index + 1
-
-    def step_loss(self, index: int) -> float:
-        return float(self.steps[index].item())
-
-    def step_losses(self) -> list[float]:
-        return [float(v) for v in self.steps[: self.done].tolist()]
-
-    def task_means(self) -> dict[int, float]:
-        sums = self.sums.tolist()
-        return {i: sums[i] / n for i, n in enumerate(self.batches) if n}
-
-    def task_start_end(self) -> dict[int, tuple[float, float]]:
-        """Per task, its mean loss over the first and the last tenth of its micro-batches."""
-        values = self.micro[: len(self.micro_task)].tolist()
-        out = {}
-        for task in sorted(set(self.micro_task)):
-            mine = [v for v, t in zip(values, self.micro_task, strict=True) if t == task]
-            window = max(1, len(mine) // 10)
-            out[task] = (sum(mine[:window]) / window, sum(mine[-window:]) / window)
-        return out
+def _result(
+    plan: _Plan, start: int, losses: LossBook, meter: Meter, chosen: SelectionOutcome | None
+) -> TrainResult:
+    step_losses = losses.step_losses()
+    task_means = losses.task_means()
+    loss_start, loss_end = losses.start_end()
+    tasks = plan.tasks
+    return TrainResult(
+        steps_run=plan.total - start,
+        total_steps=plan.total,
+        resumed_from_step=start,
+        examples_per_s=meter.examples_per_s(),
+        final_loss=step_losses[-1] if step_losses else float("nan"),
+        num_examples=sum(plan.sizes.values()),
+        task_losses={t: task_means[i] for i, t in enumerate(tasks) if i in task_means},
+        task_batches={t: losses.batches[i] for i, t in enumerate(tasks)},
+        task_loss_start_end={tasks[i]: pair for i, pair in losses.task_start_end().items()},
+        loss_start=loss_start,
+        loss_end=loss_end,
+        model_tflops=meter.tflops(),
+        device=meter.device_name,
+        mfu=meter.mfu(),
+        selection=chosen,
+    )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -94,39 +95,52 @@ def list_owned(
     return list_experiments(session, owner, status.value if status else None, limit, offset)
 
 
-@router.get("/{exp_id}", responses=NOT_FOUND, response_model=ExperimentState)
-async def get_experiment(
+@dataclass(frozen=True)
+class _Read:
+    """A read of one experiment the caller owns, answered from the cache of finished ones."""
+
+    request: Request
+    exp_id: str
+    owner: str
+    sessions: sessionmaker[Session]
+    settings: Settings
+
+    async def answer(
+        self, view: str, compute: Callable[[], ExperimentState | ExperimentResults]
+    ) -> Response:
+        return await _finished_or(self.request, self.exp_id, self.owner, view, compute)
+
+
+def _read(
     exp_id: OwnedExperimentId,
     owner: CurrentOwner,
     sessions: SessionsDep,
     settings: SettingsDep,
     request: Request,
-) -> Response:
+) -> _Read:
+    return _Read(request, exp_id, owner, sessions, settings)
+
+
+ReadDep = Annotated[_Read, Depends(_read)]
+
+
+@router.get("/{exp_id}", responses=NOT_FOUND, response_model=ExperimentState)
+async def get_experiment(read: ReadDep) -> Response:
     """Status and stages. A read writes nothing: the status is derived when a stage starts or ends."""
-
-    def compute() -> ExperimentState:
-        return _state(sessions, settings, exp_id)
-
-    return await _finished_or(request, exp_id, owner, "state", compute)
+    return await read.answer("state", lambda: _state(read.sessions, read.settings, read.exp_id))
 
 
 @router.get("/{exp_id}/metrics", responses=NOT_FOUND, response_model=ExperimentResults)
-async def get_metrics(
-    exp_id: OwnedExperimentId,
-    owner: CurrentOwner,
-    sessions: SessionsDep,
-    settings: SettingsDep,
-    request: Request,
-) -> Response:
+async def get_metrics(read: ReadDep) -> Response:
     """Metrics so far (complete once ``experiment.status`` is ``succeeded``), summary, stages."""
 
     def compute() -> ExperimentResults:
-        results = experiment_results(sessions, exp_id)
+        results = experiment_results(read.sessions, read.exp_id)
         ref = results.experiment
-        public = ref.model_copy(update={"error": _public(ref.error, settings)})
+        public = ref.model_copy(update={"error": _public(ref.error, read.settings)})
         return results.model_copy(update={"experiment": public})
 
-    return await _finished_or(request, exp_id, owner, "metrics", compute)
+    return await read.answer("metrics", compute)
 
 
 async def _finished_or(

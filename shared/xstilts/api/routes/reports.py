@@ -31,6 +31,17 @@ router = APIRouter(
     },
 )
 HTML: Responses = {200: {"content": {"text/html": {}}, "description": "the report page"}}
+
+
+def _page_about(what: str) -> Responses:
+    """The responses of the page about one ``what``, named by its id in the path."""
+    return {
+        **HTML,
+        404: json_error(f"no such {what}"),
+        422: json_error("a bad id", "ValidationErrors"),
+    }
+
+
 Id = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="an id (32 hex)")]
 # The page carries no script and loads nothing: forbid both, whatever a name in it says; and no
 # other site may frame it. Its URL may hold the key (?api_key=): send it to no other site
@@ -56,11 +67,7 @@ async def _page(
 @router.get(
     "/experiments/{exp_id}/report",
     response_class=HTMLResponse,
-    responses={
-        **HTML,
-        404: json_error("no such experiment"),
-        422: json_error("a bad id", "ValidationErrors"),
-    },
+    responses=_page_about("experiment"),
 )
 async def get_experiment_report(
     request: Request, exp_id: Id, owner: PageOwner, sessions: SessionsDep, heavy: HeavyDep
@@ -105,11 +112,7 @@ async def get_comparison_report(
 @router.get(
     "/studies/{study_id}/report",
     response_class=HTMLResponse,
-    responses={
-        **HTML,
-        404: json_error("no such study"),
-        422: json_error("a bad id", "ValidationErrors"),
-    },
+    responses=_page_about("study"),
 )
 async def get_study_report(
     request: Request,
