@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gpu_utilisation import Utilisation
 from random_model import SHAPES
 
 CONFIGS = ("xstilts", "trainer-group-by-length", "trainer-random")
@@ -173,27 +173,6 @@ def run_one(config: str, folder: str, steps: int, warmup: int, batch: int, lengt
         "mfu": flops / seconds / peak if peak else None,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
     }
-
-
-class Utilisation:
-    """nvidia-smi's GPU utilisation every 200 ms while a run goes on (nothing without a GPU)."""
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen[str] | None = None
-        if shutil.which("nvidia-smi"):
-            self.proc = subprocess.Popen(
-                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                 "-lms", "200", "-i", os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            )  # fmt: skip
-
-    def stop(self) -> float | None:
-        if self.proc is None:
-            return None
-        self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=10)
-        samples = [float(x) for x in out.split() if x.strip().replace(".", "").isdigit()]
-        return statistics.median(samples) if samples else None
 
 
 def _launch(config: str, folder: str, args: argparse.Namespace) -> subprocess.Popen[str]:

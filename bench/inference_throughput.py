@@ -14,6 +14,8 @@ The two alternate in rounds; the table gives each one's median over the rounds w
 speed-up per round, the model loads per experiment, and checks that the predictions agree.
 
     python bench/inference_throughput.py --per-language 400 --rounds 3
+    python bench/inference_throughput.py --init xlmr-large --per-language 2490 --batch-size 256
+        # on a GPU: all of XNLI's validation set (37,350 examples), the GPU's utilisation sampled
 """
 
 from __future__ import annotations
@@ -27,14 +29,18 @@ import time
 from pathlib import Path
 
 import torch
+from gpu_utilisation import Utilisation
+from random_model import SHAPES, save_random_xlmr
 from xstilts.config import Settings
 from xstilts.data import DataSource, load_split
 from xstilts.formats import get_trained_format
 from xstilts.formats.base import FeatureConfig
 from xstilts.modeling import classifier
+from xstilts.modeling.batch import Batch
 from xstilts.modeling.offline import prepare_offline_model
 from xstilts.runtime.runners.cache import ModelCache
 from xstilts.tasks import Split, get_task
+from xstilts.training.hardware import pick_device
 from xstilts.training.predict import predict
 
 LOADS = [0]
@@ -53,9 +59,11 @@ def naive(stage: Path, per_lang: dict, batch_size: int, max_length: int) -> dict
     out = {}
     for lang, examples in per_lang.items():
         model, tok = classifier.load_stage_model(stage)  # a stage per language, a load each
-        model.eval()
+        device = pick_device()
+        model.to(device).eval()
         preds = []
-        with torch.no_grad():
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+        with torch.no_grad(), autocast:
             for i in range(0, len(examples), batch_size):
                 chunk = examples[i : i + batch_size]
                 enc = tok(
@@ -66,7 +74,7 @@ def naive(stage: Path, per_lang: dict, batch_size: int, max_length: int) -> dict
                     padding="max_length",
                     return_tensors="pt",
                 )
-                batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+                batch = Batch(enc["input_ids"], enc["attention_mask"]).to(device)
                 preds.extend(model(batch, "mnli").argmax(-1).tolist())
         out[lang] = preds
     return out
@@ -91,10 +99,13 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model", help="a local model folder (default: the offline model)")
+    source.add_argument("--init", choices=sorted(SHAPES), help="a random-init model of this shape")
     args = p.parse_args()
 
     settings = Settings()
-    folder = prepare_offline_model(settings.cache_dir)
+    offline = prepare_offline_model(settings.cache_dir)
     data = Path(os.environ.get("XSTILTS_DATA_DIR") or settings.data_dir or "../shared/data")
     task = get_task("xnli")
     per_lang = {
@@ -103,21 +114,28 @@ def main() -> None:
     }
     total = sum(len(v) for v in per_lang.values())
     with tempfile.TemporaryDirectory() as tmp:
-        stage = Path(tmp)
+        folder = Path(args.model) if args.model else offline
+        if args.init:
+            folder = save_random_xlmr(Path(tmp) / args.init, offline, args.init, 250002)
+        stage = Path(tmp) / "stage"
         torch.manual_seed(0)
         model = classifier.MultiHeadClassifier(classifier.load_encoder(str(folder)), "mean")
         model.add_head("mnli", 3, "sequence", ("entailment", "neutral", "contradiction"))
         classifier.save_stage_model(model, classifier.load_tokenizer(str(folder)), stage)
         del model
         times: dict[str, list[float]] = {"naive": [], "xstilts": []}
+        busy: dict[str, list[float]] = {"naive": [], "xstilts": []}
         loads: dict[str, int] = {}
         results: dict[str, dict] = {}
         for r in range(args.rounds):
             for name, fn in (("naive", naive), ("xstilts", ours)):
                 LOADS[0] = 0
+                util = Utilisation()
                 t = time.perf_counter()
                 results[name] = fn(stage, per_lang, args.batch_size, args.max_length)
                 times[name].append(time.perf_counter() - t)
+                if (share := util.stop()) is not None:
+                    busy[name].append(share)
                 loads[name] = LOADS[0]
                 print(f"round {r + 1} {name:<8}{total / times[name][-1]:>8.1f} ex/s", flush=True)
     agree = sum(
@@ -130,7 +148,8 @@ def main() -> None:
         f"batch {args.batch_size}, max length {args.max_length}, {args.rounds} alternating "
         f"rounds, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
     )
-    print(f"{'method':<60}{'ex/s median':>12}{'range':>14}{'model loads':>13}")
+    print(f"model: {args.model or args.init or 'offline model'}, on {pick_device()}")
+    print(f"{'method':<60}{'ex/s median':>12}{'range':>14}{'model loads':>13}{'GPU busy %':>12}")
     labels = {
         "naive": "naive (load per language, file order, fixed-length pad)",
         "xstilts": "xstilts (cached model, length-sorted, dynamic pad)",
@@ -140,6 +159,7 @@ def main() -> None:
         print(
             f"{labels[name]:<60}{statistics.median(rates):>12.1f}"
             f"{f'{min(rates):.1f}-{max(rates):.1f}':>14}{loads[name]:>13}"
+            f"{f'{statistics.median(busy[name]):.0f}' if busy[name] else '-':>12}"
         )
     ratios = [a / b for a, b in zip(times["naive"], times["xstilts"], strict=True)]
     print(

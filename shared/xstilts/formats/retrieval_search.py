@@ -92,21 +92,22 @@ def encode(
             list(sentences), truncation=True, max_length=max_length, add_special_tokens=True
         )["input_ids"]
 
-    def forward(batch: Batch) -> np.ndarray:
+    def run(batch: Batch) -> torch.Tensor:
         outputs = encoder(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
             output_hidden_states=True,
         )
         hidden = outputs.hidden_states[hidden_layer].float()
-        return pool(hidden, batch.attention_mask, pooling).cpu().numpy()
+        return pool(hidden, batch.attention_mask, pooling)
 
     rows = infer(
         encoder,
         np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids)),
         batch_size,
         lambda index: Batch(*pad_rows([ids[i] for i in index], pad_id)),
-        forward,
+        run,
+        lambda vectors, _: vectors.cpu().numpy(),
         None if progress is None else lambda done, total, _rate, _loss: progress(done, total),
     )
     log.debug("encoded %d sentences (layer %d, %s pooling)", len(ids), layer, pooling)

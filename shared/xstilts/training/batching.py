@@ -16,7 +16,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -82,6 +82,70 @@ def epoch_batches(
 TASK_SEED_STRIDE = 104_729
 
 
+T = TypeVar("T")
+
+
+class Prefetched(Generic[T]):
+    """The items of ``items``, made ``depth`` ahead in a background thread (0: on the caller's
+    thread, when asked): while the caller runs one batch on the device, the next ones are collated
+    and their copies to the device started. An error making an item is raised to the caller, in
+    order; iterate once, and :meth:`close` (or leave the ``with`` block) when done, which stops the
+    thread even where the items are endless."""
+
+    def __init__(self, items: Iterator[T], depth: int = 2) -> None:
+        self._items, self._depth = items, depth
+        self._queue: queue.Queue[tuple[T | None, BaseException | None, bool]] = queue.Queue(
+            max(depth, 1)
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _put(self, entry: tuple[T | None, BaseException | None, bool]) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _fill(self) -> None:
+        try:
+            for item in self._items:
+                if self._stop.is_set():
+                    return
+                self._put((item, None, False))
+            self._put((None, None, True))
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put((None, e, False))
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._depth == 0:
+            return next(self._items)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._fill, name="collate", daemon=True)
+            self._thread.start()
+        item, error, ended = self._queue.get()
+        if error is not None:
+            raise error
+        if ended:
+            raise StopIteration
+        return item  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Prefetched[T]:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
 class MicroBatch:
     task: int  # the task's position in the run's task list
@@ -126,12 +190,7 @@ class TrainingBatches:
             for i, f in enumerate(features)
         ]
         self._order = ((schedule.task_at(k), streams) for k in itertools.count(first))
-        self._prefetch = prefetch
-        self._queue: queue.Queue[tuple[MicroBatch | None, BaseException | None]] = queue.Queue(
-            max(prefetch, 1)
-        )
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ahead = Prefetched((self._make() for _ in itertools.count()), prefetch)
 
     def _make(self) -> MicroBatch:
         i, streams = next(self._order)
@@ -142,38 +201,14 @@ class TrainingBatches:
             batch = batch.padded_to(bucket_width(batch.width, self.widths), self.pad_id)
         return MicroBatch(i, rows, weight, to_device(batch, self.device))
 
-    def _fill(self) -> None:
-        try:
-            while not self._stop.is_set():
-                item = self._make()
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        except BaseException as e:  # handed to the consumer, which raises it
-            self._queue.put((None, e))
-
     def __iter__(self) -> Iterator[MicroBatch]:
         return self
 
     def __next__(self) -> MicroBatch:
-        if self._prefetch == 0:
-            return self._make()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._fill, name="collate", daemon=True)
-            self._thread.start()
-        item, error = self._queue.get()
-        if error is not None:
-            raise error
-        assert item is not None
-        return item
+        return next(self._ahead)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._ahead.close()
 
     def __enter__(self) -> TrainingBatches:
         return self

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from xstilts.modeling.batch import Batch
-from xstilts.training.batching import sorted_batches, to_device
+from xstilts.training.batching import Prefetched, sorted_batches, to_device
 from xstilts.training.hardware import pick_device
 from xstilts.training.rate import RecentRate
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from xstilts.training.loop import ProgressFn
 
 Row = TypeVar("Row")
+Output = TypeVar("Output")
 
 # Padded tokens per inference batch. On a CPU, 2,048 tokens already keep the matrix products
 # efficient, and smaller batches of long rows pad less (on XNLI, 100 rows a language: 80% of the
@@ -42,14 +43,18 @@ def infer(
     lengths: np.ndarray,
     batch_size: int,
     collate: Callable[[np.ndarray], Batch],
-    forward: Callable[[Batch], Iterable[Row]],
+    run: Callable[[Batch], Output],
+    rows: Callable[[Output, Batch], Iterable[Row]],
     progress: ProgressFn | None = None,
 ) -> list[Row]:
     """Row ``i``'s output, for each of the ``len(lengths)`` rows, in the original row order.
 
     Rows are batched longest first (at most ``batch_size`` rows and :func:`max_tokens` padded
     tokens a batch); ``collate(index)`` pads the rows ``index`` to a batch, which goes to the
-    device, and ``forward(batch)`` gives one output per row, under bf16 autocast on CUDA. The
+    device, ``run(batch)`` computes on it under bf16 autocast on CUDA, and ``rows(output, batch)``
+    reads one output per row back to the host. Reading waits for the device, so a batch's
+    outputs are read only once the next batch is queued, and batches are collated and copied a
+    few ahead in a thread: on a GPU, the device never waits for the host between batches. The
     model runs on CUDA when it is available, in eval mode (no dropout); its previous training mode
     is restored afterwards. ``progress(done, total, rows/s, nan)`` follows each batch.
     """
@@ -68,21 +73,38 @@ def infer(
     cost = [len(index) * int(lengths[index].max()) for index in batches]
     total_tokens = tokens_left = sum(cost)
     done, recent = 0, RecentRate()
+
+    def read(index: np.ndarray, tokens: int, output: Output, batch: Batch) -> None:
+        nonlocal done, tokens_left
+        for i, row in zip(index.tolist(), rows(output, batch), strict=True):
+            out[i] = row
+        done += len(index)
+        tokens_left -= tokens
+        token_rate = recent.update(total_tokens - tokens_left)
+        if progress is not None:  # rows done / total; doubles as the stage's heartbeat
+            rows_left = total - done
+            left = (rows_left, tokens_left) if rows_left else (total, total_tokens)
+            rate = left[0] * token_rate / left[1]  # at the end: the mean rows/s
+            progress(done, total, rate, float("nan"))
+
+    ready = Prefetched(
+        (
+            (index, tokens, to_device(collate(index), device))
+            for index, tokens in zip(batches, cost, strict=True)
+        ),
+        depth=2,
+    )
+    pending: tuple[np.ndarray, int, Output, Batch] | None = None
     try:
-        for index, tokens in zip(batches, cost, strict=True):
-            batch = to_device(collate(index), device)
-            with autocast:
-                rows = forward(batch)
-            for i, row in zip(index.tolist(), rows, strict=True):
-                out[i] = row
-            done += len(index)
-            tokens_left -= tokens
-            token_rate = recent.update(total_tokens - tokens_left)
-            if progress is not None:  # rows done / total; doubles as the stage's heartbeat
-                rows_left = total - done
-                left = (rows_left, tokens_left) if rows_left else (total, total_tokens)
-                rate = left[0] * token_rate / left[1]  # at the end: the mean rows/s
-                progress(done, total, rate, float("nan"))
+        with ready:
+            for index, tokens, batch in ready:
+                with autocast:
+                    output = run(batch)  # queued on the device
+                if pending is not None:
+                    read(*pending)  # waits for the previous batch only
+                pending = (index, tokens, output, batch)
+            if pending is not None:
+                read(*pending)
     finally:
         model.train(was_training)
     return out

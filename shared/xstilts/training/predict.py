@@ -8,7 +8,6 @@ from typing import Any
 
 from xstilts.formats import get_trained_format
 from xstilts.formats.base import Features
-from xstilts.modeling.batch import Batch
 from xstilts.modeling.classifier import MultiHeadClassifier
 from xstilts.training.inference import CPU_MAX_TOKENS, GPU_MAX_TOKENS, infer
 from xstilts.training.loop import ProgressFn
@@ -28,15 +27,12 @@ def predict(
     """The format's per-row outputs (label ids, tags, span logits) in the original row order;
     batches sorted by length and padded per batch."""
     fmt = get_trained_format(features.format)
-
-    def forward(batch: Batch) -> list[Any]:
-        return fmt.outputs(model(batch, task), batch)
-
     return infer(
         model,
         features.lengths,
         batch_size,
         lambda index: fmt.collate(features, index, pad_id),
-        forward,
+        lambda batch: model(batch, task),
+        fmt.outputs,
         progress,
     )
