@@ -232,3 +232,16 @@ def test_mlm_trains_beside_mnli_in_the_intermediate_stage(settings, tiny_model_d
     assert 11.0 < start < 14.0  # about ln(250k) = 12.4: a new head knows nothing
     assert end < start - 0.5
     assert any("no LM head" in w for w in result.warnings)
+
+
+def test_masked_lm_is_a_training_objective_not_a_task_format() -> None:
+    from xstilts.errors import UnknownNameError
+    from xstilts.formats import get_format, get_objective, get_trained_format
+
+    assert isinstance(get_objective("masked_lm"), MaskedLM)
+    assert get_objective("pair_classification") is get_trained_format("pair_classification")
+    with pytest.raises(UnknownNameError, match="masked_lm") as caught:
+        get_format("masked_lm")
+    assert "pair_classification" in str(caught.value)  # the valid names are listed
+    with pytest.raises(UnknownNameError, match="retrieval"):
+        get_objective("retrieval")  # retrieval trains nothing

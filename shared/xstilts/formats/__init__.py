@@ -6,7 +6,22 @@ Adding a format is writing its module and adding its object to :data:`FORMATS`
 
 from __future__ import annotations
 
-from xstilts.formats.base import Format, TrainedFormat
-from xstilts.formats.registry import FORMATS, get_format, get_trained_format
+from xstilts.formats.base import Format, Objective, TrainedFormat
+from xstilts.formats.registry import (
+    FORMATS,
+    OBJECTIVES,
+    get_format,
+    get_objective,
+    get_trained_format,
+)
 
-__all__ = ["FORMATS", "Format", "TrainedFormat", "get_format", "get_trained_format"]
+__all__ = [
+    "FORMATS",
+    "OBJECTIVES",
+    "Format",
+    "Objective",
+    "TrainedFormat",
+    "get_format",
+    "get_objective",
+    "get_trained_format",
+]

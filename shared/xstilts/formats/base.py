@@ -114,10 +114,23 @@ class Format(ABC):
         ``xstilts score`` scores them with the task's metric, as the evaluate stage does."""
 
 
-class TrainedFormat(Format):
-    """A format whose tasks train a head of kind ``head`` on the encoder and predict with it."""
+class Objective(ABC):
+    """What the training loop needs of a stream it trains on: the kind of ``head`` it feeds, how
+    rows become a batch, and the loss. A task format is one (:class:`TrainedFormat`); the masked
+    LM of the MLM arm is one and nothing more: it predicts nothing and has no submission files."""
 
+    name: str
     head: str
+
+    @abstractmethod
+    def collate(self, features: Features, index: np.ndarray, pad_id: int) -> Batch: ...
+
+    @abstractmethod
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor: ...
+
+
+class TrainedFormat(Format, Objective):
+    """A format whose tasks train a head of kind ``head`` on the encoder and predict with it."""
 
     def labels(self, task: Task, examples: Sequence[Any]) -> tuple[str, ...]:
         """The label set a head predicts (fixed per task; open sets come from the training data)."""
@@ -131,12 +144,6 @@ class TrainedFormat(Format):
         cfg: FeatureConfig,
         labels: tuple[str, ...],
     ) -> Features: ...
-
-    @abstractmethod
-    def collate(self, features: Features, index: np.ndarray, pad_id: int) -> Batch: ...
-
-    @abstractmethod
-    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor: ...
 
     @abstractmethod
     def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:

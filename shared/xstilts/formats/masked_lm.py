@@ -12,28 +12,18 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xstilts.formats.base import (
-    DecodeConfig,
-    FeatureConfig,
-    Features,
-    HeadOutputs,
-    TrainedFormat,
-    pad_rows,
-)
-from xstilts.metrics import PredictionRow
+from xstilts.formats.base import Features, Objective, pad_rows
 from xstilts.modeling.batch import IGNORE, Batch
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from xstilts.tasks.base import Task
 
 MASKED, RANDOM = 0.8, 0.1  # of the chosen tokens: shown as the mask token, as a random token
 
@@ -95,18 +85,11 @@ def mask_tokens(
     return torch.from_numpy(out), torch.from_numpy(targets)
 
 
-class MaskedLM(TrainedFormat):
+class MaskedLM(Objective):
+    """Masked-LM training on packed lines (:func:`featurize_text`): each batch masked afresh."""
+
     name = "masked_lm"
     head = "masked_lm"
-
-    def featurize(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        examples: Sequence[Any],
-        cfg: FeatureConfig,
-        labels: tuple[str, ...],
-    ) -> Features:
-        raise TypeError("masked LM features come from featurize_text (lines and masking settings)")
 
     def collate(self, features: Features, index: np.ndarray, pad_id: int) -> Batch:
         ids, mask = pad_rows([features.input_ids[i] for i in index], pad_id)
@@ -120,18 +103,6 @@ class MaskedLM(TrainedFormat):
         # The head scores only the masked tokens, in row-major order: the same order as these.
         targets = batch.need("masked")
         return F.cross_entropy(logits.float(), targets[targets != IGNORE])
-
-    def outputs(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
-        raise TypeError("masked LM trains during the intermediate stage and predicts nothing")
-
-    def decode(self, head: HeadOutputs, cfg: DecodeConfig) -> list[PredictionRow]:
-        raise TypeError("masked LM trains during the intermediate stage and predicts nothing")
-
-    def export(self, rows: Sequence[PredictionRow], gold: bool = False) -> tuple[str, str]:
-        raise TypeError("masked LM has no XTREME submission files")
-
-    def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
-        raise TypeError("masked LM has no XTREME submission files")
 
 
 def featurize_text(

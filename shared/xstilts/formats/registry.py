@@ -1,9 +1,10 @@
-"""The format registry: every format object by name."""
+"""The format registry: every task format by name, and every training objective (the trained
+formats and the MLM arm's masked LM)."""
 
 from __future__ import annotations
 
 from xstilts.errors import UnknownNameError
-from xstilts.formats.base import Format, TrainedFormat
+from xstilts.formats.base import Format, Objective, TrainedFormat
 from xstilts.formats.choice import MultipleChoice
 from xstilts.formats.masked_lm import MaskedLM
 from xstilts.formats.pair import PairClassification
@@ -19,8 +20,12 @@ FORMATS: dict[str, Format] = {
         ExtractiveQA(),
         MultipleChoice(),
         Retrieval(),
-        MaskedLM(),  # the MLM arm's objective; no task has this format
     )
+}
+# What a training stream can be: a trained format, or the MLM arm's objective (no task's format).
+OBJECTIVES: dict[str, Objective] = {
+    **{name: f for name, f in FORMATS.items() if isinstance(f, TrainedFormat)},
+    MaskedLM.name: MaskedLM(),
 }
 
 
@@ -38,3 +43,11 @@ def get_trained_format(name: str) -> TrainedFormat:
     if not isinstance(fmt, TrainedFormat):
         raise ValueError(f"format {name!r} trains nothing: it has no head, features or outputs")
     return fmt
+
+
+def get_objective(name: str) -> Objective:
+    """What the training loop trains a stream of ``Features.format`` ``name`` with."""
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise UnknownNameError("training objective", name, OBJECTIVES) from None

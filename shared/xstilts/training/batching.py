@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from xstilts.formats.base import Batch, Features, TrainedFormat
+    from xstilts.formats.base import Batch, Features, Objective
     from xstilts.training.distributed import Replica
     from xstilts.training.sampling import TaskSchedule
 
@@ -165,7 +165,7 @@ class TrainingBatches:
     def __init__(
         self,
         features: Sequence[Features],
-        formats: Sequence[TrainedFormat],
+        objectives: Sequence[Objective],
         schedule: TaskSchedule,
         batch_size: int,
         accumulation: int,
@@ -177,7 +177,7 @@ class TrainingBatches:
         prefetch: int = 2,
         widths: Sequence[int] | None = None,
     ) -> None:
-        self.features, self.formats, self.widths = features, formats, widths
+        self.features, self.objectives, self.widths = features, objectives, widths
         self.pad_id, self.device, self.replica = pad_id, device, replica
         first = start_step * accumulation
         used = [0] * len(features)
@@ -196,7 +196,7 @@ class TrainingBatches:
         i, streams = next(self._order)
         _, rows = next(streams[i])
         mine, weight = (rows, 1.0) if self.replica is None else self.replica.share(rows)
-        batch = self.formats[i].collate(self.features[i], mine, self.pad_id)
+        batch = self.objectives[i].collate(self.features[i], mine, self.pad_id)
         if self.widths:
             batch = batch.padded_to(bucket_width(batch.width, self.widths), self.pad_id)
         return MicroBatch(i, rows, weight, to_device(batch, self.device))

@@ -21,8 +21,8 @@ from torch.optim.optimizer import StateDict
 
 from xstilts.errors import CancelledError
 from xstilts.files import replacing
-from xstilts.formats import get_trained_format
-from xstilts.formats.base import Features, TrainedFormat
+from xstilts.formats import get_objective
+from xstilts.formats.base import Features, Objective
 from xstilts.modeling.classifier import MultiHeadClassifier
 from xstilts.spec import TrainingConfig
 from xstilts.training.batching import TrainingBatches
@@ -289,7 +289,7 @@ class _Plan:
     and the steps after which the selection evaluates."""
 
     tasks: list[str]
-    formats: list[TrainedFormat]
+    objectives: list[Objective]
     sizes: dict[str, int]
     probabilities: dict[str, float]
     total: int
@@ -305,7 +305,7 @@ class _Plan:
         steps_per_epoch = examples / cfg.batch_size / cfg.gradient_accumulation_steps
         return cls(
             tasks=list(data),
-            formats=[get_trained_format(f.format) for f in data.values()],
+            objectives=[get_objective(f.format) for f in data.values()],
             sizes=sizes,
             probabilities=probabilities or sampling_probabilities(sizes),
             total=total,
@@ -394,7 +394,7 @@ def train_multi(
     # on (seed, k): a resumed run replays the choices to skip exactly the batches already used.
     batches = TrainingBatches(
         [data[t] for t in tasks],
-        plan.formats,
+        plan.objectives,
         TaskSchedule(tasks, plan.probabilities, seed),
         cfg.batch_size,
         accum,
@@ -419,13 +419,13 @@ def train_multi(
         for step in range(start, total):
             for micro in range(accum):
                 mb = next(batches)
-                task, fmt = tasks[mb.task], plan.formats[mb.task]
+                task, objective = tasks[mb.task], plan.objectives[mb.task]
                 # Replicas reduce gradients once per optimiser step, on its last micro-batch.
                 sync = net.no_sync() if replica and micro < accum - 1 else nullcontext()  # type: ignore[operator]
                 with sync:
                     with autocast:
                         logits = net(mb.batch, heads.get(task, task) if heads else task)
-                    loss = fmt.loss(logits, mb.batch)
+                    loss = objective.loss(logits, mb.batch)
                     (loss * mb.weight / accum).backward()
                 if replica is None:
                     losses.add(mb.task, loss.detach(), accum)
