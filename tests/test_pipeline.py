@@ -124,6 +124,50 @@ def test_failed_stage_is_retried_then_recorded(
         )
 
 
+def test_a_failed_attempt_with_attempts_left_is_never_seen_failed(
+    settings, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """The failed attempt and the decision to retry are one transaction: between them, a reader
+    deriving the experiment's status (another stage ending, a poll) used to see it failed."""
+    from sqlalchemy import select
+    from xstilts.db.models import Stage
+    from xstilts.errors import StageFailedError
+    from xstilts.runtime.lifecycle import StageContext, run_stage
+    from xstilts.runtime.scheduler import MAX_ATTEMPTS, mark_runnable, refresh_experiment
+
+    folder = tmp_path / "broken"
+    (folder / "mnli").mkdir(parents=True)
+    (folder / "xnli").symlink_to(data_dir / "xnli")
+    (folder / "mnli" / "train.json").write_text(
+        '{"0": {"text_a": "a", "text_b": "b", "label": "maybe"}}'
+    )
+    spec = parse_spec(
+        tiny_spec(
+            tiny_model_dir,
+            intermediate={"tasks": []},
+            data={"source": "local", "path": str(folder)},
+            evaluation={"languages": ["en"]},
+        )
+    )
+    ws = Workspace(settings)
+    exp_id = ws.submit(spec)
+    [(stage_id, _)] = mark_runnable(ws.sessions, exp_id)
+    ctx = StageContext(ws.sessions, ws.store, lease_seconds=ws.lease_seconds)
+    seen = []
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        with pytest.raises(StageFailedError, match="label 'maybe' is not one of") as failed:
+            run_stage(ctx, stage_id)
+        with ws.sessions() as s:
+            stage = s.get(Stage, stage_id)
+            assert stage is not None and stage.attempts == attempt
+            assert "maybe" in (stage.error or "")  # the attempt's error, kept for the reader
+            seen.append((failed.value.retry, stage.status, refresh_experiment(ws.sessions, exp_id)))
+    assert seen == [(True, "queued", "queued")] * (MAX_ATTEMPTS - 1) + [(False, "failed", "failed")]
+    with ws.sessions() as s:
+        assert s.scalars(select(Stage).where(Stage.kind == "predict")).one().status == "pending"
+    ws.close()
+
+
 def test_multi_task_intermediate_feeds_the_target(
     settings, tiny_model_dir: Path, optimizer_steps
 ) -> None:

@@ -44,7 +44,12 @@ class DataNotFoundError(XstiltsError, FileNotFoundError):
 
 
 class StageFailedError(XstiltsError, RuntimeError):
-    """A pipeline stage failed; the message carries the stage and the cause."""
+    """A pipeline stage failed; the message carries the stage and the cause. ``retry``: the
+    failed attempt left attempts, and the stage is already queued again (the caller sends it)."""
+
+    def __init__(self, reason: str, *, field: str | None = None, retry: bool = False) -> None:
+        super().__init__(reason, field=field)
+        self.retry = retry
 
 
 class StageOutOfMemoryError(StageFailedError):

@@ -34,7 +34,6 @@ from xstilts.runtime.scheduler import (
     advance,
     queue_for,
     reconcile,
-    retry_or_fail,
     stage_unwanted,
 )
 
@@ -90,8 +89,8 @@ def execute_stage(
     except StageOutOfMemoryError as e:
         log.warning("%s", e)  # final: alone on its GPU, another attempt would end the same way
     except StageFailedError as e:
-        log.warning("%s", e)
-        again = retry_or_fail(ws.sessions, stage_id)
+        log.warning("%s%s", e, "; queued for another attempt" if e.retry else "")
+        again = e.retry
     finally:
         ticket.release()  # before the stage is sent again: a neighbour may take it at once
     if again:

@@ -35,7 +35,7 @@ from xstilts.errors import (
 from xstilts.experiments.plan import StageSpec, parse_stage_spec
 from xstilts.experiments.stage_results import StageResult
 from xstilts.runtime.artifacts import ArtifactStore
-from xstilts.runtime.scheduler import REDELIVER_AFTER_S
+from xstilts.runtime.scheduler import MAX_ATTEMPTS, REDELIVER_AFTER_S
 
 if TYPE_CHECKING:
     from xstilts.runtime.runners.cache import ModelCache
@@ -232,9 +232,9 @@ def run_stage(ctx: StageContext, stage_id: int) -> bool:
             _out_of_memory(ctx, stage, e)  # raises
         log.exception("stage %s (%s) failed", stage.kind, stage.key[:12])
         detail = f"{type(e).__name__}: {e}\n" + "".join(traceback.format_exc(limit=8))
-        _finish(ctx, stage_id, Status.FAILED, error=detail)
+        retry = _failed_attempt(ctx, stage_id, detail)
         raise StageFailedError(
-            f"stage {stage.kind} {stage.key[:12]} failed: {type(e).__name__}: {e}"
+            f"stage {stage.kind} {stage.key[:12]} failed: {type(e).__name__}: {e}", retry=retry
         ) from e
     _finish(ctx, stage_id, Status.SUCCEEDED, outcome=outcome)
     return True
@@ -275,6 +275,22 @@ def _out_of_memory(ctx: StageContext, stage: StageRef, e: Exception) -> None:
     )
     _finish(ctx, stage.id, Status.FAILED, error=why + "\n" + traceback.format_exc(limit=8))
     raise StageOutOfMemoryError(f"{name} failed: {why}") from e
+
+
+def _failed_attempt(ctx: StageContext, stage_id: int, error: str) -> bool:
+    """Record a failed attempt with its error: queued again while attempts remain (True), else
+    failed. One transaction, so nobody ever sees the stage failed, and its experiment with it,
+    while it is still to be retried."""
+    with ctx.sessions.begin() as s:
+        stage = s.get(Stage, stage_id)
+        assert stage is not None
+        retry = stage.attempts < MAX_ATTEMPTS
+        stage.status = (Status.QUEUED if retry else Status.FAILED).value
+        stage.finished_at = utcnow()
+        stage.error = error
+        if retry:
+            stage.lease_until = utcnow() + timedelta(seconds=REDELIVER_AFTER_S)
+    return retry
 
 
 def _finish(

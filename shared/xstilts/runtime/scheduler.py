@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any, Protocol, cast
+from typing import Protocol
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status, utcnow
@@ -190,24 +189,6 @@ def start(sessions: sessionmaker[Session], executor: Executor, exp_id: str) -> N
             with sessions.begin() as s:
                 s.execute(update(Stage).where(Stage.id == sid).values(lease_until=utcnow()))
     refresh_experiment(sessions, exp_id)
-
-
-def retry_or_fail(sessions: sessionmaker[Session], stage_id: int) -> bool:
-    """A failed attempt: back to queued while attempts remain (True), else it stays failed."""
-    with sessions.begin() as s:
-        res = s.execute(
-            update(Stage)
-            .where(
-                Stage.id == stage_id,
-                Stage.status == Status.FAILED.value,
-                Stage.attempts < MAX_ATTEMPTS,
-            )
-            .values(
-                status=Status.QUEUED.value,
-                lease_until=utcnow() + timedelta(seconds=REDELIVER_AFTER_S),
-            )
-        )
-        return cast(CursorResult[Any], res).rowcount == 1
 
 
 def cancel(sessions: sessionmaker[Session], exp_id: str) -> None:
