@@ -105,15 +105,23 @@ SQUAD_TRANSLATE_TRAIN = SplitSource(
 )
 
 
-def _english_task(name: str, fmt: TaskFormat, metric: str, description: str, **fields: Any) -> Task:
-    """An English task (intermediate, or a target trained in English); no label set by default."""
+def _english_task(
+    name: str,
+    fmt: TaskFormat,
+    metric: str,
+    description: str,
+    labels: tuple[str, ...] = (),
+    **fields: Any,
+) -> Task:
+    """An English task (intermediate, or a target trained in English)."""
     return Task(
         name=name,
         format=fmt,
+        labels=labels,
         languages=EN,
         metric=metric,
         description=description,
-        **({"labels": ()} | fields),
+        **fields,
     )
 
 

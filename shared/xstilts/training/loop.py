@@ -29,7 +29,7 @@ from xstilts.training.batching import TrainingBatches
 from xstilts.training.distributed import Replica
 from xstilts.training.embedding_grad import row_gradient
 from xstilts.training.hardware import pick_device
-from xstilts.training.losses import LossBook
+from xstilts.training.losses import LossBook, first_and_last_tenth
 from xstilts.training.meter import Meter
 from xstilts.training.sampling import TaskSchedule, sampling_probabilities
 
@@ -499,7 +499,7 @@ def _result(
 ) -> TrainResult:
     step_losses = losses.step_losses()
     task_means = losses.task_means()
-    loss_start, loss_end = losses.start_end()
+    loss_start, loss_end = first_and_last_tenth(step_losses) if step_losses else (None, None)
     tasks = plan.tasks
     return TrainResult(
         steps_run=plan.total - start,

@@ -55,17 +55,15 @@ class LossBook:
     def task_start_end(self) -> dict[int, tuple[float, float]]:
         """Per task, its mean loss over the first and the last tenth of its micro-batches."""
         values = self.micro[: len(self.micro_task)].tolist()
-        out = {}
-        for task in sorted(set(self.micro_task)):
-            mine = [v for v, t in zip(values, self.micro_task, strict=True) if t == task]
-            window = max(1, len(mine) // 10)
-            out[task] = (sum(mine[:window]) / window, sum(mine[-window:]) / window)
-        return out
+        return {
+            task: first_and_last_tenth(
+                [v for v, t in zip(values, self.micro_task, strict=True) if t == task]
+            )
+            for task in sorted(set(self.micro_task))
+        }
 
-    def start_end(self) -> tuple[float | None, float | None]:
-        """The mean step loss over the first and the last tenth of the steps (None: no step)."""
-        steps = self.step_losses()
-        if not steps:
-            return None, None
-        window = max(1, len(steps) // 10)
-        return sum(steps[:window]) / window, sum(steps[-window:]) / window
+
+def first_and_last_tenth(values: list[float]) -> tuple[float, float]:
+    """The means of the first and the last tenth of ``values`` (at least one value each)."""
+    window = max(1, len(values) // 10)
+    return sum(values[:window]) / window, sum(values[-window:]) / window

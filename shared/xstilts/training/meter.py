@@ -57,8 +57,8 @@ class Meter:
     def line(self) -> str:
         """ "12.3 examples/s, 0.45 model TFLOP/s[ = 6.5% of <device>'s bf16 peak]"."""
         elapsed = max(self.elapsed(), 1e-9)
-        tflops = self.flops / elapsed / 1e12
-        text = f"{self.seen / elapsed:.1f} examples/s, {tflops:.2f} model TFLOP/s"
+        flops_per_s = self.flops / elapsed
+        text = f"{self.seen / elapsed:.1f} examples/s, {flops_per_s / 1e12:.2f} model TFLOP/s"
         if self.peak:
-            text += f" = {100 * self.flops / elapsed / self.peak:.1f}% of {self.device_name}'s bf16 peak"
+            text += f" = {100 * flops_per_s / self.peak:.1f}% of {self.device_name}'s bf16 peak"
         return text
