@@ -16,8 +16,12 @@ CUDA, SDPA attention, fused AdamW; Trainer with 2 loader workers and pinned memo
 
 Columns: examples/s and useful (unpadded) tokens/s (medians over rounds, with the range), model
 FLOPs utilisation against the device's dense bf16 peak (our loop's own FLOP count, both loops
-alike), the GPU's utilisation (nvidia-smi, median of samples every 200 ms) and peak GPU memory. With
-`--concurrent K` the xstilts row is K processes at once: their examples/s summed.
+alike), the GPU's utilisation over the timed steps (nvidia-smi, median of samples every 200 ms),
+peak GPU memory, the time from the start of training to the end of the first step (compilation
+shows here) and the slowest timed step (a recompilation shows there). The measuring adds no host
+sync to the timed steps (CUDA events; token counts kept on the device): a per-step sync would hide
+the very host-boundness being measured. With `--concurrent K` the xstilts row is K processes at
+once: their examples/s summed.
 """
 
 from __future__ import annotations
@@ -82,27 +86,40 @@ def _pairs(steps: int, batch: int) -> list[Any]:
 
 
 def run_one(config: str, folder: str, steps: int, warmup: int, batch: int, length: int) -> dict:
-    """One timed run in this process: examples/s, useful tokens/s, MFU, peak memory."""
+    """One timed run in this process: examples/s, useful tokens/s, MFU, peak memory, the time to
+    the first step and the timed window (epoch seconds, for the GPU's utilisation).
+
+    The measuring adds no host sync to the steps it times: each step's end is a CUDA event recorded
+    on the stream (read after the last step), and its rows' useful lengths are summed on the device
+    and read at the end. Inside a compiled model (the hook is traced there) nothing is counted, and
+    the table takes the tokens of the same steps from the plain loop (same seed, same batches)."""
     import torch
     from xstilts.modeling.classifier import load_tokenizer
     from xstilts.training.hardware import StepFlops, device_peak, pick_device
 
     device = pick_device()
+    cuda = device.type == "cuda"
     name, peak = device_peak(device)
     examples = _pairs(steps, batch)
-    marks: list[float] = []
-    lengths: list[list[int]] = []
-    pending: list[int] = []
+    marks: list[Any] = []  # per step: a CUDA event on the stream, or the time on a CPU
+    walls: list[float] = []  # per step: when the host got there (epoch seconds)
+    lengths: list[list[Any]] = []  # per step: its forward passes' useful lengths (device tensors)
+    pending: list[Any] = []
 
     def count(module: Any, args: Any, kwargs: dict[str, Any]) -> None:
         mask = kwargs.get("attention_mask")
-        if mask is not None and module.training:
-            pending.extend(mask.sum(-1).tolist())
+        if mask is not None and module.training and not torch.compiler.is_compiling():
+            pending.append(mask.sum(-1))
 
     def mark() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        marks.append(time.perf_counter())
+        if cuda:
+            if not marks:
+                torch.cuda.synchronize()  # the first step done, compilation included (untimed)
+            marks.append(torch.cuda.Event(enable_timing=True))
+            marks[-1].record()
+        else:
+            marks.append(time.perf_counter())
+        walls.append(time.time())
         lengths.append(list(pending))
         pending.clear()
 
@@ -124,6 +141,7 @@ def run_one(config: str, folder: str, steps: int, warmup: int, batch: int, lengt
                              checkpoint_every_steps=10**6, **loop_options(config, length))  # fmt: skip
         with tempfile.TemporaryDirectory() as work:
             feats = featurize_pairs(tok, examples, length)
+            started = time.time()
             train(model, "mnli", feats, cfg, 0, Path(work), tok.pad_token_id,
                   progress=lambda *_: mark())  # fmt: skip
     else:
@@ -160,19 +178,35 @@ def run_one(config: str, folder: str, steps: int, warmup: int, batch: int, lengt
                 dataloader_pin_memory=cuda, optim="adamw_torch_fused",
                 train_sampling_strategy="group_by_length" if config.endswith("length") else "random",
             )  # fmt: skip
-            Trainer(model=model, args=args, train_dataset=rows, callbacks=[Clock()],
-                    data_collator=DataCollatorWithPadding(tok)).train()  # fmt: skip
-    seconds = marks[-1] - marks[warmup - 1]
-    useful = [n for step in lengths[warmup:] for n in step]
-    flops = StepFlops(encoder)(useful)
+            trainer = Trainer(model=model, args=args, train_dataset=rows, callbacks=[Clock()],
+                              data_collator=DataCollatorWithPadding(tok))  # fmt: skip
+            started = time.time()
+            trainer.train()
+    if cuda:
+        torch.cuda.synchronize()
+        seconds = marks[warmup - 1].elapsed_time(marks[-1]) / 1000
+    else:
+        seconds = marks[-1] - marks[warmup - 1]
+    window = (walls[warmup - 1], time.time())
+    counted = [t for step in lengths[warmup:] for t in step]
+    useful = [int(n) for t in counted for n in t.tolist()] if counted else None
     return {
         "config": config,
         "device": name,
         "examples_per_s": (steps - warmup) * batch / seconds,
-        "tokens_per_s": sum(useful) / seconds,
-        "mfu": flops / seconds / peak if peak else None,
-        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+        "tokens_per_s": sum(useful) / seconds if useful else None,
+        "mfu": StepFlops(encoder)(useful) / seconds / peak if useful and peak else None,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "first_step_s": walls[0] - started,
+        "slowest_step_s": _slowest_step(marks[warmup - 1 :], cuda),
+        "window": window,
     }
+
+
+def _slowest_step(marks: list[Any], cuda: bool) -> float:
+    """The longest of the timed steps, in seconds (a recompilation shows here)."""
+    pairs = zip(marks, marks[1:], strict=False)
+    return max(a.elapsed_time(b) / 1000 if cuda else b - a for a, b in pairs)
 
 
 def _launch(config: str, folder: str, args: argparse.Namespace) -> subprocess.Popen[str]:
@@ -183,7 +217,8 @@ def _launch(config: str, folder: str, args: argparse.Namespace) -> subprocess.Po
 
 
 def _round(config: str, folder: str, args: argparse.Namespace) -> dict:
-    """One run of ``config`` (``--concurrent`` processes at once for ours), with utilisation."""
+    """One run of ``config`` (``--concurrent`` processes at once for ours), with the GPU's
+    utilisation over the timed steps (from the first process's start of timing to the last's end)."""
     k = args.concurrent if config.startswith("xstilts") else 1
     util = Utilisation()
     procs = [_launch(config, folder, args) for _ in range(k)]
@@ -194,14 +229,30 @@ def _round(config: str, folder: str, args: argparse.Namespace) -> dict:
             sys.exit(f"{config} failed:\n{err[-3000:]}")
         results.append(json.loads(out.strip().splitlines()[-1]))
     first = results[0]
+    counted = all(r["tokens_per_s"] is not None for r in results)
     return {
         **first,
         "examples_per_s": sum(r["examples_per_s"] for r in results),
-        "tokens_per_s": sum(r["tokens_per_s"] for r in results),
-        "mfu": sum(r["mfu"] for r in results) if first["mfu"] is not None else None,
+        "tokens_per_s": sum(r["tokens_per_s"] for r in results) if counted else None,
+        "mfu": sum(r["mfu"] for r in results) if counted and first["mfu"] is not None else None,
         "peak_gib": max(r["peak_gib"] for r in results) if first["peak_gib"] is not None else None,
-        "utilisation": util.stop(),
+        "first_step_s": max(r["first_step_s"] for r in results),
+        "slowest_step_s": max(r["slowest_step_s"] for r in results),
+        "utilisation": util.stop(
+            (min(r["window"][0] for r in results), max(r["window"][1] for r in results))
+        ),
     }
+
+
+def _fill_uncounted(runs: dict[str, list[dict]]) -> None:
+    """A compiled run counts no tokens (see run_one); its timed steps are the plain loop's of the
+    same round (same seed, same batches), so its tokens/s and MFU scale with its examples/s."""
+    for config, rs in runs.items():
+        for r, plain in zip(rs, runs.get("xstilts", []), strict=False):
+            if config.startswith("xstilts") and r["tokens_per_s"] is None and plain["tokens_per_s"]:
+                scale = r["examples_per_s"] / plain["examples_per_s"]
+                r["tokens_per_s"] = plain["tokens_per_s"] * scale
+                r["mfu"] = plain["mfu"] * scale if plain["mfu"] is not None else None
 
 
 def _median(values: list[float | None]) -> str:
@@ -250,6 +301,7 @@ def main() -> None:
                 last = runs[config][-1]
                 print(f"round {r + 1}/{args.rounds} {config:<24} {last['examples_per_s']:>9.1f} ex/s",
                       file=sys.stderr, flush=True)  # fmt: skip
+    _fill_uncounted(runs)
     device = next(iter(runs.values()))[0]["device"]
     print(
         f"{args.model or args.init or 'offline model'} on {device}: MNLI, batch {args.batch_size}, "
@@ -257,8 +309,9 @@ def main() -> None:
         f"{args.rounds} alternating rounds"
         + (f"; ours x{args.concurrent} at once" if args.concurrent > 1 else "")
     )
-    print("| config | examples/s (range) | useful tokens/s | MFU % | GPU busy % | peak GiB |")
-    print("|---|---|---|---|---|---|")
+    print("| config | examples/s (range) | useful tokens/s | MFU % | GPU busy % | peak GiB "
+          "| first step s | slowest step s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for config, rs in runs.items():
         rates = [x["examples_per_s"] for x in rs]
         mfu = [100 * x["mfu"] if x["mfu"] is not None else None for x in rs]
@@ -266,7 +319,8 @@ def main() -> None:
             f"| {config}{f' x{args.concurrent}' if config.startswith('xstilts') and args.concurrent > 1 else ''} "
             f"| {statistics.median(rates):,.1f} ({min(rates):,.1f}-{max(rates):,.1f}) "
             f"| {_median([x['tokens_per_s'] for x in rs])} | {_median(mfu)} "
-            f"| {_median([x['utilisation'] for x in rs])} | {_median([x['peak_gib'] for x in rs])} |"
+            f"| {_median([x['utilisation'] for x in rs])} | {_median([x['peak_gib'] for x in rs])} "
+            f"| {max(x['first_step_s'] for x in rs):.1f} | {max(x['slowest_step_s'] for x in rs):.2f} |"
         )
     if "xstilts" in runs:
         for other in (c for c in runs if not c.startswith("xstilts")):

@@ -13,15 +13,17 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from xstilts.api.app import create_app
+from xstilts.api.deps import _JSON_TOKENS, json_too_deep
 from xstilts.config import Settings
 from xstilts.db.migrate import upgrade
-from xstilts.db.models import Stage
+from xstilts.db.models import Experiment, ExperimentStage, Stage
 from xstilts.db.session import make_engine
 from xstilts.errors import XstiltsError
 from xstilts.experiments.plan import resolve_data_source
@@ -110,6 +112,31 @@ def test_hub_ids_are_ids_never_paths(value: str, ok: bool) -> None:
     with pytest.raises(XstiltsError, match="not a hub repository id"):
         config = ModelConfig.model_construct(source=f"hf:{value}", revision="main")
         resolve_model(config, (), Path("/nonexistent"))
+
+
+def test_a_hub_id_that_is_also_a_local_folder_is_never_loaded_from_it(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Transformers tries a name as a folder first, relative to the working directory: a hub id
+    "models/private" would load a folder of that name instead of the repository."""
+    from xstilts.modeling.classifier import checkpoint_lm_head, load_encoder, load_tokenizer
+    from xstilts.modeling.sources import loadable
+    from xstilts.training.memory import model_size
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "private").symlink_to(tiny_model_dir)  # a real model, outside roots
+    monkeypatch.chdir(tmp_path)
+    config = ModelConfig.model_construct(source="hf:models/private", revision="main")
+    resolved = resolve_model(config, (), Path("/nonexistent"))  # an id: resolving reads nothing
+    assert resolved.name_or_path == "models/private"
+    for load in (load_encoder, load_tokenizer, checkpoint_lm_head, model_size):
+        with pytest.raises(XstiltsError, match="also a path in the worker's working directory"):
+            load(resolved.name_or_path, "main")
+    assert loadable("models/other") == "models/other"  # no such path: the hub's to answer
+    assert loadable(str(tiny_model_dir)) == str(tiny_model_dir)  # a resolved folder
+    assert load_tokenizer(str(tiny_model_dir)).pad_token_id == 1
+    with pytest.raises(XstiltsError, match="not a hub repository id"):
+        loadable("../models/private")
 
 
 @pytest.mark.parametrize("revision", ["../main", "main\x00", "a b", "-x", "refs//heads"])
@@ -291,6 +318,42 @@ def test_inputs_that_once_gave_500_get_422(client: TestClient, tiny_model_dir: P
     r = client.get("/experiments", params={"offset": 2**64}, headers=AUTH)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "offset"]
     assert client.get("/experiments", headers=AUTH).json()["total"] == 0  # nothing half-stored
+
+
+ADVERSARIAL_BODIES = [
+    b'"' + b'\\"' * 4000,  # escaped quotes, never closed: every quote once started a failing scan
+    b'"' + b'\\"' * 4000 + b"\\",  # ... ending in a lone backslash
+    b'"' + b"\\\n" * 4000,  # escaped newlines (outside the pattern's "." without DOTALL)
+    b'{"a": "' + b"[" * 4000,  # brackets inside an unterminated string
+]
+
+
+@pytest.mark.parametrize(
+    "body", ADVERSARIAL_BODIES, ids=["quotes", "backslash", "newlines", "open"]
+)
+def test_the_depth_scan_never_restarts_inside_a_string(body: bytes) -> None:
+    """A string token, once started at a quote, always matches (to its closing quote or the end of
+    the body), so the scan over a 1 MiB body is linear; a token that could fail would be retried
+    from every quote inside it (quadratic: a 1 MiB body of escaped quotes took about an hour)."""
+    quotes = [i for i, c in enumerate(body) if c == ord('"')]
+    assert quotes and all(_JSON_TOKENS.match(body, i) for i in quotes)
+    assert not json_too_deep(body)  # inside a string: no nesting at all
+
+
+def test_the_depth_scan_counts_brackets_outside_strings_only() -> None:
+    assert json_too_deep(b"[" * 33) and not json_too_deep(b"[" * 32 + b"]" * 32)
+    assert not json_too_deep(b'{"a": "' + b"[" * 40 + b'"}')
+    # A key with an escaped quote, then with an escaped backslash before its closing quote: read
+    # wrongly, the string would swallow the brackets after it.
+    assert json_too_deep(b'{"a\\"": ' + b"[" * 33 + b"]" * 33 + b"}")
+    assert json_too_deep(b'{"a\\\\": ' + b"[" * 33 + b"]" * 33 + b"}")
+
+
+def test_a_megabyte_of_escaped_quotes_is_refused_as_json(
+    client: TestClient, tiny_model_dir: Path
+) -> None:
+    r = client.post("/experiments", content=b'"' + b'\\"' * 500_000, headers=AUTH)
+    assert r.status_code == 422 and "not valid JSON" in r.text
 
 
 def test_seed_and_stage_caps_are_configurable_and_inserts_are_batched(
@@ -668,6 +731,48 @@ def test_disk_and_live_experiment_quotas(backend: Settings, tiny_model_dir: Path
         assert r.status_code == 429 and r.headers["Retry-After"] == "60", r.text
         assert "XSTILTS_QUOTA_LIVE_EXPERIMENTS" in r.json()["detail"]
         assert c.get("/experiments", headers=AUTH).json()["total"] == 2
+
+
+def test_requests_sent_together_cannot_all_pass_the_live_quota(
+    backend: Settings, tiny_model_dir: Path
+) -> None:
+    """Four requests of one key, each past the quota check before any is stored (they meet at a
+    barrier while planning): with room for two, two are stored and two refused, not all four."""
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xstilts.db.session import session_factory
+    from xstilts.experiments.quotas import QuotaExceededError
+    from xstilts.experiments.submit import experiment_request, submit
+
+    settings = backend.model_copy(update={"quota_live_experiments": 2})
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    together = threading.Barrier(4)
+
+    def one(seed: int) -> str:
+        request = experiment_request(parse_spec(_spec(tiny_model_dir, seeds=[seed])))
+        planned = request.plan
+
+        def plan(st: Settings) -> Any:
+            together.wait(timeout=60)  # all four have passed check_quota
+            return planned(st)
+
+        try:
+            submit(sessions, settings, dataclasses.replace(request, plan=plan), "alice")
+            return "stored"
+        except QuotaExceededError as e:
+            assert "XSTILTS_QUOTA_LIVE_EXPERIMENTS" in str(e)
+            return "refused"
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(one, (1, 2, 3, 4)))
+    assert outcomes == ["refused", "refused", "stored", "stored"]
+    with sessions() as s:
+        assert len(s.scalars(select(Experiment.id)).all()) == 2
+        linked = set(s.scalars(select(ExperimentStage.stage_id)).all())
+        assert set(s.scalars(select(Stage.id)).all()) == linked  # a refusal stores no stage
+    engine.dispose()
 
 
 @pytest.mark.parametrize(

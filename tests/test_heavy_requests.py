@@ -161,10 +161,10 @@ def test_failing_reports_leave_no_figure_behind(
         monkeypatch.setattr(Figure, "savefig", broken)
         codes = [
             client.get(f"/experiments/{exp_id}/report", headers=AUTH).status_code
-            for _ in range(300)
+            for _ in range(60)
         ]
-        assert codes == [500] * 300  # the injected failure, each time past the figure's creation
-        assert _live_figures() - before <= 2  # not one figure per failed request
+        assert codes == [500] * 60  # the injected failure, each time past the figure's creation
+        assert _live_figures() - before <= 2  # not one figure per failed request (60 if leaked)
 
 
 def test_concurrent_reports_with_formula_names_all_succeed(home: Settings) -> None:
@@ -176,8 +176,8 @@ def test_concurrent_reports_with_formula_names_all_succeed(home: Settings) -> No
             return http.get(f"{server.url}/experiments/{exp_id}/report", headers=AUTH).status_code
 
         with ThreadPoolExecutor(8) as pool:
-            codes = list(pool.map(one, range(120)))
-        assert codes == [200] * 120
+            codes = list(pool.map(one, range(48)))  # 6 rounds of 8 at once
+        assert codes == [200] * 48
 
 
 def _ids_over(http: httpx.Client, url: str) -> dict[str, str]:

@@ -122,3 +122,20 @@ def _wait_owned(client: TestClient, exp_id: str, headers: dict) -> dict:
         if body["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
             return body
         time.sleep(0.2)
+
+
+def test_a_figure_of_many_seeds_stays_within_its_size_cap() -> None:
+    """The spread figure is a column per seed: 3 experiments of 64 seeds would be 194 inches
+    wide (25,000 pixels); it is drawn within MAX_INCHES, its columns closer, every seed kept."""
+    import struct
+
+    from xstilts.reports.figures import MAX_INCHES, spread
+
+    groups = [(f"arm {g}", {seed: [0.5, 0.6, 0.7] for seed in range(64)}) for g in range(3)]
+    drawn = spread(groups, "many seeds")
+    width, height = struct.unpack(">II", drawn.png[16:24])  # the PNG header's IHDR
+    assert drawn.png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert width == round(MAX_INCHES * 130) and height == round(4.2 * 130)
+    assert drawn.svg.count("seed 63") == 3  # every column is still labelled
+    small = spread([("arm", {1: [0.5, 0.6]})], "one seed")
+    assert struct.unpack(">II", small.png[16:24])[0] == 5 * 130  # small figures as before

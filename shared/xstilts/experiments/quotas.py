@@ -10,8 +10,10 @@ request keeps on disk, one model each.
   may plan; 422 naming the limit.
 - ``XSTILTS_QUOTA_DISK_GIB``: disk the request's training outputs would take at most (shared
   stages counted once, reuse of earlier ones not subtracted); 422.
-- ``XSTILTS_QUOTA_LIVE_EXPERIMENTS``: a key's experiments queued or running at once, this request's
-  included; 429, since it passes as they finish.
+- ``XSTILTS_QUOTA_LIVE_EXPERIMENTS``: a key's experiments pending, queued or running at once, this
+  request's included; 429, since it passes as they finish. Counted before planning, and again
+  inside the transaction that stores the request, where the key's submissions take turns: requests
+  sent together cannot all pass on the same count.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.config import Settings
@@ -36,6 +38,7 @@ GIB = 1 << 30
 HUB_MODEL_BYTES = int(2.24e9)
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 LIVE = (Status.PENDING.value, Status.QUEUED.value, Status.RUNNING.value)
+_SUBMISSIONS_LOCK_SPACE = 0x5857  # the advisory locks' first key: "XW", xstilts submissions
 
 
 class QuotaExceededError(XstiltsError):
@@ -115,15 +118,47 @@ def check_quota(
             field="seeds",
         )
     with sessions() as s:
-        live = s.scalar(
-            select(func.count())
-            .select_from(Experiment)
-            .where(Experiment.owner == owner, Experiment.status.in_(LIVE))
-        )
-    if (live or 0) + work.experiments > settings.quota_live_experiments:
-        raise QuotaExceededError(
-            f"this key has {live} experiments queued or running and the request adds "
-            f"{work.experiments}; a key may have at most {settings.quota_live_experiments} at once "
-            "(XSTILTS_QUOTA_LIVE_EXPERIMENTS): retry when some have finished"
-        )
+        live = live_experiments(s, owner)
+    if live + work.experiments > settings.quota_live_experiments:
+        raise _too_many_live(live, work.experiments, settings)
     return work
+
+
+def live_experiments(s: Session, owner: str | None) -> int:
+    """The key's experiments pending, queued or running."""
+    count = s.scalar(
+        select(func.count())
+        .select_from(Experiment)
+        .where(Experiment.owner == owner, Experiment.status.in_(LIVE))
+    )
+    return count or 0
+
+
+def take_turn(s: Session, owner: str | None) -> None:
+    """Make the key's submissions store one at a time, so that the live-experiment quota, counted
+    again inside the storing transaction (:func:`check_live_stored`), holds for requests that
+    arrive together (each passed :func:`check_quota` before any was stored). On Postgres a
+    transaction-scoped advisory lock per key; SQLite lets one transaction write at a time already
+    (the storing transaction's first statement is a write)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:owner))"),
+            {"space": _SUBMISSIONS_LOCK_SPACE, "owner": owner or ""},
+        )
+
+
+def check_live_stored(s: Session, settings: Settings, owner: str | None, added: int) -> None:
+    """Inside the storing transaction, after :func:`take_turn` and the inserts: the key's live
+    experiments, this request's ``added`` ones included, within the quota (else 429, and the
+    transaction rolls back)."""
+    live = live_experiments(s, owner)
+    if live > settings.quota_live_experiments:
+        raise _too_many_live(live - added, added, settings)
+
+
+def _too_many_live(live: int, adding: int, settings: Settings) -> QuotaExceededError:
+    return QuotaExceededError(
+        f"this key has {live} experiments queued or running and the request adds "
+        f"{adding}; a key may have at most {settings.quota_live_experiments} at once "
+        "(XSTILTS_QUOTA_LIVE_EXPERIMENTS): retry when some have finished"
+    )

@@ -25,7 +25,7 @@ from xstilts.db.models import Experiment, ExperimentStage, Stage, Status, Study,
 from xstilts.errors import XstiltsError
 from xstilts.experiments.idempotency import Record, earlier_request, request_hash
 from xstilts.experiments.plan import PlannedStage, plan_experiment, resolve_data_source
-from xstilts.experiments.quotas import check_quota
+from xstilts.experiments.quotas import check_live_stored, check_quota, take_turn
 from xstilts.modeling.sources import resolve_model
 from xstilts.spec import ExperimentSpec
 
@@ -131,7 +131,10 @@ def submit(
     planned = request.plan(settings)
     try:
         with sessions.begin() as s:
-            return _store(s, request, planned, owner, idempotency_key, digest)
+            take_turn(s, owner)
+            stored = _store(s, request, planned, owner, idempotency_key, digest)
+            check_live_stored(s, settings, owner, len(stored.experiment_ids))
+            return stored
     except IntegrityError:  # a concurrent request with the same key won the race
         if idempotency_key is None:
             raise

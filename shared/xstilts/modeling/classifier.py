@@ -18,6 +18,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from xstilts.modeling.batch import IGNORE, Batch
+from xstilts.modeling.sources import loadable
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +185,15 @@ class MultiHeadClassifier(nn.Module):
 
 def load_encoder(name_or_path: str, revision: str | None = None) -> PreTrainedModel:
     # The pooler, where a model has one, is loaded but unused: heads read the first token.
-    return AutoModel.from_pretrained(name_or_path, revision=revision, trust_remote_code=False)
+    return AutoModel.from_pretrained(
+        loadable(name_or_path), revision=revision, trust_remote_code=False
+    )
 
 
 def load_tokenizer(name_or_path: str, revision: str | None = None) -> PreTrainedTokenizerBase:
-    return AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=False)
+    return AutoTokenizer.from_pretrained(
+        loadable(name_or_path), revision=revision, trust_remote_code=False
+    )
 
 
 class SavedHead(TypedDict):
@@ -235,7 +240,7 @@ def checkpoint_lm_head(
 
     def find(name: str) -> str | None:
         return cached_file(
-            name_or_path,
+            loadable(name_or_path),
             name,
             revision=revision,
             _raise_exceptions_for_missing_entries=False,

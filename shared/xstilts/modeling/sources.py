@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,3 +76,24 @@ def resolve_model(
             f"{source!r} is not a Hugging Face model folder (no config.json)", field="model.source"
         )
     return ResolvedModel(str(folder), None, folder_fingerprint(folder, memo_folder(cache_dir)))
+
+
+def loadable(name_or_path: str) -> str:
+    """``name_or_path`` as ``from_pretrained`` (or ``cached_file``) may receive it: an absolute
+    folder (a resolved ``local:`` or offline model, a stage's output) or a hub id that names no
+    path here. Transformers tries a name as a folder first, relative to the working directory: a
+    hub id such as ``models/private`` that is also a folder there would load that folder instead
+    of the hub repository, outside every model root. Checked where the model is loaded, since
+    the API that resolved the id runs elsewhere."""
+    if os.path.isabs(name_or_path):
+        return name_or_path
+    if not is_hub_id(name_or_path):
+        raise XstiltsError(f"{name_or_path!r} is not a hub repository id", field="model.source")
+    if os.path.lexists(name_or_path):
+        raise XstiltsError(
+            f"hub id {name_or_path!r} is also a path in the worker's working directory, which "
+            "transformers would load instead of the hub repository: refused (start the worker "
+            "in a directory without it)",
+            field="model.source",
+        )
+    return name_or_path

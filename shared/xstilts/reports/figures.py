@@ -39,7 +39,16 @@ STYLE: dict[str, object] = {  # matplotlib rcParams
     "text.usetex": False,
 }
 _DRAWING = threading.Lock()
+# A figure grows with what it shows (seeds, rows of a study), which a client chooses: past this
+# many inches a side (4,160 pixels at 130 dpi) its columns or rows are drawn closer instead, so a
+# large study costs a bounded drawing (8 rows of 64 seeds took 7 s and 460 MB uncapped).
+MAX_INCHES = 32.0
 P = ParamSpec("P")
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A figure of this size in inches, neither side above :data:`MAX_INCHES`."""
+    return Figure(figsize=(min(width, MAX_INCHES), min(height, MAX_INCHES)))
 
 
 def _drawn_alone(draw: Callable[P, Drawn]) -> Callable[P, Drawn]:
@@ -95,7 +104,7 @@ def per_language_scores(c: Comparison) -> Drawn:
     """Both sides' score per language with intervals, languages by the baseline's score."""
     rows = sorted(c.per_language, key=lambda r: r.baseline or 0.0, reverse=True)
     x = np.arange(len(rows))
-    fig = Figure(figsize=(max(6.0, 0.55 * len(rows) + 2), 4.2))
+    fig = _figure(max(6.0, 0.55 * len(rows) + 2), 4.2)
     ax = fig.subplots()
     for offset, style, value, ci in (
         (-0.15, BASELINE, "baseline", "baseline_ci"),
@@ -140,7 +149,7 @@ def experiment_scores(name: str, task: str, metric: str, result: ExperimentResul
     }
     order = sorted(langs, key=lambda lang: -np.mean([m.value for m in per_lang[lang]]))
     x = np.arange(len(order))
-    fig = Figure(figsize=(max(6.0, 0.55 * len(order) + 2), 4.0))
+    fig = _figure(max(6.0, 0.55 * len(order) + 2), 4.0)
     ax = fig.subplots()
     for xi, lang in zip(x, order, strict=True):
         ms = per_lang[lang]
@@ -170,7 +179,7 @@ def per_language_changes(c: Comparison) -> Drawn:
     d = np.array([_pts(r.difference) for r in rows])
     low = np.array([_pts(r.ci_low) for r in rows])
     high = np.array([_pts(r.ci_high) for r in rows])
-    fig = Figure(figsize=(max(6.0, 0.55 * len(rows) + 2), 4.0))
+    fig = _figure(max(6.0, 0.55 * len(rows) + 2), 4.0)
     ax = fig.subplots()
     ax.axhline(0, color="0.2", lw=1)
     ax.vlines(x, low, high, color="0.35", lw=1.5)
@@ -197,7 +206,7 @@ def per_language_changes(c: Comparison) -> Drawn:
 def spread(groups: Sequence[tuple[str, Mapping[int, Sequence[float]]]], title: str) -> Drawn:
     """Non-English scores of each experiment, one column of dots per seed, with each seed's
     mean as a bar: ``groups`` is (label, {seed: scores in [0, 1]})."""
-    fig = Figure(figsize=(max(5.0, 1.0 * sum(len(s) for _, s in groups) + 2), 4.2))
+    fig = _figure(max(5.0, 1.0 * sum(len(s) for _, s in groups) + 2), 4.2)
     ax = fig.subplots()
     ticks, labels = [], []
     pos = 0.0
@@ -236,7 +245,7 @@ def grid_heatmap(r: StudyResults) -> Drawn:
         row for row, cells in zip(r.rows[r.offset :], r.cells, strict=False) if row != "baseline"
     ]
     cells = [c for c in r.cells if c and c[0].row != "baseline"]
-    fig = Figure(figsize=(max(7.0, 2.2 * len(r.targets) * 2 + 2), 1.0 + 0.6 * max(1, len(rows))))
+    fig = _figure(max(7.0, 2.2 * len(r.targets) * 2 + 2), 1.0 + 0.6 * max(1, len(rows)))
     axes = fig.subplots(1, 2)
     for ax, attr, title in (
         (axes[0], "score_change", "task score change (points)"),

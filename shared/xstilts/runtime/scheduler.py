@@ -47,7 +47,7 @@ def _in_flight(executor: Executor) -> set[int] | None:
 
 
 def _wanted(s: Session, stage_id: int) -> bool:
-    """A stage is wanted while some experiment that links it is neither cancelled nor finished."""
+    """A stage is wanted (it runs on) while some experiment that links it was not cancelled."""
     return (
         s.scalar(
             select(ExperimentStage.id)
@@ -61,6 +61,10 @@ def _wanted(s: Session, stage_id: int) -> bool:
 
 def mark_runnable(sessions: sessionmaker[Session], exp_id: str) -> list[tuple[int, str]]:
     """Move the experiment's pending stages whose dependencies succeeded to queued (committed).
+
+    A failed experiment starts no new stage, as a cancelled one: its stages already queued or
+    running finish (a resubmission reuses their results) unless it is cancelled, but what they
+    would unblock stays pending, unless another live experiment wants it too.
 
     Returns ``(stage id, queue)`` for each stage this call queued; the caller sends them.
     """
@@ -81,7 +85,7 @@ def mark_runnable(sessions: sessionmaker[Session], exp_id: str) -> list[tuple[in
                 )
             ).all()
         )
-        # Stages linked to at least one experiment that is not cancelled.
+        # Stages linked to at least one experiment that is neither cancelled nor failed.
         wanted = set(
             s.scalars(
                 select(ExperimentStage.stage_id)
@@ -89,6 +93,7 @@ def mark_runnable(sessions: sessionmaker[Session], exp_id: str) -> list[tuple[in
                 .where(
                     ExperimentStage.stage_id.in_([st.id for st in pending]),
                     Experiment.cancel_requested.is_(False),
+                    Experiment.status != Status.FAILED.value,
                 )
             ).all()
         )
@@ -118,6 +123,18 @@ def mark_runnable(sessions: sessionmaker[Session], exp_id: str) -> list[tuple[in
     return out
 
 
+def queued_stages(sessions: sessionmaker[Session], exp_id: str) -> list[tuple[int, str]]:
+    """``(stage id, queue)`` of the experiment's stages that are queued (delivered or not)."""
+    with sessions() as s:
+        rows = s.execute(
+            select(Stage.id, Stage.kind)
+            .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
+            .where(ExperimentStage.experiment_id == exp_id, Stage.status == Status.QUEUED.value)
+            .order_by(Stage.id)
+        ).all()
+    return [(sid, queue_for(kind)) for sid, kind in dict.fromkeys(rows)]
+
+
 def experiments_of(sessions: sessionmaker[Session], stage_id: int) -> list[str]:
     with sessions() as s:
         return list(
@@ -128,7 +145,11 @@ def experiments_of(sessions: sessionmaker[Session], stage_id: int) -> list[str]:
 
 
 def refresh_experiment(sessions: sessionmaker[Session], exp_id: str) -> str:
-    """Derive the experiment's status from its stages and store it; returns the status."""
+    """Derive the experiment's status from its stages and store it; returns the status.
+
+    In this order: succeeded when every stage did (also when a cancel came as the last one ended:
+    the results are all there); failed when a stage failed for good (also if cancelled since: the
+    failure says more); cancelled when asked; else running or queued."""
     with sessions.begin() as s:
         exp = s.get(Experiment, exp_id)
         if exp is None:
@@ -138,9 +159,7 @@ def refresh_experiment(sessions: sessionmaker[Session], exp_id: str) -> str:
             .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
             .where(ExperimentStage.experiment_id == exp_id)
         ).all()
-        if exp.cancel_requested:
-            status = Status.CANCELLED.value
-        elif statuses and all(st == Status.SUCCEEDED.value for st in statuses):
+        if statuses and all(st == Status.SUCCEEDED.value for st in statuses):
             status = Status.SUCCEEDED.value
         elif Status.FAILED.value in statuses:
             status = Status.FAILED.value
@@ -150,11 +169,10 @@ def refresh_experiment(sessions: sessionmaker[Session], exp_id: str) -> str:
                 .where(ExperimentStage.experiment_id == exp_id, Stage.status == Status.FAILED.value)
                 .limit(1)
             ).first()
-            exp.error = (
-                f"stage {failed.kind} failed: {(failed.error or '').splitlines()[0]}"
-                if failed
-                else None
-            )
+            first_line = next(iter((failed.error or "").splitlines()), "") if failed else ""
+            exp.error = f"stage {failed.kind} failed: {first_line}" if failed else None
+        elif exp.cancel_requested:
+            status = Status.CANCELLED.value
         elif Status.RUNNING.value in statuses or Status.SUCCEEDED.value in statuses:
             status = Status.RUNNING.value
         else:
@@ -191,14 +209,38 @@ def start(sessions: sessionmaker[Session], executor: Executor, exp_id: str) -> N
     refresh_experiment(sessions, exp_id)
 
 
+def _still_running(sessions: sessionmaker[Session], exp_id: str) -> bool:
+    """Whether some stage of the experiment is queued or running."""
+    with sessions() as s:
+        return (
+            s.scalar(
+                select(Stage.id)
+                .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
+                .where(
+                    ExperimentStage.experiment_id == exp_id,
+                    Stage.status.in_([Status.QUEUED.value, Status.RUNNING.value]),
+                )
+                .limit(1)
+            )
+            is not None
+        )
+
+
 def cancel(sessions: sessionmaker[Session], exp_id: str) -> None:
     """Flag the experiment; stages no other live experiment needs stop (running ones at the next
-    training step, via :func:`stage_unwanted`) or never start. A finished experiment stays as it is
-    (:class:`ConflictError`); cancelling a cancelled one again changes nothing."""
+    training step, via :func:`stage_unwanted`) or never start. A succeeded experiment stays as it
+    is, and so does a failed one with nothing left running (:class:`ConflictError`); a failed one
+    whose other stages still run can be cancelled, to stop them; cancelling a cancelled one again
+    changes nothing. A cancel that races the last stage's end leaves the experiment succeeded (and
+    says so, as a conflict)."""
     status = refresh_experiment(sessions, exp_id)
-    if status in (Status.SUCCEEDED.value, Status.FAILED.value):
+    if status == Status.SUCCEEDED.value or (
+        status == Status.FAILED.value and not _still_running(sessions, exp_id)
+    ):
         raise ConflictError(
-            f"the experiment has {status}; only a queued or running experiment can be cancelled"
+            f"the experiment has {status}"
+            + ("" if status == Status.SUCCEEDED.value else " and nothing of it is still running")
+            + "; only a queued or running experiment can be cancelled"
         )
     with sessions.begin() as s:
         s.execute(update(Experiment).where(Experiment.id == exp_id).values(cancel_requested=True))
@@ -216,7 +258,10 @@ def cancel(sessions: sessionmaker[Session], exp_id: str) -> None:
                     )
                     .values(status=Status.CANCELLED.value, finished_at=utcnow())
                 )
-    refresh_experiment(sessions, exp_id)
+    if refresh_experiment(sessions, exp_id) == Status.SUCCEEDED.value:
+        raise ConflictError(
+            "the experiment has succeeded; only a queued or running experiment can be cancelled"
+        )
 
 
 def stage_unwanted(sessions: sessionmaker[Session], stage_id: int) -> bool:

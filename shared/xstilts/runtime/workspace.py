@@ -102,7 +102,7 @@ class Workspace:
         re-raises; running the same spec again resumes.
         """
         from xstilts.runtime.executors import ThreadExecutor
-        from xstilts.runtime.scheduler import cancel, start
+        from xstilts.runtime.scheduler import cancel, queued_stages, start
 
         executor = ThreadExecutor(
             self,
@@ -113,7 +113,14 @@ class Workspace:
             experiment_id=exp_id,
         )
         try:
+            # Stages another experiment's run queued for this one (a study's cells share their
+            # intermediate stage: when it ends, every cell's target becomes runnable and is sent
+            # to the executor at hand, which stops with its own experiment): delivered here, not
+            # when the reconciler finds them (minutes). A stage delivered twice is claimed once.
+            earlier = queued_stages(self.sessions, exp_id)
             start(self.sessions, executor, exp_id)
+            for stage_id, queue in earlier:
+                executor.send(stage_id, queue)
             status, error = self.status(exp_id)
             while status not in FINAL:
                 if on_poll is not None:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from xstilts.studies.results import MISSING, study_results
 from xstilts.studies.spec import StudySpec, expand, parse_study
-from xstilts.studies.state import FINISHED, cancel_study, study_state, study_status
+from xstilts.studies.state import cancel_study, study_state, study_status
 from xstilts.studies.submission import plan_study, study_request, submit_study
 
 __all__ = [
-    "FINISHED",
     "MISSING",
     "StudySpec",
     "cancel_study",

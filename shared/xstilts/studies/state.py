@@ -11,7 +11,6 @@ from xstilts.errors import ConflictError
 from xstilts.studies.cells import grid_cells, grid_fields, owned_study, study_spec
 from xstilts.studies.model import CellState, StudyState
 
-FINISHED = (Status.SUCCEEDED.value, Status.FAILED.value)
 _ORDER = (Status.RUNNING, Status.QUEUED, Status.PENDING, Status.FAILED, Status.CANCELLED)
 
 
@@ -62,12 +61,17 @@ def study_state(
 
 
 def cancel_study(sessions: sessionmaker[Session], study_id: str, owner: str | None) -> None:
-    """Cancel every cell that has not finished; finished cells stay as they are."""
+    """Cancel every cell that has not succeeded (a failed cell, to stop its stages that still
+    run); succeeded cells, and failed ones with nothing left running, stay as they are."""
     from xstilts.runtime.scheduler import cancel
 
     with sessions() as s:
         study = owned_study(s, study_id, owner)
-        live = [c.experiment_id for c in grid_cells(s, study) if c.status not in FINISHED]
+        live = [
+            c.experiment_id
+            for c in grid_cells(s, study)
+            if c.status not in (Status.SUCCEEDED.value, Status.CANCELLED.value)
+        ]
     for exp_id in live:
         try:
             cancel(sessions, exp_id)

@@ -36,6 +36,7 @@ from xstilts.experiments.plan import (
     StageSpec,
     TargetStageSpec,
 )
+from xstilts.modeling.sources import loadable
 from xstilts.training.predict import GPU_MAX_TOKENS
 
 GIB = 1024**3
@@ -88,7 +89,9 @@ def model_size(name_or_path: str, revision: str | None = None) -> ModelSize:
     """The encoder's parameter counts and shape from its config alone (built on the meta device)."""
     from transformers import AutoConfig, AutoModel
 
-    config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=False)
+    config = AutoConfig.from_pretrained(
+        loadable(name_or_path), revision=revision, trust_remote_code=False
+    )
     with torch.device("meta"):
         encoder = AutoModel.from_config(config, trust_remote_code=False)
     parameters = embeddings = 0

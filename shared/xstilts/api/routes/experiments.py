@@ -169,14 +169,17 @@ async def _finished_or(
         **NOT_FOUND,
         409: {
             "model": ErrorDetail,
-            "description": "the experiment already succeeded or failed; it stays as it is",
+            "description": "the experiment already succeeded, or failed with nothing of it still "
+            "running; it stays as it is",
         },
     },
 )
 def cancel_experiment(
     exp_id: OwnedExperimentId, sessions: SessionsDep, settings: SettingsDep
 ) -> ExperimentState:
-    """Cancel a queued or running experiment (again: no change). A finished one gets 409."""
+    """Cancel a queued or running experiment (again: no change), or a failed one whose other
+    stages still run, to stop them. A succeeded one, or a failed one with nothing left running,
+    gets 409."""
     cancel(sessions, exp_id)
     return _state(sessions, settings, exp_id)
 
