@@ -160,8 +160,7 @@ def test_failing_reports_leave_no_figure_behind(
 
         monkeypatch.setattr(Figure, "savefig", broken)
         codes = [
-            client.get(f"/experiments/{exp_id}/report", headers=AUTH).status_code
-            for _ in range(60)
+            client.get(f"/experiments/{exp_id}/report", headers=AUTH).status_code for _ in range(60)
         ]
         assert codes == [500] * 60  # the injected failure, each time past the figure's creation
         assert _live_figures() - before <= 2  # not one figure per failed request (60 if leaked)
