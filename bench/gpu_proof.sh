@@ -22,8 +22,8 @@
 # Environment: SIZE=large|tiny (default large), STEPS (timed-run steps at batch 32, default 150;
 # a sixth of them warm-up), CSTEPS (compile's steps, default 60), ROUNDS (default 2), DEADLINE
 # (all: seconds, default 480), OUT (the folder whose files come back; default /tmp/gpuout). Each
-# item logs its elapsed seconds to $OUT/log.txt and its table to $OUT/<item>.txt as it goes, so a
-# run cut short still returns them.
+# item logs its elapsed seconds to $OUT/log.txt and its table to $OUT/<item>.txt as it goes (8
+# files at most: what the device tool returns), so a run cut short still returns them.
 set -u
 part=${1:-all}
 G=$PWD/.gpu; SIZE=${SIZE:-large}; STEPS=${STEPS:-150}; ROUNDS=${ROUNDS:-2}; OUT=${OUT:-/tmp/gpuout}
@@ -65,7 +65,7 @@ train128() {
 }
 random() {
   log "train, batch 32 and 128: HF Trainer in random order"
-  gpu_train random-32 32 "$STEPS" 1 trainer-random && gpu_train random-128 128 $((STEPS / 2)) 1 trainer-random
+  gpu_train random 32 "$STEPS" 1 trainer-random && gpu_train random 128 $((STEPS / 2)) 1 trainer-random
 }
 train() { train32 && train128 && random; }
 graphs() {
