@@ -27,6 +27,7 @@ once: their examples/s summed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -205,8 +206,7 @@ def run_one(config: str, folder: str, steps: int, warmup: int, batch: int, lengt
 
 def _slowest_step(marks: list[Any], cuda: bool) -> float:
     """The longest of the timed steps, in seconds (a recompilation shows here)."""
-    pairs = zip(marks, marks[1:], strict=False)
-    return max(a.elapsed_time(b) / 1000 if cuda else b - a for a, b in pairs)
+    return max(a.elapsed_time(b) / 1000 if cuda else b - a for a, b in itertools.pairwise(marks))
 
 
 def _launch(config: str, folder: str, args: argparse.Namespace) -> subprocess.Popen[str]:

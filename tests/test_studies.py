@@ -111,13 +111,8 @@ def test_a_cell_whose_stage_another_cell_queued_runs_at_once(
     ws = Workspace(settings)
     _, (cell,) = submit_study(ws.sessions, settings, study, None)
 
-    class Stopped:  # an executor that stopped before running what it was sent
-        def send(self, stage_id: int, queue: str) -> None:
-            pass
-
+    # Queued and sent to an executor that stopped before running them: nobody delivers them.
     queued = scheduler.mark_runnable(ws.sessions, cell)
-    for stage_id, queue in queued:
-        Stopped().send(stage_id, queue)
     assert queued and scheduler.queued_stages(ws.sessions, cell) == queued
     started = time.monotonic()
 

@@ -158,7 +158,7 @@ def check_live_stored(s: Session, settings: Settings, owner: str | None, added: 
 
 def _too_many_live(live: int, adding: int, settings: Settings) -> QuotaExceededError:
     return QuotaExceededError(
-        f"this key has {live} experiments queued or running and the request adds "
+        f"this key has {live} experiments pending, queued or running and the request adds "
         f"{adding}; a key may have at most {settings.quota_live_experiments} at once "
         "(XSTILTS_QUOTA_LIVE_EXPERIMENTS): retry when some have finished"
     )

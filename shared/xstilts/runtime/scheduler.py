@@ -11,7 +11,7 @@ import logging
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status, utcnow
@@ -123,16 +123,23 @@ def mark_runnable(sessions: sessionmaker[Session], exp_id: str) -> list[tuple[in
     return out
 
 
-def queued_stages(sessions: sessionmaker[Session], exp_id: str) -> list[tuple[int, str]]:
-    """``(stage id, queue)`` of the experiment's stages that are queued (delivered or not)."""
+def _stages_in(sessions: sessionmaker[Session], exp_id: str, statuses: list[str]) -> list[Row]:
+    """``(id, kind)`` of the experiment's stages in one of ``statuses``, each once, by id."""
     with sessions() as s:
         rows = s.execute(
             select(Stage.id, Stage.kind)
             .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
-            .where(ExperimentStage.experiment_id == exp_id, Stage.status == Status.QUEUED.value)
+            .where(ExperimentStage.experiment_id == exp_id, Stage.status.in_(statuses))
             .order_by(Stage.id)
+            .distinct()
         ).all()
-    return [(sid, queue_for(kind)) for sid, kind in dict.fromkeys(rows)]
+    return list(rows)
+
+
+def queued_stages(sessions: sessionmaker[Session], exp_id: str) -> list[tuple[int, str]]:
+    """``(stage id, queue)`` of the experiment's stages that are queued (delivered or not)."""
+    rows = _stages_in(sessions, exp_id, [Status.QUEUED.value])
+    return [(sid, queue_for(kind)) for sid, kind in rows]
 
 
 def experiments_of(sessions: sessionmaker[Session], stage_id: int) -> list[str]:
@@ -211,19 +218,7 @@ def start(sessions: sessionmaker[Session], executor: Executor, exp_id: str) -> N
 
 def _still_running(sessions: sessionmaker[Session], exp_id: str) -> bool:
     """Whether some stage of the experiment is queued or running."""
-    with sessions() as s:
-        return (
-            s.scalar(
-                select(Stage.id)
-                .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
-                .where(
-                    ExperimentStage.experiment_id == exp_id,
-                    Stage.status.in_([Status.QUEUED.value, Status.RUNNING.value]),
-                )
-                .limit(1)
-            )
-            is not None
-        )
+    return bool(_stages_in(sessions, exp_id, [Status.QUEUED.value, Status.RUNNING.value]))
 
 
 def cancel(sessions: sessionmaker[Session], exp_id: str) -> None:
