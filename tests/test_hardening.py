@@ -598,7 +598,9 @@ def test_status_moves_when_stages_do_not_when_read(
         target = next(s for s in exp["stages"] if s["kind"] == "target_train")
         with sessions() as s:
             stage_id = s.scalars(select(Stage.id).where(Stage.key == target["key"])).one()
-        assert claim(sessions, stage_id, 60) is (exp is ids[0])  # a cancelled one's never starts
+        assert (claim(sessions, stage_id, 60) is not None) is (
+            exp is ids[0]
+        )  # a cancelled one's never starts
     first = client.get(f"/experiments/{ids[0]['id']}", headers=AUTH).json()
     assert first["status"] == "running"
     assert client.get(f"/experiments/{ids[1]['id']}", headers=AUTH).json()["status"] == "cancelled"

@@ -219,13 +219,13 @@ def store_experiment(
         )
     ]
     stages = {key: (sid, status) for sid, key, status in rows}
-    # A new request retries what failed or was cancelled before.
+    # A new request retries what failed or was cancelled before, with every attempt again.
     retry = [sid for sid, status in stages.values() if status in RETRIED]
     for begin in range(0, len(retry), BATCH):
         s.execute(
             update(Stage)
             .where(Stage.id.in_(retry[begin : begin + BATCH]), Stage.status.in_(RETRIED))
-            .values(status=Status.PENDING.value)
+            .values(status=Status.PENDING.value, attempts=0)
             .execution_options(synchronize_session=False)
         )
     links = [

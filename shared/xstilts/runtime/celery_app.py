@@ -15,13 +15,15 @@ import json
 import logging
 import os
 import tempfile
+import time
 from functools import lru_cache
+from typing import cast
 
 from celery import Celery
 
 from xstilts.config import Settings, get_settings
 from xstilts.runtime.executors import execute_stage
-from xstilts.runtime.gpu_budget import pool_size
+from xstilts.runtime.gpu_budget import ADMISSION_WAIT_S, pool_size
 from xstilts.runtime.scheduler import EVAL_QUEUE, GPU_QUEUE, reconcile
 from xstilts.runtime.workspace import Workspace
 
@@ -91,12 +93,18 @@ class CeleryExecutor:
 
 
 # kombu's Redis transport: a queue is a list (priority levels are lists named queue + "\x06\x16"
-# + level), and a delivered message waits in the hash "unacked" until it is acknowledged.
+# + level), and a delivered message waits in the hash "unacked" until it is acknowledged, its
+# delivery time in the sorted set "unacked_index".
 _PRIORITY_SEP = "\x06\x16"
 _UNACKED = "unacked"
+_UNACKED_INDEX = "unacked_index"
+# A delivered message whose stage is still queued is held by a worker for the admission wait at
+# most (then it is sent again and acknowledged); one delivered longer ago than this belongs to a
+# worker that died. Redis would give it back only after the 7-day visibility timeout.
+UNACKED_HELD_S = 10 * ADMISSION_WAIT_S
 
 
-def redis_in_flight(broker_url: str, queues: tuple[str, ...]) -> set[int]:
+def redis_in_flight(broker_url: str, queues: tuple[str, ...], now: float | None = None) -> set[int]:
     import redis
 
     client = redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=10)
@@ -105,9 +113,12 @@ def redis_in_flight(broker_url: str, queues: tuple[str, ...]) -> set[int]:
         for queue in queues:
             for key in [queue.encode(), *client.scan_iter(match=f"{queue}{_PRIORITY_SEP}*")]:
                 raw += client.lrange(key, 0, -1)
-        for entry in client.hvals(_UNACKED):
-            message = json.loads(entry)[0]  # [message, exchange, routing key]
-            raw.append(json.dumps(message).encode())
+        since = (time.time() if now is None else now) - UNACKED_HELD_S
+        recent = cast(list[bytes], client.zrangebyscore(_UNACKED_INDEX, since, "+inf"))
+        for entry in client.hmget(_UNACKED, recent) if recent else []:
+            if entry is not None:  # acknowledged in the meantime
+                message = json.loads(entry)[0]  # [message, exchange, routing key]
+                raw.append(json.dumps(message).encode())
     finally:
         client.close()
     return {sid for item in raw if (sid := _stage_of(item)) is not None}

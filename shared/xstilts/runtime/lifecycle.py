@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -48,11 +48,15 @@ DEFAULT_LEASE_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class StageRef:
-    """Which stage a runner works on (the row's identity, without a database session)."""
+    """Which stage a runner works on (the row's identity, without a database session), and which
+    attempt at it: the runner's writes apply only while the row is still running that attempt, so a
+    runner whose lease lapsed (a stalled process, a database outage) and whose stage another runner
+    took over writes nothing (:func:`owned`)."""
 
     id: int
     key: str
     kind: str
+    attempt: int = 0
 
 
 class StageReporter(Protocol):
@@ -104,21 +108,37 @@ class StageContext:
 
 
 def claimable(now: datetime | None = None) -> ColumnElement[bool]:
-    """Which stages a runner may claim: pending or queued, or running with an expired lease."""
+    """Which stages a runner may claim: pending or queued, or running with an expired lease and
+    attempts left."""
     return or_(
         Stage.status.in_([Status.PENDING.value, Status.QUEUED.value]),
-        and_(Stage.status == Status.RUNNING.value, Stage.lease_until < (now or utcnow())),
+        and_(
+            Stage.status == Status.RUNNING.value,
+            Stage.lease_until < (now or utcnow()),
+            Stage.attempts < MAX_ATTEMPTS,
+        ),
     )
 
 
-def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float) -> bool:
-    """Move a stage to running if it is pending/queued, or running with an expired lease.
+def owned(stage: StageRef) -> ColumnElement[bool]:
+    """The row is still running the attempt ``stage`` names (the fence of every runner write)."""
+    return and_(
+        Stage.id == stage.id,
+        Stage.status == Status.RUNNING.value,
+        Stage.attempts == stage.attempt,
+    )
 
-    A conditional UPDATE: of two callers, exactly one gets the row; the other returns False.
+
+def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float) -> int | None:
+    """Move a stage to running if it is pending/queued, or running with an expired lease and
+    attempts left (the reconciler fails one whose runner was lost too often).
+
+    A conditional UPDATE: of two callers, exactly one gets the row and the number of the attempt it
+    starts; the other gets None.
     """
     now = utcnow()
     with sessions.begin() as s:
-        res = s.execute(
+        attempt = s.scalar(
             update(Stage)
             .where(Stage.id == stage_id, claimable(now))
             .values(
@@ -128,9 +148,10 @@ def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float) -> boo
                 lease_until=now + timedelta(seconds=lease_s),
                 error=None,
             )
+            .returning(Stage.attempts)
+            .execution_options(synchronize_session=False)
         )
-        claimed = cast(CursorResult[Any], res).rowcount == 1
-        if claimed:
+        if attempt is not None:
             # The one change of experiment status a claim can cause, made here so that reads
             # never have to derive and write it: queued -> running.
             linked = select(ExperimentStage.experiment_id).where(
@@ -146,17 +167,17 @@ def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float) -> boo
                 .values(status=Status.RUNNING.value)
                 .execution_options(synchronize_session=False)
             )
-        return claimed
+        return attempt
 
 
 def record_progress(
-    sessions: sessionmaker[Session], stage_id: int, step: int, total: int, rate: float
+    sessions: sessionmaker[Session], stage: StageRef, step: int, total: int, rate: float
 ) -> None:
     """Store a running stage's progress (its lease is :class:`LeaseKeeper`'s job)."""
     with sessions.begin() as s:
         s.execute(
             update(Stage)
-            .where(Stage.id == stage_id, Stage.status == Status.RUNNING.value)
+            .where(owned(stage))
             .values(progress_step=step, progress_total=total, examples_per_s=rate)
         )
 
@@ -168,29 +189,45 @@ class LeaseKeeper:
     (saving a multi-GB checkpoint, loading a model, a long prediction batch), and the reconciler
     would then start a second runner. The lease ends with the process: a killed worker's stage is
     picked up once it expires.
+
+    A beat that finds the row no longer running this attempt (the lease lapsed and the stage was
+    queued again or taken over) sets :attr:`lost`: the runner stops at its next check, instead of
+    training beside its successor into the same folders.
     """
 
     def __init__(
-        self, sessions: sessionmaker[Session], stage_id: int, lease_s: float, every_s: float
+        self, sessions: sessionmaker[Session], stage: StageRef, lease_s: float, every_s: float
     ) -> None:
         self.sessions = sessions
-        self.stage_id = stage_id
+        self.stage = stage
         self.lease_s = lease_s
         self.every_s = every_s
+        self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{stage_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"lease-{stage.id}", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             try:
                 with self.sessions.begin() as s:
-                    s.execute(
+                    res = s.execute(
                         update(Stage)
-                        .where(Stage.id == self.stage_id, Stage.status == Status.RUNNING.value)
+                        .where(owned(self.stage))
                         .values(lease_until=utcnow() + timedelta(seconds=self.lease_s))
                     )
+                    kept = cast(CursorResult[Any], res).rowcount == 1
             except Exception:  # a database hiccup must not kill the stage; the next beat retries
-                log.warning("lease heartbeat for stage %d failed", self.stage_id, exc_info=True)
+                log.warning("lease heartbeat for stage %d failed", self.stage.id, exc_info=True)
+                continue
+            if not kept:
+                log.warning(
+                    "stage %s %s lost its lease (attempt %d): another runner has it; stopping",
+                    self.stage.kind,
+                    self.stage.key[:12],
+                    self.stage.attempt,
+                )
+                self.lost.set()
+                return
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
@@ -203,27 +240,31 @@ class LeaseKeeper:
 
 def run_stage(ctx: StageContext, stage_id: int) -> bool:
     """Run a stage if it can be claimed. Returns True if this call ran it."""
-    if not claim(ctx.sessions, stage_id, ctx.lease_seconds):
+    attempt = claim(ctx.sessions, stage_id, ctx.lease_seconds)
+    if attempt is None:
         return False
     with ctx.sessions() as s:
         row = s.get(Stage, stage_id)
         assert row is not None
-        stage, params = StageRef(row.id, row.key, row.kind), row.params
+        stage, params = StageRef(row.id, row.key, row.kind, attempt), row.params
+    keeper = LeaseKeeper(ctx.sessions, stage, ctx.lease_seconds, ctx.heartbeat_seconds)
+    asked = ctx.should_stop
+    ctx = replace(ctx, should_stop=lambda: keeper.lost.is_set() or (asked is not None and asked()))
     try:
-        with LeaseKeeper(ctx.sessions, stage_id, ctx.lease_seconds, ctx.heartbeat_seconds):
+        with keeper:
             from xstilts.runtime.runners import run_spec  # the runner of this kind, loaded lazily
 
             spec: StageSpec = parse_stage_spec(params)
             outcome = run_spec(ctx, stage, spec)
     except CancelledError as e:
-        _finish(ctx, stage_id, Status.CANCELLED, error=str(e))
+        _finish(ctx, stage, Status.CANCELLED, error=str(e))
         raise
     except KeyboardInterrupt:
         # Ctrl-C: hand the stage back at once (its checkpoint stays) so a re-run resumes it.
         with ctx.sessions.begin() as s:
             s.execute(
                 update(Stage)
-                .where(Stage.id == stage_id)
+                .where(owned(stage))
                 .values(status=Status.PENDING.value, lease_until=None)
             )
         raise
@@ -232,12 +273,11 @@ def run_stage(ctx: StageContext, stage_id: int) -> bool:
             _out_of_memory(ctx, stage, e)  # raises
         log.exception("stage %s (%s) failed", stage.kind, stage.key[:12])
         detail = f"{type(e).__name__}: {e}\n" + "".join(traceback.format_exc(limit=8))
-        retry = _failed_attempt(ctx, stage_id, detail)
+        retry = _failed_attempt(ctx, stage, detail)
         raise StageFailedError(
             f"stage {stage.kind} {stage.key[:12]} failed: {type(e).__name__}: {e}", retry=retry
         ) from e
-    _finish(ctx, stage_id, Status.SUCCEEDED, outcome=outcome)
-    return True
+    return _finish(ctx, stage, Status.SUCCEEDED, outcome=outcome)
 
 
 def out_of_memory(e: BaseException) -> bool:
@@ -257,7 +297,7 @@ def _out_of_memory(ctx: StageContext, stage: StageRef, e: Exception) -> None:
         with ctx.sessions.begin() as s:
             s.execute(
                 update(Stage)
-                .where(Stage.id == stage.id, Stage.status == Status.RUNNING.value)
+                .where(owned(stage))
                 .values(
                     status=Status.QUEUED.value,
                     attempts=Stage.attempts - 1,
@@ -273,43 +313,61 @@ def _out_of_memory(ctx: StageContext, stage: StageRef, e: Exception) -> None:
         "attempt would too: lower training.batch_size or max_seq_length (evaluation.batch_size "
         "for a predict stage), or use a GPU with more memory"
     )
-    _finish(ctx, stage.id, Status.FAILED, error=why + "\n" + traceback.format_exc(limit=8))
+    _finish(ctx, stage, Status.FAILED, error=why + "\n" + traceback.format_exc(limit=8))
     raise StageOutOfMemoryError(f"{name} failed: {why}") from e
 
 
-def _failed_attempt(ctx: StageContext, stage_id: int, error: str) -> bool:
+def _failed_attempt(ctx: StageContext, stage: StageRef, error: str) -> bool:
     """Record a failed attempt with its error: queued again while attempts remain (True), else
     failed. One transaction, so nobody ever sees the stage failed, and its experiment with it,
-    while it is still to be retried."""
+    while it is still to be retried. A runner that no longer owns the stage records nothing
+    (False: its successor decides)."""
+    retry = stage.attempt < MAX_ATTEMPTS
+    now = utcnow()
     with ctx.sessions.begin() as s:
-        stage = s.get(Stage, stage_id)
-        assert stage is not None
-        retry = stage.attempts < MAX_ATTEMPTS
-        stage.status = (Status.QUEUED if retry else Status.FAILED).value
-        stage.finished_at = utcnow()
-        stage.error = error
-        if retry:
-            stage.lease_until = utcnow() + timedelta(seconds=REDELIVER_AFTER_S)
-    return retry
+        res = s.execute(
+            update(Stage)
+            .where(owned(stage))
+            .values(
+                status=(Status.QUEUED if retry else Status.FAILED).value,
+                finished_at=now,
+                error=error,
+                lease_until=now + timedelta(seconds=REDELIVER_AFTER_S)
+                if retry
+                else Stage.lease_until,
+            )
+        )
+        recorded = cast(CursorResult[Any], res).rowcount == 1
+    return retry and recorded
 
 
 def _finish(
     ctx: StageContext,
-    stage_id: int,
+    stage: StageRef,
     status: Status,
     outcome: StageOutcome | None = None,
     error: str | None = None,
-) -> None:
+) -> bool:
+    """Store the attempt's end; False (nothing stored) when another runner has taken it over."""
+    values: dict[str, Any] = {"status": status.value, "finished_at": utcnow(), "error": error}
+    if outcome is not None:
+        values |= {
+            "output_uri": str(outcome.output),
+            "result": outcome.result.model_dump(mode="json"),
+            "steps_run": Stage.steps_run + outcome.steps_run,
+        }
     with ctx.sessions.begin() as s:
-        stage = s.get(Stage, stage_id)
-        assert stage is not None
-        stage.status = status.value
-        stage.finished_at = utcnow()
-        stage.error = error
-        if outcome is not None:
-            stage.output_uri = str(outcome.output)
-            stage.result = outcome.result.model_dump(mode="json")
-            stage.steps_run += outcome.steps_run
+        res = s.execute(update(Stage).where(owned(stage)).values(**values))
+        stored = cast(CursorResult[Any], res).rowcount == 1
+    if not stored:
+        log.warning(
+            "stage %s %s attempt %d ended %s after another runner took it over: not recorded",
+            stage.kind,
+            stage.key[:12],
+            stage.attempt,
+            status.value,
+        )
+    return stored
 
 
 @dataclass
@@ -324,7 +382,7 @@ class ProgressRecorder:
     def __call__(self, step: int, total: int, rate: float, loss: float = float("nan")) -> None:
         now = time.monotonic()
         if now - self._last >= self.ctx.heartbeat_seconds or step == total:
-            record_progress(self.ctx.sessions, self.stage.id, step, total, rate)
+            record_progress(self.ctx.sessions, self.stage, step, total, rate)
             self._last = now
         if self.ctx.reporter is not None:
             self.ctx.reporter.progress(self.stage, step, total, rate)

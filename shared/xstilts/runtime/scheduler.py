@@ -8,10 +8,10 @@ doorbell that makes some runner call :func:`xstilts.runtime.lifecycle.run_stage`
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
-from sqlalchemy import Row, or_, select, update
+from sqlalchemy import Row, Select, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status, utcnow
@@ -158,7 +158,14 @@ def refresh_experiment(sessions: sessionmaker[Session], exp_id: str) -> str:
     the results are all there); failed when a stage failed for good (also if cancelled since: the
     failure says more); cancelled when asked; else running or queued."""
     with sessions.begin() as s:
-        exp = s.get(Experiment, exp_id)
+        # The experiment's row is locked before its stages are read (the first statement a write:
+        # a row lock on Postgres, the write lock on SQLite), so two refreshes take turns and the
+        # later one reads what the earlier one saw, or newer; else one that read a stage still
+        # running could store its stale verdict after the other stored the newer one.
+        s.execute(
+            update(Experiment).where(Experiment.id == exp_id).values(status=Experiment.status)
+        )
+        exp = s.get(Experiment, exp_id, populate_existing=True)
         if exp is None:
             return Status.FAILED.value
         statuses = s.scalars(
@@ -186,22 +193,18 @@ def refresh_experiment(sessions: sessionmaker[Session], exp_id: str) -> str:
             status = Status.QUEUED.value
         if exp.status != status:  # polls read far more often than anything changes
             exp.status = status
+        if status != Status.FAILED.value and exp.error is not None:
+            exp.error = None  # a failed stage retried since (another request reset it)
         return status
 
 
-def advance(sessions: sessionmaker[Session], executor: Executor, stage_id: int) -> None:
-    """After a stage ended: queue what became runnable in every experiment that links it."""
-    for exp_id in experiments_of(sessions, stage_id):
-        for sid, queue in mark_runnable(sessions, exp_id):
-            executor.send(sid, queue)
-        refresh_experiment(sessions, exp_id)
-
-
-def start(sessions: sessionmaker[Session], executor: Executor, exp_id: str) -> None:
-    """Kick off a freshly submitted (committed) experiment. A broker that cannot take a message
-    now (Redis down) loses nothing: the stage stays queued in the database, marked due, and the
-    reconciler's next pass delivers it once the broker is back; the experiment is accepted."""
-    for sid, queue in mark_runnable(sessions, exp_id):
+def send_or_defer(
+    sessions: sessionmaker[Session], executor: Executor, stages: list[tuple[int, str]]
+) -> None:
+    """Send queued stages. A broker that cannot take a message now (Redis down) loses nothing: the
+    stage stays queued in the database, marked due, and the reconciler's next pass delivers it
+    once the broker is back."""
+    for sid, queue in stages:
         try:
             executor.send(sid, queue)
         except Exception as e:  # the broker's own errors: kombu, redis, socket
@@ -213,6 +216,19 @@ def start(sessions: sessionmaker[Session], executor: Executor, exp_id: str) -> N
             )
             with sessions.begin() as s:
                 s.execute(update(Stage).where(Stage.id == sid).values(lease_until=utcnow()))
+
+
+def advance(sessions: sessionmaker[Session], executor: Executor, stage_id: int) -> None:
+    """After a stage ended: queue what became runnable in every experiment that links it."""
+    for exp_id in experiments_of(sessions, stage_id):
+        send_or_defer(sessions, executor, mark_runnable(sessions, exp_id))
+        refresh_experiment(sessions, exp_id)
+
+
+def start(sessions: sessionmaker[Session], executor: Executor, exp_id: str) -> None:
+    """Kick off a freshly submitted (committed) experiment; a broker that is down delays its
+    stages (:func:`send_or_defer`) but the experiment is accepted."""
+    send_or_defer(sessions, executor, mark_runnable(sessions, exp_id))
     refresh_experiment(sessions, exp_id)
 
 
@@ -268,10 +284,18 @@ def stage_unwanted(sessions: sessionmaker[Session], stage_id: int) -> bool:
 def reconcile(
     sessions: sessionmaker[Session], executor: Executor, experiment_id: str | None = None
 ) -> list[int]:
-    """Re-deliver stages whose worker died (running, lease expired) or whose message was lost
-    (queued, not claimed in time, and not held by the executor's broker as far as it can tell),
-    and queue stages that became runnable but were never sent.
-    ``experiment_id`` limits this to the stages of one experiment.
+    """Repair what a lost message, a dead process or a race left behind, and return the stage ids
+    it delivered. ``experiment_id`` limits it to the stages of one experiment. In order:
+
+    - a running stage whose lease expired lost its runner: it is queued again and delivered, or
+      failed once its runner was lost :data:`MAX_ATTEMPTS` times (a stage that kills its worker,
+      say by exhausting host memory, must not do so for ever);
+    - a queued stage not claimed in time whose message the executor's broker does not hold (as far
+      as it can tell) is delivered again;
+    - a cancelled stage that a live experiment links (a cancel that raced a new request for it) is
+      made pending again;
+    - every live experiment's runnable stages are queued and sent, and every active experiment's
+      status derived again (a process that died between a stage's end and that refresh).
 
     Safe to run any time and from several places: claiming is a conditional update, so a duplicate
     delivery finds nothing to do.
@@ -281,37 +305,109 @@ def reconcile(
         or_(Stage.status == Status.RUNNING.value, Stage.status == Status.QUEUED.value),
         Stage.lease_until < now,
     )
-    live_query = select(Experiment.id).where(
-        Experiment.status.in_(ACTIVE), Experiment.cancel_requested.is_(False)
-    )
+    active_query = select(Experiment.id).where(Experiment.status.in_(ACTIVE))
     if experiment_id is not None:
         stale = stale.join(ExperimentStage, ExperimentStage.stage_id == Stage.id).where(
             ExperimentStage.experiment_id == experiment_id
         )
-        live_query = live_query.where(Experiment.id == experiment_id)
+        active_query = active_query.where(Experiment.id == experiment_id)
+    live_query = active_query.where(Experiment.cancel_requested.is_(False))
     with sessions.begin() as s:
         rows = list(dict.fromkeys((sid, kind, st) for sid, kind, st in s.execute(stale).all()))
-        for sid, _, _ in rows:  # the next check of the same stage waits a full period
+        lost = [sid for sid, _, st in rows if st == Status.RUNNING.value]
+        given_up = _fail_lost_too_often(s, lost, now)
+        rows = [row for row in rows if row[0] not in given_up]
+        # The next check of the same stage waits a full period. Still conditional on the lease:
+        # a runner whose heartbeat came in the meantime keeps its stage.
+        for sid, _, _ in rows:
             s.execute(
                 update(Stage)
-                .where(Stage.id == sid, Stage.status == Status.QUEUED.value)
-                .values(lease_until=now + timedelta(seconds=REDELIVER_AFTER_S))
+                .where(Stage.id == sid, Stage.status.in_(_DELIVERED), Stage.lease_until < now)
+                .values(
+                    status=Status.QUEUED.value,
+                    lease_until=now + timedelta(seconds=REDELIVER_AFTER_S),
+                )
             )
+        _revive_wanted(s, live_query)
         live = s.scalars(live_query).all()
+        active = s.scalars(active_query).all()
     # A queued stage whose message is still waiting (behind a long run, say) is not lost: sending
     # it again would only lengthen the queue that GPU workers are scaled on. A running stage whose
     # lease expired lost its worker, whatever the broker holds.
     held = _in_flight(executor) if any(st == Status.QUEUED.value for _, _, st in rows) else None
-    sent: list[int] = []
-    for sid, kind, status in rows:
-        if status == Status.QUEUED.value and held is not None and sid in held:
-            continue
-        executor.send(sid, queue_for(kind))
-        sent.append(sid)
+    due = [
+        (sid, queue_for(kind))
+        for sid, kind, status in rows
+        if not (status == Status.QUEUED.value and held is not None and sid in held)
+    ]
     for exp_id in live:
-        for sid, queue in mark_runnable(sessions, exp_id):
-            executor.send(sid, queue)
-            sent.append(sid)
-    if sent:
-        log.info("reconciler re-delivered stages %s", sent)
-    return sent
+        due += mark_runnable(sessions, exp_id)
+    send_or_defer(sessions, executor, due)
+    for exp_id in dict.fromkeys([*experiments_of_stages(sessions, given_up), *active]):
+        refresh_experiment(sessions, exp_id)
+    if due:
+        log.info("reconciler re-delivered stages %s", [sid for sid, _ in due])
+    return [sid for sid, _ in due]
+
+
+_DELIVERED = (Status.QUEUED.value, Status.RUNNING.value)
+
+
+def _fail_lost_too_often(s: Session, lost: list[int], now: datetime) -> list[int]:
+    """Fail the running stages among ``lost`` (lease expired) whose runner was lost on every one of
+    their :data:`MAX_ATTEMPTS` attempts; returns their ids."""
+    if not lost:
+        return []
+    return list(
+        s.scalars(
+            update(Stage)
+            .where(
+                Stage.id.in_(lost),
+                Stage.status == Status.RUNNING.value,
+                Stage.lease_until < now,
+                Stage.attempts >= MAX_ATTEMPTS,
+            )
+            .values(
+                status=Status.FAILED.value,
+                finished_at=now,
+                error=(
+                    f"its runner was lost on each of {MAX_ATTEMPTS} attempts (the process died or "
+                    "stopped renewing its lease: killed, out of host memory, or crashed); "
+                    "not tried again: see the worker's log"
+                ),
+            )
+            .returning(Stage.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    )
+
+
+def _revive_wanted(s: Session, live_query: Select[Any]) -> None:
+    """Cancelled stages that a live experiment links become pending again. A cancel decides which
+    stages nobody wants in one statement and cancels them in another; a request that reused a stage
+    in between, or linked it while its runner was stopping, would otherwise wait for ever."""
+    wanted = select(ExperimentStage.stage_id).where(ExperimentStage.experiment_id.in_(live_query))
+    revived = s.scalars(
+        update(Stage)
+        .where(Stage.status == Status.CANCELLED.value, Stage.id.in_(wanted))
+        .values(status=Status.PENDING.value, attempts=0)
+        .returning(Stage.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if revived:
+        log.warning(
+            "stages %s were cancelled but a live experiment wants them: pending again", revived
+        )
+
+
+def experiments_of_stages(sessions: sessionmaker[Session], stage_ids: list[int]) -> list[str]:
+    if not stage_ids:
+        return []
+    with sessions() as s:
+        return list(
+            s.scalars(
+                select(ExperimentStage.experiment_id)
+                .where(ExperimentStage.stage_id.in_(stage_ids))
+                .distinct()
+            ).all()
+        )

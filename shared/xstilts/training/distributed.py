@@ -17,6 +17,8 @@ import multiprocessing as mp
 import os
 import queue
 import socket
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +76,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PARENT_CHECK_S = 1.0
+
+
+def _exit_with_parent() -> None:
+    """End this replica when the process that started it dies (a killed worker's replicas would
+    otherwise train on, into the folder its successor resumes from, on memory nobody accounts
+    for). A daemon child outlives a parent killed with SIGKILL; its parent id then changes."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="xstilts-parent-watch", daemon=True).start()
+
+
 def _entry(
     rank: int,
     world: int,
@@ -83,6 +102,7 @@ def _entry(
     events: Any,
     stop: Any,
 ) -> None:
+    _exit_with_parent()
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(rank % torch.cuda.device_count())
