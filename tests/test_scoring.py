@@ -152,6 +152,46 @@ def test_cli_score_errors_and_json(folders: tuple[Path, Path], tmp_path: Path, c
     assert "valid values" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("file", "pred", "gold", "says"),
+    [
+        ("xnli/test-de.tsv", "neutral\n", "bogusgold\n", "label 'bogusgold' is not one of"),
+        ("pawsx/test-de.tsv", "1\n", "7\n", "label '7' is not one of 0, 1"),
+        ("panx/test-de.tsv", "O\n", "X-FOO\n", "label 'X-FOO' is not one of O, B-PER"),
+        ("xnli/test-de.tsv", "neutral\n", b"\xffneutral\n", "not UTF-8 text"),
+        ("tatoeba/test-de.tsv", "x\n", "1\n", "entry 1 is 'x', not a sentence index"),
+        ("xquad/test-de.json", '{"q1": 5}', '{"data": []}', "question id -> answer text"),
+        ("xquad/test-de.json", "{}", '{"data": 5}', "not SQuAD-format JSON"),
+        ("xquad/test-de.json", "{}", '{"data": [{"paragraphs": [{"qas": [{"id": "q"}]}]}]}',
+         "not SQuAD-format JSON"),
+        ("xquad/test-de.json", "{}", "{", "not JSON"),
+    ],
+)  # fmt: skip
+def test_malformed_files_are_named_never_scored(
+    folders: tuple[Path, Path], capsys, file: str, pred: str, gold: str | bytes, says: str
+) -> None:
+    """A gold label outside the task's labels would score every answer wrong, in silence; a file
+    of the wrong shape would end in a traceback. Each is exit 2, naming the file."""
+    pred_dir, gold_dir = folders
+    _write(pred_dir / file, pred)
+    (gold_dir / file).parent.mkdir(parents=True)
+    (gold_dir / file).write_bytes(gold if isinstance(gold, bytes) else gold.encode())
+    assert main(["score", "--predictions", str(pred_dir), "--labels", str(gold_dir)]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    assert file.split("/")[1] in err  # the file is named
+
+
+def test_a_prediction_folder_where_a_file_belongs_is_named(
+    folders: tuple[Path, Path], capsys
+) -> None:
+    pred_dir, gold_dir = folders
+    (pred_dir / "xnli/test-de.tsv").mkdir(parents=True)
+    _write(gold_dir / "xnli/test-de.tsv", "neutral\n")
+    assert main(["score", "--predictions", str(pred_dir), "--labels", str(gold_dir)]) == 2
+    assert "test-de.tsv is not a file" in capsys.readouterr().err
+
+
 def test_export_then_score_reproduces_the_stored_metrics(
     settings, tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -202,7 +202,10 @@ class Settings(BaseSettings):
     @field_validator("home", "cache_dir", "artifacts_dir")
     @classmethod
     def _resolve_path(cls, value: Path) -> Path:
-        return _resolve(value)
+        path = _resolve(value)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file; give a folder (it is created if missing)")
+        return path
 
     @field_validator("data_dir")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -317,6 +318,9 @@ MLM_ARM = "mlm"  # a study row's item for MLM training during the intermediate s
 TRANSLATED_SUFFIX = "@translated"  # a study row's item: the task plus its translated copies
 
 
+MAX_TRANSLATED_LANGUAGES = 64  # languages of one task's translated copies (XTREME has up to 40)
+
+
 def translated_task_names() -> list[str]:
     """Intermediate tasks with machine-translated training data (a ``translate_train`` split)."""
     return [t.name for t in all_tasks() if Split.TRANSLATE_TRAIN in t.splits]
@@ -330,7 +334,9 @@ class MLMConfig(_Strict):
     the mask token, 10% as a random token and 10% unchanged (BERT, XLM-R)."""
 
     languages: list[Annotated[str, _enum(MLM_LANGUAGES)]] = Field(
-        default_factory=lambda: sorted(DEFAULT_MLM_LANGUAGES), min_length=1
+        default_factory=lambda: sorted(DEFAULT_MLM_LANGUAGES),
+        min_length=1,
+        max_length=len(MLM_LANGUAGES),
     )
     # The share of micro-batches that are MLM batches; unset: the sampler treats MLM as one more
     # task of its size (sampling.strategy).
@@ -353,12 +359,17 @@ class IntermediateConfig(_Strict):
     (XTREME's translate-train files), mixed by the sampler with the English data and feeding the
     task's one head; ``mlm`` adds masked-language-model training."""
 
-    tasks: list[Annotated[str, _enum(intermediate_task_names())]] = Field(default_factory=list)
+    tasks: list[Annotated[str, _enum(intermediate_task_names())]] = Field(
+        default_factory=list, max_length=len(intermediate_task_names())
+    )
     training: TrainingConfig = TrainingConfig()
     sampling: SamplingConfig = SamplingConfig()
     translated: dict[
         Annotated[str, _enum(translated_task_names())],
-        Annotated[list[Annotated[str, Field(max_length=16)]], Field(min_length=1)],
+        Annotated[
+            list[Annotated[str, Field(max_length=16)]],
+            Field(min_length=1, max_length=MAX_TRANSLATED_LANGUAGES),
+        ],
     ] = Field(default_factory=dict)
     mlm: MLMConfig | None = None
 
@@ -496,9 +507,14 @@ class RetrievalConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    languages: list[Annotated[str, _enum(TARGET_LANGUAGES)]] | None = (
-        None  # None: all of the task's
-    )
+    # None: all of the task's. Each language once, so no list is longer than there are languages.
+    languages: (
+        Annotated[
+            list[Annotated[str, _enum(TARGET_LANGUAGES)]],
+            Field(max_length=len(TARGET_LANGUAGES)),
+        ]
+        | None
+    ) = None
     split: Literal["validation", "test"] = "validation"
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 128
     max_seq_length: Annotated[int, Field(ge=8, le=4096)] = 128
@@ -548,7 +564,7 @@ class ExperimentSpec(_Strict):
         if problem:
             raise invalid(("evaluation", "languages"), problem, self.evaluation.languages)
         languages = self.evaluation.languages or []
-        repeated = sorted({lang for lang in languages if languages.count(lang) > 1})
+        repeated = sorted(lang for lang, n in Counter(languages).items() if n > 1)
         if repeated:
             raise invalid(
                 ("evaluation", "languages"),
@@ -670,15 +686,102 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
 TOO_MANY_DIGITS = f"a number has more than {sys.get_int_max_str_digits()} digits"
 
 
-def decode_json(text: str | bytes) -> Any:
+class DuplicateKeyError(ValueError):
+    """A mapping gives one key twice: which value was meant is anyone's guess."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(f"key {key!r} is given twice in one mapping")
+        out[key] = value
+    return out
+
+
+def decode_json(text: str | bytes, unique_keys: bool = False) -> Any:
     """``json.loads``, raising only ``ValueError`` with a message fit for the client: an integer
-    past Python's digit limit (4,300) raises a plain ``ValueError`` whose hint is for the server."""
+    past Python's digit limit (4,300) raises a plain ``ValueError`` whose hint is for the server.
+    ``unique_keys``: a key given twice in a mapping is a :class:`DuplicateKeyError`."""
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json.loads(text, object_pairs_hook=_unique_keys if unique_keys else None)
+    except (json.JSONDecodeError, UnicodeDecodeError, DuplicateKeyError):
         raise
     except ValueError:  # the only other ValueError json.loads raises: an integer too long
         raise ValueError(TOO_MANY_DIGITS) from None
+
+
+# How deep a spec's mappings and lists may nest (the API refuses deeper bodies alike).
+MAX_SPEC_DEPTH = 32
+
+
+# How many values (mappings, lists, scalars) a YAML spec may expand to. An alias (``*name``)
+# repeats a node by reference, so a few hundred bytes of nested aliases would expand to gigabytes
+# ("billion laughs"); a real spec has a few hundred.
+MAX_YAML_VALUES = 100_000
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """Safe YAML whose mappings give each key once (a merge, ``<<: *base``, may still be
+    overridden: that is what it is for)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: the constructor says so below
+                continue
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, refusing a document whose aliases expand it past
+    :data:`MAX_YAML_VALUES` values (counted on the node graph, before anything is built) or that
+    refers to itself."""
+    loader = _SpecLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {}, set())
+        if size > MAX_YAML_VALUES:
+            raise yaml.YAMLError(
+                f"its aliases (*name) expand it to {size:,} values; a spec may hold at most "
+                f"{MAX_YAML_VALUES:,}"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """Values under ``node`` once every alias is expanded; each shared node counted once per use,
+    computed once."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_:
+        raise yaml.YAMLError("a value refers to itself through an alias")
+    open_.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(item, sizes, open_) for item in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(
+            _expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_) for k, v in node.value
+        )
+    else:
+        size = 1
+    open_.discard(id(node))
+    sizes[id(node)] = size
+    return size
 
 
 def read_spec_data(path: Path) -> JSONObject:
@@ -687,17 +790,35 @@ def read_spec_data(path: Path) -> JSONObject:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise XstiltsError(f"cannot read spec {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise XstiltsError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    language = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        data = decode_json(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise XstiltsError(
-            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}"
-        ) from None
+        data = decode_json(text, unique_keys=True) if path.suffix == ".json" else load_yaml(text)
+    except (json.JSONDecodeError, yaml.YAMLError, DuplicateKeyError) as e:
+        raise XstiltsError(f"{path}: not valid {language}: {e}") from None
     except ValueError:  # YAML's int() of a literal past Python's digit limit
         raise XstiltsError(f"{path}: {TOO_MANY_DIGITS}") from None
+    except RecursionError:
+        raise XstiltsError(f"{path}: nests deeper than {MAX_SPEC_DEPTH} levels") from None
     if not isinstance(data, dict):
         raise SpecError([((), f"{path} must hold a mapping, got {type(data).__name__}")])
+    if nesting_depth(data) > MAX_SPEC_DEPTH:
+        raise XstiltsError(f"{path}: nests deeper than {MAX_SPEC_DEPTH} levels")
     return data
+
+
+def nesting_depth(value: Any) -> int:
+    """How many mappings and lists deep ``value`` nests (a loop, not recursion)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            pending += [
+                (inner, depth + 1) for inner in (item.values() if isinstance(item, dict) else item)
+            ]
+    return deepest
 
 
 def load_spec(path: Path) -> ExperimentSpec:

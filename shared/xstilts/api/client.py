@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from xstilts.errors import StageFailedError, XstiltsError
 from xstilts.experiments.results import ExperimentResults
@@ -23,6 +24,8 @@ from xstilts.experiments.status import ExperimentState, StageState
 from xstilts.jsontypes import JSONObject
 
 logger = logging.getLogger(__name__)
+
+Reply = TypeVar("Reply", bound=BaseModel)
 
 FINAL = ("succeeded", "failed", "cancelled")
 # A request safe to repeat is sent up to ATTEMPTS times; the wait before the first retry doubles
@@ -44,6 +47,16 @@ class Client:
     ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts must be 1 or more (1: no retries); got {attempts}")
+        try:
+            url = httpx.URL(base_url)
+        except (httpx.InvalidURL, TypeError) as e:
+            raise XstiltsError(f"not a URL: {base_url!r} ({e})", field="url") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise XstiltsError(
+                f"not an http(s) URL with a host: {base_url!r}; e.g. http://127.0.0.1:8000",
+                field="url",
+            )
+        _header_value(api_key, "api key")
         self.base_url = base_url.rstrip("/")
         self.attempts = attempts
         self.first_wait_s = first_wait_s
@@ -84,30 +97,46 @@ class Client:
     def _check(self, response: httpx.Response) -> bytes:
         if response.status_code >= 400:
             try:
-                detail = response.json().get("detail")
+                body = response.json()
             except ValueError:
-                detail = response.text
-            if isinstance(detail, list):  # validation errors: one line per field
+                body = response.text
+            detail = body.get("detail", body) if isinstance(body, dict) else body
+            if isinstance(detail, list) and all(
+                isinstance(d, dict) and {"loc", "msg"} <= d.keys() for d in detail
+            ):  # validation errors: one line per field
                 detail = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
             raise XstiltsError(f"HTTP {response.status_code}: {detail}")
         return response.content
 
+    def _parse(self, model: type[Reply], response: httpx.Response) -> Reply:
+        """The answer as ``model``; an answer of another shape is a server that is not (this
+        version of) the xstilts API, said as such."""
+        content = self._check(response)
+        try:
+            return model.model_validate_json(content)
+        except ValidationError as e:
+            raise XstiltsError(
+                f"{self.base_url} did not answer as the xstilts API does (HTTP "
+                f"{response.status_code}, {response.headers.get('content-type', 'no type')}): "
+                f"{e.error_count()} problem(s) reading it as {model.__name__}; is --url the API?",
+                field="url",
+            ) from None
+
     def submit(self, spec: JSONObject, idempotency_key: str | None = None) -> ExperimentState:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        headers = {}
+        if idempotency_key:
+            headers["Idempotency-Key"] = _header_value(idempotency_key, "idempotency key")
         # With a key a repeated POST is answered with the experiment the first one stored.
         response = self._send(
             "POST", "/experiments", idempotent=bool(idempotency_key), json=spec, headers=headers
         )
-        return ExperimentState.model_validate_json(self._check(response))
+        return self._parse(ExperimentState, response)
 
     def experiment(self, exp_id: str) -> ExperimentState:
-        return ExperimentState.model_validate_json(
-            self._check(self._send("GET", f"/experiments/{exp_id}"))
-        )
+        return self._parse(ExperimentState, self._send("GET", f"/experiments/{exp_id}"))
 
     def metrics(self, exp_id: str) -> ExperimentResults:
-        response = self._send("GET", f"/experiments/{exp_id}/metrics")
-        return ExperimentResults.model_validate_json(self._check(response))
+        return self._parse(ExperimentResults, self._send("GET", f"/experiments/{exp_id}/metrics"))
 
     def wait(
         self,
@@ -132,6 +161,17 @@ class Client:
         if exp.status != "succeeded":
             raise StageFailedError(f"experiment {exp_id} {exp.status}: {exp.error}")
         return self.metrics(exp_id)
+
+
+def _header_value(value: str, what: str) -> str:
+    """A value sent in an HTTP header: visible ASCII characters only (HTTP carries nothing else
+    faithfully), else an error naming it."""
+    if not value or not all("!" <= c <= "~" for c in value):
+        raise XstiltsError(
+            f"the {what} must be printable ASCII without spaces (it travels in an HTTP header)",
+            field=what.replace(" ", "_"),
+        )
+    return value
 
 
 def running_stage(exp: ExperimentState) -> StageState | None:

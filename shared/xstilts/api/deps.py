@@ -24,12 +24,12 @@ from xstilts.experiments.submit import submit
 from xstilts.jsontypes import JSONObject
 from xstilts.runtime.artifacts import ArtifactStore
 from xstilts.runtime.scheduler import Executor, start
-from xstilts.spec import ExperimentSpec, SpecError, decode_json, parse_spec
+from xstilts.spec import MAX_SPEC_DEPTH, ExperimentSpec, SpecError, decode_json, parse_spec
 
 MAX_BODY_BYTES = 1 << 20
 # A spec nests about five levels deep; a body nested far deeper is refused before it is parsed
 # (Python's JSON parser recurses, and 100,000 brackets would exhaust its stack).
-MAX_JSON_DEPTH = 32
+MAX_JSON_DEPTH = MAX_SPEC_DEPTH
 # A string token ends at its closing quote or, unterminated, at the end of the body (a lone
 # backslash last included): it can never fail once started, so the scan is linear. A string that
 # could fail (no closing quote) would be retried from every quote inside it, a scan quadratic in

@@ -10,7 +10,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from xstilts.cli.common import EXIT_OK, quiet_transformers, write_json
+from xstilts.cli.common import (
+    EXIT_OK,
+    bounded,
+    output_file,
+    output_folder,
+    quiet_transformers,
+    write_json,
+)
 from xstilts.config import LOCAL_OWNER, Settings
 from xstilts.errors import XstiltsError
 from xstilts.terminal import terminal_safe
@@ -106,10 +113,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from xstilts.experiments.submit import plan
-    from xstilts.spec import load_spec
+    from xstilts.spec import parse_spec, read_spec_data
+    from xstilts.studies import expand, parse_study, plan_study
+    from xstilts.studies.spec import set_label
 
-    spec = load_spec(Path(args.spec))
-    stages = plan(spec, Settings())
+    data = read_spec_data(Path(args.spec))
+    if "intermediate_sets" in data:  # a study: every cell planned, stages shared across cells
+        cells = expand(parse_study(data))
+        planned = plan_study(cells, Settings())
+        unique = {st.key for stages in planned for st in stages}
+        print(f"{args.spec}: valid study; {len(cells)} cells, {len(unique)} distinct stages")
+        for (tasks, target, _), stages in zip(cells, planned, strict=True):
+            print(f"  {set_label(tasks)}/{target}: {len(stages)} stages")
+        return EXIT_OK
+    stages = plan(parse_spec(data), Settings())
     print(f"{args.spec}: valid; {len(stages)} stages")
     for st in stages:
         print(f"  seed {st.seed}  {st.role:<14} {st.kind.value:<18} {st.key[:12]}")
@@ -120,8 +137,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from xstilts.experiments.export import export_predictions
     from xstilts.runtime.workspace import Workspace
 
-    ws = Workspace(Settings())
     labels = Path(args.labels) if args.labels else None
+    if labels is not None and labels.resolve() == Path(args.out).resolve():
+        raise XstiltsError(
+            f"--labels {args.labels} is OUT itself: the gold files have the predictions' names, "
+            "so give another folder",
+            field="labels",
+        )
+    ws = Workspace(Settings())
     for path in export_predictions(
         ws.sessions, _experiment_id(args.experiment), Path(args.out), args.seed, labels
     ):
@@ -133,6 +156,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from xstilts.cli.tables import comparison_table, paired_comparison_table
 
     if len(args.experiments) != 2:
+        if args.json:
+            raise XstiltsError(
+                f"--json writes the paired comparison of two experiments; got "
+                f"{len(args.experiments)} (the side-by-side table of more is printed only)",
+                field="json",
+            )
         print(comparison_table([_read_results(p) for p in args.experiments]))
         return EXIT_OK
     comparison = _paired(args)
@@ -142,6 +171,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "\nnote: these experiments are not in this workspace's database, so there are no "
             "paired intervals; run 'xstilts compare' where they ran"
         )
+        if args.json:
+            raise XstiltsError(
+                f"--json {args.json}: nothing written, there is no paired comparison here",
+                field="json",
+            )
         return EXIT_OK
     print(paired_comparison_table(comparison))
     if args.json:
@@ -161,7 +195,11 @@ def _read_results(path: str) -> Any:
 
 def _experiment_id(ref: str) -> str:
     """An id as given, or the experiment id inside a results file (``run``/``submit --json``)."""
-    return _read_results(ref).experiment.id if Path(ref).is_file() else ref
+    if Path(ref).is_file():
+        return str(_read_results(ref).experiment.id)
+    if "/" in ref or ref.endswith(".json"):  # ids are hex: this was meant as a file
+        raise XstiltsError(f"no results file {ref}", field="results")
+    return ref
 
 
 def _paired(args: argparse.Namespace) -> Any:
@@ -248,15 +286,20 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("spec", help="path to the spec file")
     p.add_argument(
-        "--json", metavar="OUT", help="also write metrics, summary and stages as JSON to OUT"
+        "--json",
+        metavar="OUT",
+        type=output_file,
+        help="also write metrics, summary and stages as JSON to OUT",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
-        "validate", help="check a spec and show the stages it plans, without running"
+        "validate",
+        help="check a spec and show the stages it plans, without running; a study spec "
+        "(intermediate_sets) shows its cells",
     )
-    p.add_argument("spec")
+    p.add_argument("spec", help="experiment or study spec file (YAML or JSON)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(
@@ -264,13 +307,17 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("experiment", help="experiment id (printed by run/submit) or its results file")
     p.add_argument(
-        "out", help="folder to write <task>/<dev|test>-<lang>.tsv (QA: .json) files into"
+        "out",
+        type=output_folder,
+        help="folder to write <task>/<dev|test>-<lang>.tsv (QA: .json) files into",
     )
     p.add_argument("--seed", type=int, help="which seed's predictions (default: the first)")
     p.add_argument(
         "--labels",
         metavar="DIR",
-        help="also write the gold labels in the same layout here (for xstilts score --labels)",
+        type=output_folder,
+        help="also write the gold labels in the same layout here, another folder than OUT (for "
+        "xstilts score --labels)",
     )
     p.set_defaults(func=cmd_export)
 
@@ -283,7 +330,12 @@ def add_parsers(sub: Any) -> None:
         "finished stage.",
     )
     p.add_argument("spec", help="study spec file (YAML or JSON): see examples/study-*.yaml")
-    p.add_argument("--json", metavar="OUT", help="also write the result matrix as JSON to OUT")
+    p.add_argument(
+        "--json",
+        metavar="OUT",
+        type=output_file,
+        help="also write the result matrix as JSON to OUT",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_study)
 
@@ -298,7 +350,13 @@ def add_parsers(sub: Any) -> None:
         help="an experiment (id, or the results file run/submit --json wrote), a study id, or two "
         "experiments BASELINE CANDIDATE (also written BASELINE..CANDIDATE) for their comparison",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the files into")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        type=output_folder,
+        help="folder to write the files into",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
@@ -321,10 +379,20 @@ def add_parsers(sub: Any) -> None:
         metavar="EXPERIMENT",
         help="baseline then candidate: experiment ids, or results files written by 'run --json'",
     )
-    p.add_argument("--json", metavar="OUT", help="also write the comparison as JSON to OUT")
+    p.add_argument(
+        "--json",
+        metavar="OUT",
+        type=output_file,
+        help="also write the comparison as JSON to OUT (two experiments of this workspace)",
+    )
     p.add_argument("--recompute", action="store_true", help="ignore a cached result")
     p.add_argument("--samples", type=int, default=2000, help="resamples (default 2000)")
     p.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the resampling (default 0)")
+    p.add_argument(
+        "--seed",
+        type=bounded(0, 2**31 - 1, "--seed", integer=True),
+        default=0,
+        help="random seed of the resampling (default 0)",
+    )
     p.set_defaults(func=cmd_compare)

@@ -6,15 +6,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from xstilts.cli.common import EXIT_OK, write_json
+from xstilts.cli.common import EXIT_OK, bounded, output_file, write_json
 from xstilts.config import Settings
+from xstilts.errors import XstiltsError
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
+
     from xstilts.db.migrate import current, upgrade
 
     url = Settings().database_url
-    upgrade(url, args.revision)
+    try:
+        upgrade(url, args.revision)
+    except CommandError as e:  # an unknown revision, say; the message lists nothing more
+        raise XstiltsError(str(e), field="revision") from None
     print(f"database at revision {current(url)}")
     return EXIT_OK
 
@@ -100,7 +106,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument(
         "--min-age-s",
-        type=float,
+        type=bounded(0, 3650 * 86400, "--min-age-s"),
         default=3600.0,
         help="leave unfinished writes and unknown keys younger than this (default: 3600)",
     )
@@ -118,7 +124,7 @@ def add_parsers(sub: Any) -> None:
         help="then delete the least recently used until the rest fit in this many MiB; 0 keeps "
         "none (default: XSTILTS_COMPARISONS_MAX_MIB, 512)",
     )
-    p.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    p.add_argument("--json", metavar="OUT", type=output_file, help="also write the report as JSON")
     p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("db", help="database schema (XSTILTS_DATABASE_URL)")

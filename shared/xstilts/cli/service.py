@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xstilts.cli.common import EXIT_OK, quiet_transformers, write_json
+from xstilts.cli.common import EXIT_OK, bounded, output_file, quiet_transformers, write_json
 from xstilts.config import LOCAL_OWNER, Settings
 from xstilts.errors import XstiltsError
+from xstilts.terminal import terminal_safe
 
 
 def _api_key_file(settings: Settings) -> Path:
@@ -74,9 +75,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
         key = key_file.read_text().strip()
     client = Client(args.url, key)
     exp = client.submit(spec.model_dump(mode="json"), idempotency_key=args.idempotency_key)
-    print(f"experiment {exp.id} ({spec.name}): {exp.status}", file=sys.stderr, flush=True)
+    # What the server says reaches the terminal escaped (it may not be ours).
+    exp_id = terminal_safe(exp.id)
+    print(f"experiment {exp_id} ({spec.name}): {terminal_safe(exp.status)}", file=sys.stderr)
     if not args.wait:
-        print(exp.id)
+        print(exp_id)
         return EXIT_OK
     tty = sys.stderr.isatty()
     last_stage, last_step, last_at = [""], [""], [0.0]
@@ -113,7 +116,12 @@ def add_parsers(sub: Any) -> None:
         help="run the API in one process (embedded mode: SQLite, stages in a background thread)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument(
+        "--port",
+        type=bounded(1, 65535, "--port", integer=True),
+        default=8000,
+        help="port to listen on (default 8000)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("submit", help="POST a spec to a running API; --wait follows it to the end")
@@ -126,7 +134,14 @@ def add_parsers(sub: Any) -> None:
         "the POST after a dropped connection; GETs are always retried)",
     )
     p.add_argument("--wait", action="store_true", help="poll with progress until it ends")
-    p.add_argument("--poll", type=float, default=2.0, help="seconds between polls (default 2)")
-    p.add_argument("--json", metavar="OUT", help="with --wait: write the metrics JSON to OUT")
+    p.add_argument(
+        "--poll",
+        type=bounded(0.1, 3600, "--poll"),
+        default=2.0,
+        help="seconds between polls, 0.1 to 3600 (default 2)",
+    )
+    p.add_argument(
+        "--json", metavar="OUT", type=output_file, help="with --wait: write the metrics JSON to OUT"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_submit)

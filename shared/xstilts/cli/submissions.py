@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from xstilts.cli.common import EXIT_OK, write_json
+from xstilts.cli.common import EXIT_OK, output_file, write_json
 from xstilts.errors import XstiltsError
 
 
@@ -43,5 +43,5 @@ def add_parsers(sub: Any) -> None:
         default=None,
         help="file prefix to score, dev or test (default: the one split the files are of)",
     )
-    p.add_argument("--json", metavar="OUT", help="also write the scores as JSON")
+    p.add_argument("--json", metavar="OUT", type=output_file, help="also write the scores as JSON")
     p.set_defaults(func=cmd_score)

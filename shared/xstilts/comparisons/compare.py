@@ -62,6 +62,8 @@ class CompareOptions:
             raise XstiltsError("must be at least 0.5 and below 1", field="confidence")
         if not 0 < self.alpha < 1:
             raise XstiltsError("must be between 0 and 1", field="alpha")
+        if not 0 <= self.seed < 2**31:
+            raise XstiltsError("must be from 0 to 2147483647", field="seed")
 
 
 @dataclass(frozen=True)

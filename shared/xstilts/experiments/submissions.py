@@ -81,6 +81,8 @@ def score_folder(
             if not m or m["split"] != split:
                 continue
             lang = m["lang"]
+            if not pred.is_file():
+                raise DataNotFoundError(f"{pred} is not a file")
             gold = labels / task_dir.name / f"{split}-{lang}{suffix}"
             if not gold.is_file():
                 raise DataNotFoundError(f"no labels for {pred}: expected {gold}")

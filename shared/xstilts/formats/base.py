@@ -184,12 +184,32 @@ class OneLabelPerExample(TrainedFormat):
         )
 
     def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
-        return label_rows(read_labels(pred_path), read_labels(gold_path), pred_path, gold_path)
+        gold = check_gold_labels(task, read_labels(gold_path), gold_path)
+        return label_rows(read_labels(pred_path), gold, pred_path, gold_path)
 
 
 def read_labels(path: Path) -> list[str]:
     """One label per non-blank line of a submission file (surrounding whitespace dropped)."""
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in submission_text(path).splitlines() if line.strip()]
+
+
+def submission_text(path: Path) -> str:
+    """A submission or labels file's text; one that is not UTF-8 is a ValueError naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def check_gold_labels(task: Task, gold: list[str], path: Path) -> list[str]:
+    """Gold labels must be the task's (a label outside them would score every answer wrong, in
+    silence); a prediction outside them is only a wrong answer."""
+    for label in sorted(set(gold)):
+        try:
+            task.label_index(label)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+    return gold
 
 
 def check_same_length(

@@ -22,6 +22,7 @@ from xstilts.formats.base import (
     PredictionRow,
     TrainedFormat,
     pad_rows,
+    submission_text,
 )
 from xstilts.formats.span import decode_spans, featurize_spans
 from xstilts.metrics.base import AnswerRow, rows_of
@@ -129,7 +130,11 @@ class ExtractiveQA(TrainedFormat):
     def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
         """A row per gold question; one the predictions file does not answer has the prediction
         None, which scores 0 (as in the official script)."""
-        predictions = json.loads(pred_path.read_text(encoding="utf-8"))
+        predictions = _json(pred_path)
+        if not isinstance(predictions, dict) or not all(
+            isinstance(answer, str) for answer in predictions.values()
+        ):
+            raise ValueError(f"{pred_path}: expected a JSON object of question id -> answer text")
         return [
             {"id": qid, "prediction": predictions.get(qid), "label": answers}
             for qid, answers in read_squad_answers(gold_path).items()
@@ -138,10 +143,26 @@ class ExtractiveQA(TrainedFormat):
 
 def read_squad_answers(path: Path) -> dict[str, list[str]]:
     """``{question id: [gold answer texts]}`` from a SQuAD-format JSON file."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return {
-        qa["id"]: [a["text"] for a in qa["answers"]]
-        for article in data["data"]
-        for paragraph in article["paragraphs"]
-        for qa in paragraph["qas"]
-    }
+    data = _json(path)
+    try:
+        answers = {
+            qa["id"]: [a["text"] for a in qa["answers"]]
+            for article in data["data"]
+            for paragraph in article["paragraphs"]
+            for qa in paragraph["qas"]
+        }
+    except (KeyError, TypeError, IndexError):
+        answers = None
+    if answers is None or not all(isinstance(t, str) for texts in answers.values() for t in texts):
+        raise ValueError(
+            f"{path}: not SQuAD-format JSON (data[].paragraphs[].qas[] with an id and "
+            "answers[].text strings)"
+        )
+    return answers
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(submission_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None

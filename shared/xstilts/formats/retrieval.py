@@ -18,7 +18,13 @@ import numpy as np
 
 from xstilts.data.examples import RetrievalCorpus
 from xstilts.formats import retrieval_search as retrieval
-from xstilts.formats.base import Format, PredictionRow, label_rows, read_labels
+from xstilts.formats.base import (
+    Format,
+    PredictionRow,
+    label_rows,
+    read_labels,
+    submission_text,
+)
 from xstilts.metrics.base import MinedPairRow, NearestRow, rows_of
 from xstilts.tasks.base import Task
 
@@ -123,8 +129,8 @@ class Retrieval(Format):
         """BUCC: a row per pair that is mined or gold (``source-id<TAB>target-id`` lines);
         Tatoeba: line i holds the index of the English sentence retrieved for sentence i."""
         if not task.mines_pairs:
-            pred = [int(x) for x in read_labels(pred_path)]
-            return label_rows(pred, [int(x) for x in read_labels(gold_path)], pred_path, gold_path)
+            pred, gold_index = _indices(pred_path), _indices(gold_path)
+            return label_rows(pred, gold_index, pred_path, gold_path)
         mined, gold = set(_read_pairs(pred_path)), set(_read_pairs(gold_path))
         return [
             {"id": f"{s}\t{t}", "prediction": (s, t) in mined, "label": (s, t) in gold}
@@ -132,9 +138,18 @@ class Retrieval(Format):
         ]
 
 
+def _indices(path: Path) -> list[int]:
+    """Tatoeba's lines: one sentence index each."""
+    lines = read_labels(path)
+    for number, line in enumerate(lines, 1):
+        if not line.isdigit():
+            raise ValueError(f"{path}: entry {number} is {line!r}, not a sentence index")
+    return [int(line) for line in lines]
+
+
 def _read_pairs(path: Path) -> list[tuple[str, str]]:
     pairs = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in submission_text(path).splitlines():
         if "\t" in line:
             source, target = line.split("\t")[:2]
             pairs.append((source, target))

@@ -30,8 +30,10 @@ from xstilts.formats.base import (
     HeadOutputs,
     PredictionRow,
     TrainedFormat,
+    check_gold_labels,
     label_rows,
     pad_rows,
+    submission_text,
 )
 from xstilts.metrics.base import TagRow, rows_of
 from xstilts.modeling.batch import IGNORE
@@ -159,14 +161,16 @@ class TokenClassification(TrainedFormat):
         return self.submission_suffix, "\n".join("".join(f"{t}\n" for t in ts) for ts in tags)
 
     def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
-        return label_rows(read_tags(pred_path), read_tags(gold_path), pred_path, gold_path)
+        gold = read_tags(gold_path)
+        check_gold_labels(task, sorted({tag for sentence in gold for tag in sentence}), gold_path)
+        return label_rows(read_tags(pred_path), gold, pred_path, gold_path)
 
 
 def read_tags(path: Path) -> list[list[str]]:
     """Sentences of tags; a line may be ``tag`` or ``token<TAB>tag`` (the tag is the last field)."""
     sentences: list[list[str]] = []
     current: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in submission_text(path).splitlines():
         if line.strip():
             current.append(line.rstrip().split("\t")[-1])
         elif current:

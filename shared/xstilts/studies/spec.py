@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from xstilts.errors import did_you_mean
 from xstilts.jsontypes import JSONObject
 from xstilts.spec import (
+    MAX_TRANSLATED_LANGUAGES,
     MLM_ARM,
     TRANSLATED_SUFFIX,
     DataConfig,
@@ -49,12 +50,17 @@ class StudySpec(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)] = "study"
     model: ModelConfig = ModelConfig()
     intermediate_sets: Annotated[
-        list[list[Annotated[str, _enum(row_items())]]],
+        list[
+            Annotated[list[Annotated[str, _enum(row_items())]], Field(max_length=len(row_items()))]
+        ],
         Field(min_length=1, max_length=100),
     ]
     translated_languages: dict[
         Annotated[str, _enum(translated_task_names())],
-        Annotated[list[Annotated[str, Field(max_length=16)]], Field(min_length=1)],
+        Annotated[
+            list[Annotated[str, Field(max_length=16)]],
+            Field(min_length=1, max_length=MAX_TRANSLATED_LANGUAGES),
+        ],
     ] = Field(default_factory=dict)
     targets: Annotated[
         list[Annotated[str, _enum(target_task_names())]], Field(min_length=1, max_length=50)
@@ -83,6 +89,15 @@ class StudySpec(_Strict):
                 "must include [] (no intermediate task): the baseline every row is compared with"
             )
         return sets
+
+    @field_validator("overrides", "translated_languages")
+    @classmethod
+    def _lower_case_keys(cls, by_task: dict[str, Any]) -> dict[str, Any]:
+        # Task names are case-blind everywhere (rows, targets): here too.
+        lowered = {task.lower(): value for task, value in by_task.items()}
+        if len(lowered) != len(by_task):
+            raise ValueError("a task is given twice (task names ignore case)")
+        return lowered
 
     @field_validator("targets")
     @classmethod
