@@ -285,3 +285,16 @@ def test_settings_paths_and_revisions_and_results_files_are_named(
     assert "revision: " in err and "'bogus'" in err
     err = _usage(["report", "../results/missing.json", "--out", str(tmp_path / "r")], capsys)
     assert "no results file ../results/missing.json" in err
+
+
+def test_a_study_name_too_long_for_its_cells_names_the_study_field() -> None:
+    from xstilts.studies import expand, parse_study
+
+    study = {"intermediate_sets": [[], ["mnli", "qqp"]], "targets": ["xnli", "pawsx"]}
+    with pytest.raises(XstiltsError) as e:
+        parse_study({**study, "name": "x" * 190})
+    # 190 + "/mnli+qqp/" + "pawsx": 205 characters, the longest cell's name
+    assert "name: " in str(e.value) and "205 characters" in str(e.value)
+    assert "shorten the name to 185" in str(e.value)
+    cells = expand(parse_study({**study, "name": "x" * 185}))
+    assert max(len(spec.name) for _, _, spec in cells) == 200

@@ -318,6 +318,7 @@ MLM_ARM = "mlm"  # a study row's item for MLM training during the intermediate s
 TRANSLATED_SUFFIX = "@translated"  # a study row's item: the task plus its translated copies
 
 
+MAX_NAME_LENGTH = 200  # of an experiment or a study
 MAX_TRANSLATED_LANGUAGES = 64  # languages of one task's translated copies (XTREME has up to 40)
 
 
@@ -548,7 +549,7 @@ Seeds = Annotated[
 
 
 class ExperimentSpec(_Strict):
-    name: Annotated[str, Field(min_length=1, max_length=200)] = "experiment"
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] = "experiment"
     model: ModelConfig = ModelConfig()
     intermediate: IntermediateConfig = IntermediateConfig()
     target: TargetConfig

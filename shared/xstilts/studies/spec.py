@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from xstilts.errors import did_you_mean
 from xstilts.jsontypes import JSONObject
 from xstilts.spec import (
+    MAX_NAME_LENGTH,
     MAX_TRANSLATED_LANGUAGES,
     MLM_ARM,
     TRANSLATED_SUFFIX,
@@ -47,7 +48,7 @@ class StudySpec(_Strict):
     columns. ``overrides``: per target, fields of its cells' experiment spec (deep-merged:
     ``{"xnli": {"target": {"training": {"epochs": 2}}}}``)."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] = "study"
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] = "study"
     model: ModelConfig = ModelConfig()
     intermediate_sets: Annotated[
         list[
@@ -128,6 +129,22 @@ class StudySpec(_Strict):
                     f"translated_languages.{task}: no row of intermediate_sets has "
                     f"{task}{TRANSLATED_SUFFIX}"
                 )
+        longest = max(
+            len(cell_name(self.name, row, target))
+            for row in self.intermediate_sets
+            for target in self.targets
+        )
+        if longest > MAX_NAME_LENGTH and not (
+            isinstance(info.context, dict) and info.context.get("stored")
+        ):
+            room = MAX_NAME_LENGTH - (longest - len(self.name))
+            raise invalid(
+                ("name",),
+                f"a cell's name is the study's name, its row and its target, and the longest "
+                f"would have {longest} characters (at most {MAX_NAME_LENGTH}): "
+                + (f"shorten the name to {room}" if room > 0 else "use shorter rows"),
+                self.name,
+            )
         unknown = sorted(set(self.overrides) - set(self.targets))
         if unknown:
             raise ValueError(f"overrides: {', '.join(unknown)} is not one of the targets")
@@ -216,6 +233,10 @@ def row_intermediate(study: StudySpec, row: list[str]) -> JSONObject:
     return out
 
 
+def cell_name(study: str, tasks: list[str], target: str) -> str:
+    return f"{study}/{set_label(tasks)}/{target}"
+
+
 def set_label(tasks: list[str]) -> str:
     """A row's name: its tasks joined by ``+``; the baseline is ``baseline``."""
     return "+".join(tasks) if tasks else "baseline"
@@ -235,7 +256,7 @@ def cell_spec_data(study: StudySpec, tasks: list[str], target: str) -> JSONObjec
     """The experiment spec of one cell, before validation."""
     shared = study.model_dump(mode="json", exclude_unset=True)
     data: JSONObject = {
-        "name": f"{study.name}/{set_label(tasks)}/{target}",
+        "name": cell_name(study.name, tasks, target),
         "intermediate": row_intermediate(study, tasks),
         "target": {"task": target, "training": shared.get("target_training", {})},
         "seeds": study.seeds,
