@@ -22,9 +22,8 @@ def test_lease_is_kept_while_the_process_lives_then_lapses(tmp_path: Path) -> No
     with sessions() as s:
         stage_id = s.query(Stage.id).scalar()
 
-    attempt = stages.claim(sessions, stage_id, lease_s=1.0)
-    assert attempt == 1
-    ref = stages.StageRef(stage_id, "k" * 64, "target_train", attempt)
+    ref = stages.claim(sessions, stage_id, lease_s=1.0)
+    assert ref is not None and (ref.attempt, ref.key, ref.kind) == (1, "k" * 64, "target_train")
     with stages.LeaseKeeper(sessions, ref, lease_s=1.0, every_s=0.2) as keeper:
         time.sleep(2.5)  # no progress reported for 2.5 lease periods: e.g. saving a big checkpoint
         assert not stages.claim(
@@ -32,7 +31,8 @@ def test_lease_is_kept_while_the_process_lives_then_lapses(tmp_path: Path) -> No
         )  # still held: nobody else may start it
         assert not keeper.lost.is_set()
     time.sleep(1.3)  # the runner is gone; its lease runs out
-    assert stages.claim(sessions, stage_id, lease_s=1.0) == 2
+    again = stages.claim(sessions, stage_id, lease_s=1.0)
+    assert again is not None and again.attempt == 2
     with sessions() as s:
         stage = s.get(Stage, stage_id)
         assert stage.attempts == 2 and stage.lease_until is not None

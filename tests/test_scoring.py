@@ -182,6 +182,19 @@ def test_malformed_files_are_named_never_scored(
     assert file.split("/")[1] in err  # the file is named
 
 
+def test_a_label_spelt_two_ways_is_one_label(folders: tuple[Path, Path]) -> None:
+    """XNLI's own files spell contradiction "contradictory"; a gold file in one spelling and
+    predictions in the other agree where they name the same label."""
+    pred_dir, gold_dir = folders
+    _write(gold_dir / "xnli/test-de.tsv", "contradictory\nneutral\ncontradiction\n")
+    _write(pred_dir / "xnli/test-de.tsv", "contradiction\nneutral\ncontradictory\n")
+    assert score_folder(pred_dir, gold_dir)["xnli"]["languages"]["de"]["accuracy"] == 100.0
+    _write(pred_dir / "xnli/test-de.tsv", "entailment\nneutral\ncontradictory\n")
+    assert score_folder(pred_dir, gold_dir)["xnli"]["languages"]["de"]["accuracy"] == pytest.approx(
+        200 / 3
+    )
+
+
 def test_a_prediction_folder_where_a_file_belongs_is_named(
     folders: tuple[Path, Path], capsys
 ) -> None:

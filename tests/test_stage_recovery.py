@@ -13,13 +13,16 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text, update
 from xstilts.db.models import Experiment, Stage, utcnow
+from xstilts.errors import CancelledError
 from xstilts.runtime import lifecycle
-from xstilts.runtime.lifecycle import LeaseKeeper, StageContext, StageRef, claim
+from xstilts.runtime.lifecycle import LeaseKeeper, StageContext, claim
 from xstilts.runtime.scheduler import MAX_ATTEMPTS, cancel, reconcile, refresh_experiment
 from xstilts.runtime.workspace import Workspace
 from xstilts.spec import parse_spec
@@ -60,7 +63,8 @@ def test_a_stage_whose_runner_is_lost_on_every_attempt_fails_instead_of_looping(
     exp_id, stages = _submit(ws, tiny_model_dir, [1])
     (train,) = stages["target_train"]
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        assert claim(ws.sessions, train, lease_s=60) == attempt
+        claimed = claim(ws.sessions, train, lease_s=60)
+        assert claimed is not None and claimed.attempt == attempt
         _expire(ws, train)  # e.g. the host's OOM killer, every time
         sent = Sent()
         reconcile(ws.sessions, sent)
@@ -70,9 +74,9 @@ def test_a_stage_whose_runner_is_lost_on_every_attempt_fails_instead_of_looping(
     assert sent.ids == []  # the last loss ends it
     row = _row(ws, train)
     assert row.status == "failed" and row.attempts == MAX_ATTEMPTS
-    assert f"lost on each of {MAX_ATTEMPTS} attempts" in (row.error or "")
+    assert f"last attempt ({MAX_ATTEMPTS} of {MAX_ATTEMPTS}) was lost" in (row.error or "")
     exp = _experiment(ws, exp_id)
-    assert exp.status == "failed" and "runner was lost" in (exp.error or "")
+    assert exp.status == "failed" and "was lost" in (exp.error or "")
     # Nobody may take it over either, even before a reconciler ran.
     with ws.sessions.begin() as s:
         s.execute(update(Stage).where(Stage.id == train).values(status="running"))
@@ -92,12 +96,12 @@ def test_a_runner_that_lost_its_lease_writes_nothing_and_is_told_to_stop(
     ws = Workspace(settings)
     _, stages = _submit(ws, tiny_model_dir, [1])
     (train,) = stages["target_train"]
-    first = claim(ws.sessions, train, lease_s=60)
-    assert first == 1
-    stalled = StageRef(train, _row(ws, train).key, "target_train", first)
+    stalled = claim(ws.sessions, train, lease_s=60)
+    assert stalled is not None and stalled.attempt == 1
     _expire(ws, train)  # e.g. a database outage longer than the lease
     reconcile(ws.sessions, Sent())
-    assert claim(ws.sessions, train, lease_s=60) == 2
+    owner = claim(ws.sessions, train, lease_s=60)
+    assert owner is not None and owner.attempt == 2
     ctx = StageContext(ws.sessions, ws.store)
     # The stalled runner wakes: its heartbeat finds the stage no longer its own and says so.
     keeper = LeaseKeeper(ws.sessions, stalled, lease_s=60, every_s=0.05)
@@ -109,10 +113,47 @@ def test_a_runner_that_lost_its_lease_writes_nothing_and_is_told_to_stop(
     assert not lifecycle._finish(ctx, stalled, lifecycle.Status.CANCELLED, error="stale")
     row = _row(ws, train)
     assert (row.status, row.attempts, row.error) == ("running", 2, None)
+    # Nor does it publish anything: the check before an output folder or metrics are written.
+    with pytest.raises(CancelledError, match="taken over by another runner"):
+        replace(ctx, claimed=stalled).check_owned()
+    out = ws.store.stage_dir("target_train", row.key)
+    with pytest.raises(CancelledError):
+        with ws.store.writing(out, replace(ctx, claimed=stalled).check_owned) as tmp:
+            (tmp / "model.bin").write_bytes(b"stale")
+    assert not out.exists() and not list(out.parent.glob(".tmp-*"))
+    replace(ctx, claimed=owner).check_owned()  # the owner may
     # The attempt that owns it records its end.
-    owner = StageRef(train, row.key, "target_train", 2)
     assert lifecycle._failed_attempt(ctx, owner, "RuntimeError: real")
     assert (_row(ws, train).status, _row(ws, train).error) == ("queued", "RuntimeError: real")
+
+
+def test_a_claim_after_a_new_request_reset_the_attempts_is_still_a_new_owner(
+    settings, tiny_model_dir: Path
+) -> None:
+    """A new request gives a stage its attempts again, so attempt numbers repeat: runner A holds
+    attempt 1, stalls; the stage is queued again, cancelled, asked for again and claimed by B, as
+    attempt 1 too. A must not pass for B."""
+    ws = Workspace(settings)
+    old, stages = _submit(ws, tiny_model_dir, [1])
+    (train,) = stages["target_train"]
+    stalled = claim(ws.sessions, train, lease_s=60)
+    assert stalled is not None
+    _expire(ws, train)
+    reconcile(ws.sessions, Sent())  # queued again
+    cancel(ws.sessions, old)
+    assert _status(ws, train) == "cancelled"
+    _submit(ws, tiny_model_dir, [1])  # reset: pending, attempts 0
+    owner = claim(ws.sessions, train, lease_s=60)
+    assert owner is not None and owner.attempt == stalled.attempt == 1
+    ctx = StageContext(ws.sessions, ws.store)
+    assert not lifecycle._finish(ctx, stalled, lifecycle.Status.CANCELLED, error="stale")
+    assert _row(ws, train).status == "running"
+    with pytest.raises(CancelledError):
+        replace(ctx, claimed=stalled).check_owned()
+    keeper = LeaseKeeper(ws.sessions, stalled, lease_s=60, every_s=0.05)
+    with keeper:
+        assert keeper.lost.wait(5)
+    assert lifecycle._finish(ctx, owner, lifecycle.Status.CANCELLED, error="real")
 
 
 def test_a_cancelled_stage_that_a_live_experiment_links_runs_again(

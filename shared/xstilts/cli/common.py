@@ -29,7 +29,7 @@ def output_file(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give the name of a file to write")
-    _writable_under(text, path)
+    _writable_under(text, path.absolute().parent)
     return path
 
 
@@ -38,13 +38,14 @@ def output_folder(text: str) -> Path:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder to write into")
-    _writable_under(text, path)
+    _writable_under(text, path.absolute())
     return path
 
 
-def _writable_under(text: str, path: Path) -> None:
-    """The nearest existing folder above ``path`` is a folder we may write in."""
-    for above in path.absolute().parents:
+def _writable_under(text: str, folder: Path) -> None:
+    """``folder``, or the nearest folder above it that exists, is one we may write in (the rest
+    is created)."""
+    for above in [folder, *folder.parents]:
         if not os.path.lexists(above):
             continue
         if not above.is_dir():

@@ -185,7 +185,8 @@ class OneLabelPerExample(TrainedFormat):
 
     def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
         gold = check_gold_labels(task, read_labels(gold_path), gold_path)
-        return label_rows(read_labels(pred_path), gold, pred_path, gold_path)
+        pred = canonical_labels(task, read_labels(pred_path))
+        return label_rows(pred, gold, pred_path, gold_path)
 
 
 def read_labels(path: Path) -> list[str]:
@@ -210,7 +211,14 @@ def check_gold_labels(task: Task, gold: list[str], path: Path) -> list[str]:
             task.label_index(label)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
-    return gold
+    return canonical_labels(task, gold)
+
+
+def canonical_labels(task: Task, labels: list[str]) -> list[str]:
+    """Labels with the task's other spellings (XNLI's "contradictory") as its own, so that a gold
+    file and a predictions file that spell one label two ways agree."""
+    aliases = task.label_aliases
+    return [aliases.get(label, label) for label in labels] if aliases else labels
 
 
 def check_same_length(

@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,12 +43,17 @@ class ArtifactStore:
             log.debug("cannot mark %s used: %s", path.name, e)
 
     @contextmanager
-    def writing(self, final: Path) -> Iterator[Path]:
-        """Yield a temporary folder that becomes ``final`` only if the block completes."""
+    def writing(
+        self, final: Path, before_publish: Callable[[], None] | None = None
+    ) -> Iterator[Path]:
+        """Yield a temporary folder that becomes ``final`` only if the block completes, and
+        ``before_publish`` (a check that raises, e.g. that the runner still owns its stage) passes."""
         tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
         try:
             yield tmp
+            if before_publish is not None:
+                before_publish()
             if final.exists():  # a previous attempt finished the rename but not the bookkeeping
                 shutil.rmtree(final)
             os.replace(tmp, final)

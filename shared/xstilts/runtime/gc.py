@@ -11,9 +11,9 @@ its checkpoints at once (``runners/train.py``). What is left to collect:
 - **dead outputs**: the output folder of a stage that is not ``succeeded`` (a crash between the
   rename and the bookkeeping; its next attempt rewrites it);
 - **spent checkpoints**: checkpoints of a stage that succeeded;
-- **abandoned writes**: ``.tmp-*`` folders older than ``min_age_s`` whose stage is not pending,
-  queued or running (a crash mid-write; younger ones may be a write in progress, and a live
-  stage's may be hours old);
+- **abandoned writes**: ``.tmp-*`` folders older than ``min_age_s`` whose stage is not running
+  (a crash mid-write; younger ones may be a write in progress, and a running stage's may be hours
+  old);
 - with ``resumable=True`` also the checkpoints of failed and cancelled stages, which a later request
   would otherwise resume from (it then starts from scratch);
 - **the comparison cache** (``comparisons/<key>.json``, one file per pair of experiments and
@@ -130,10 +130,10 @@ def collect_garbage(
         if not path.is_dir():
             continue
         if path.name.startswith(".tmp-"):
-            # .tmp-<kind>-<key prefix>-<8 hex>: a live stage's write in progress is kept however
+            # .tmp-<kind>-<key prefix>-<8 hex>: a running stage's write in progress is kept however
             # old (a training stage writes into it for hours; its mtime is its creation time).
             writer = path.name.removeprefix(".tmp-").rpartition("-")[0].rpartition("-")[2]
-            abandoned = old(path) and statuses.get(writer) not in LIVE
+            abandoned = old(path) and statuses.get(writer) != Status.RUNNING.value
             visit(path, "unfinished write", "abandoned write" if abandoned else None)
             continue
         kind, _, prefix = path.name.rpartition("-")

@@ -49,14 +49,17 @@ DEFAULT_LEASE_SECONDS = 60.0
 @dataclass(frozen=True)
 class StageRef:
     """Which stage a runner works on (the row's identity, without a database session), and which
-    attempt at it: the runner's writes apply only while the row is still running that attempt, so a
-    runner whose lease lapsed (a stalled process, a database outage) and whose stage another runner
-    took over writes nothing (:func:`owned`)."""
+    claim of it: the runner's writes apply only while the row is still running that claim (its
+    ``claimed_at``, unique per claim; the attempt number is not, since a new request resets it), so
+    a runner whose lease lapsed (a stalled process, a database outage) and whose stage another
+    runner took over records nothing (:func:`owned`) and publishes nothing
+    (:meth:`StageContext.check_owned`)."""
 
     id: int
     key: str
     kind: str
     attempt: int = 0
+    claimed_at: datetime | None = None
 
 
 class StageReporter(Protocol):
@@ -90,6 +93,27 @@ class StageContext:
     # Whether the stage has its device to itself (xstilts.runtime.gpu_budget): then running out of
     # memory fails it; beside other stages it is queued again to run alone.
     alone_on_device: bool = True
+    # The claim the runner works under (set by run_stage): what check_owned checks.
+    claimed: StageRef | None = None
+
+    def check_owned(self, s: Session | None = None) -> None:
+        """Raise :class:`CancelledError` when another runner has taken the stage over (this one's
+        lease lapsed), else extend the lease. Runners call it before they publish anything (an
+        output folder, metrics rows), in ``s``'s transaction when given, so that the check and
+        the write commit together."""
+        if self.claimed is None:
+            return
+        if s is not None:
+            kept = hold(s, self.claimed, self.lease_seconds)
+        else:
+            with self.sessions.begin() as own:
+                kept = hold(own, self.claimed, self.lease_seconds)
+        if not kept:
+            stage = self.claimed
+            raise CancelledError(
+                f"stage {stage.kind} {stage.key[:12]} was taken over by another runner after this "
+                f"one's lease lapsed (attempt {stage.attempt}): nothing published"
+            )
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -121,24 +145,36 @@ def claimable(now: datetime | None = None) -> ColumnElement[bool]:
 
 
 def owned(stage: StageRef) -> ColumnElement[bool]:
-    """The row is still running the attempt ``stage`` names (the fence of every runner write)."""
+    """The row is still running the claim ``stage`` names (the fence of every runner write)."""
     return and_(
         Stage.id == stage.id,
         Stage.status == Status.RUNNING.value,
-        Stage.attempts == stage.attempt,
+        Stage.started_at == stage.claimed_at,
     )
 
 
-def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float) -> int | None:
-    """Move a stage to running if it is pending/queued, or running with an expired lease and
-    attempts left (the reconciler fails one whose runner was lost too often).
+def hold(s: Session, stage: StageRef, lease_s: float) -> bool:
+    """Extend the lease of the claim ``stage`` names, in ``s``'s transaction; False when the stage
+    is no longer running that claim."""
+    res = s.execute(
+        update(Stage)
+        .where(owned(stage))
+        .values(lease_until=utcnow() + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult[Any], res).rowcount == 1
 
-    A conditional UPDATE: of two callers, exactly one gets the row and the number of the attempt it
-    starts; the other gets None.
+
+def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float) -> StageRef | None:
+    """Move a stage to running if it is pending/queued, or running with an expired lease and
+    attempts left (the reconciler fails one whose runner was lost with none left).
+
+    A conditional UPDATE: of two callers, exactly one gets the row, as the claim its writes are
+    fenced by; the other gets None.
     """
     now = utcnow()
     with sessions.begin() as s:
-        attempt = s.scalar(
+        row = s.execute(
             update(Stage)
             .where(Stage.id == stage_id, claimable(now))
             .values(
@@ -148,10 +184,10 @@ def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float) -> int
                 lease_until=now + timedelta(seconds=lease_s),
                 error=None,
             )
-            .returning(Stage.attempts)
+            .returning(Stage.key, Stage.kind, Stage.attempts)
             .execution_options(synchronize_session=False)
-        )
-        if attempt is not None:
+        ).first()
+        if row is not None:
             # The one change of experiment status a claim can cause, made here so that reads
             # never have to derive and write it: queued -> running.
             linked = select(ExperimentStage.experiment_id).where(
@@ -167,7 +203,7 @@ def claim(sessions: sessionmaker[Session], stage_id: int, lease_s: float) -> int
                 .values(status=Status.RUNNING.value)
                 .execution_options(synchronize_session=False)
             )
-        return attempt
+    return None if row is None else StageRef(stage_id, row.key, row.kind, row.attempts, now)
 
 
 def record_progress(
@@ -210,12 +246,7 @@ class LeaseKeeper:
         while not self._stop.wait(self.every_s):
             try:
                 with self.sessions.begin() as s:
-                    res = s.execute(
-                        update(Stage)
-                        .where(owned(self.stage))
-                        .values(lease_until=utcnow() + timedelta(seconds=self.lease_s))
-                    )
-                    kept = cast(CursorResult[Any], res).rowcount == 1
+                    kept = hold(s, self.stage, self.lease_s)
             except Exception:  # a database hiccup must not kill the stage; the next beat retries
                 log.warning("lease heartbeat for stage %d failed", self.stage.id, exc_info=True)
                 continue
@@ -240,16 +271,18 @@ class LeaseKeeper:
 
 def run_stage(ctx: StageContext, stage_id: int) -> bool:
     """Run a stage if it can be claimed. Returns True if this call ran it."""
-    attempt = claim(ctx.sessions, stage_id, ctx.lease_seconds)
-    if attempt is None:
+    stage = claim(ctx.sessions, stage_id, ctx.lease_seconds)
+    if stage is None:
         return False
     with ctx.sessions() as s:
-        row = s.get(Stage, stage_id)
-        assert row is not None
-        stage, params = StageRef(row.id, row.key, row.kind, attempt), row.params
+        params = s.scalars(select(Stage.params).where(Stage.id == stage_id)).one()
     keeper = LeaseKeeper(ctx.sessions, stage, ctx.lease_seconds, ctx.heartbeat_seconds)
     asked = ctx.should_stop
-    ctx = replace(ctx, should_stop=lambda: keeper.lost.is_set() or (asked is not None and asked()))
+    ctx = replace(
+        ctx,
+        should_stop=lambda: keeper.lost.is_set() or (asked is not None and asked()),
+        claimed=stage,
+    )
     try:
         with keeper:
             from xstilts.runtime.runners import run_spec  # the runner of this kind, loaded lazily

@@ -156,46 +156,58 @@ def refresh_experiment(sessions: sessionmaker[Session], exp_id: str) -> str:
 
     In this order: succeeded when every stage did (also when a cancel came as the last one ended:
     the results are all there); failed when a stage failed for good (also if cancelled since: the
-    failure says more); cancelled when asked; else running or queued."""
-    with sessions.begin() as s:
-        # The experiment's row is locked before its stages are read (the first statement a write:
-        # a row lock on Postgres, the write lock on SQLite), so two refreshes take turns and the
-        # later one reads what the earlier one saw, or newer; else one that read a stage still
-        # running could store its stale verdict after the other stored the newer one.
-        s.execute(
-            update(Experiment).where(Experiment.id == exp_id).values(status=Experiment.status)
-        )
-        exp = s.get(Experiment, exp_id, populate_existing=True)
+    failure says more); cancelled when asked; else running or queued. The error is kept only while
+    the experiment is failed.
+
+    Read first, without a lock: most calls (every reconciler pass, for every active experiment)
+    change nothing, and write nothing. A change is derived again with the experiment's row locked
+    (the first statement a write: a row lock on Postgres, the write lock on SQLite), so two
+    refreshes take turns and the later one reads the stages the earlier one read, or newer: a
+    verdict derived from a stage still running is never stored over one derived after it ended.
+    """
+    with sessions() as s:
+        exp = s.get(Experiment, exp_id)
         if exp is None:
             return Status.FAILED.value
-        statuses = s.scalars(
-            select(Stage.status)
+        derived = _derive(s, exp)
+        if derived == (exp.status, exp.error):
+            return exp.status
+    with sessions.begin() as s:
+        s.execute(
+            update(Experiment)
+            .where(Experiment.id == exp_id)
+            .values(status=Experiment.status, updated_at=Experiment.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        exp = s.get(Experiment, exp_id)
+        assert exp is not None  # experiments are never deleted
+        exp.status, exp.error = _derive(s, exp)
+        return exp.status
+
+
+def _derive(s: Session, exp: Experiment) -> tuple[str, str | None]:
+    """The experiment's status and error as its stages say (see :func:`refresh_experiment`)."""
+    statuses = s.scalars(
+        select(Stage.status)
+        .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
+        .where(ExperimentStage.experiment_id == exp.id)
+    ).all()
+    if statuses and all(st == Status.SUCCEEDED.value for st in statuses):
+        return Status.SUCCEEDED.value, None
+    if Status.FAILED.value in statuses:
+        failed = s.scalars(
+            select(Stage)
             .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
-            .where(ExperimentStage.experiment_id == exp_id)
-        ).all()
-        if statuses and all(st == Status.SUCCEEDED.value for st in statuses):
-            status = Status.SUCCEEDED.value
-        elif Status.FAILED.value in statuses:
-            status = Status.FAILED.value
-            failed = s.scalars(
-                select(Stage)
-                .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
-                .where(ExperimentStage.experiment_id == exp_id, Stage.status == Status.FAILED.value)
-                .limit(1)
-            ).first()
-            first_line = next(iter((failed.error or "").splitlines()), "") if failed else ""
-            exp.error = f"stage {failed.kind} failed: {first_line}" if failed else None
-        elif exp.cancel_requested:
-            status = Status.CANCELLED.value
-        elif Status.RUNNING.value in statuses or Status.SUCCEEDED.value in statuses:
-            status = Status.RUNNING.value
-        else:
-            status = Status.QUEUED.value
-        if exp.status != status:  # polls read far more often than anything changes
-            exp.status = status
-        if status != Status.FAILED.value and exp.error is not None:
-            exp.error = None  # a failed stage retried since (another request reset it)
-        return status
+            .where(ExperimentStage.experiment_id == exp.id, Stage.status == Status.FAILED.value)
+            .limit(1)
+        ).first()
+        first_line = next(iter((failed.error or "").splitlines()), "") if failed else ""
+        return Status.FAILED.value, f"stage {failed.kind} failed: {first_line}" if failed else None
+    if exp.cancel_requested:
+        return Status.CANCELLED.value, None
+    if Status.RUNNING.value in statuses or Status.SUCCEEDED.value in statuses:
+        return Status.RUNNING.value, None
+    return Status.QUEUED.value, None
 
 
 def send_or_defer(
@@ -215,7 +227,11 @@ def send_or_defer(
                 e,
             )
             with sessions.begin() as s:
-                s.execute(update(Stage).where(Stage.id == sid).values(lease_until=utcnow()))
+                s.execute(
+                    update(Stage)
+                    .where(Stage.id == sid, Stage.status == Status.QUEUED.value)
+                    .values(lease_until=utcnow())
+                )
 
 
 def advance(sessions: sessionmaker[Session], executor: Executor, stage_id: int) -> None:
@@ -288,8 +304,8 @@ def reconcile(
     it delivered. ``experiment_id`` limits it to the stages of one experiment. In order:
 
     - a running stage whose lease expired lost its runner: it is queued again and delivered, or
-      failed once its runner was lost :data:`MAX_ATTEMPTS` times (a stage that kills its worker,
-      say by exhausting host memory, must not do so for ever);
+      failed when that was its last attempt (a stage that kills its worker, say by exhausting
+      host memory, must not do so for ever);
     - a queued stage not claimed in time whose message the executor's broker does not hold (as far
       as it can tell) is delivered again;
     - a cancelled stage that a live experiment links (a cancel that raced a new request for it) is
@@ -354,8 +370,8 @@ _DELIVERED = (Status.QUEUED.value, Status.RUNNING.value)
 
 
 def _fail_lost_too_often(s: Session, lost: list[int], now: datetime) -> list[int]:
-    """Fail the running stages among ``lost`` (lease expired) whose runner was lost on every one of
-    their :data:`MAX_ATTEMPTS` attempts; returns their ids."""
+    """Fail the running stages among ``lost`` (lease expired) whose lost runner ran their last
+    attempt (:data:`MAX_ATTEMPTS`); returns their ids."""
     if not lost:
         return []
     return list(
@@ -371,9 +387,9 @@ def _fail_lost_too_often(s: Session, lost: list[int], now: datetime) -> list[int
                 status=Status.FAILED.value,
                 finished_at=now,
                 error=(
-                    f"its runner was lost on each of {MAX_ATTEMPTS} attempts (the process died or "
-                    "stopped renewing its lease: killed, out of host memory, or crashed); "
-                    "not tried again: see the worker's log"
+                    f"the runner of its last attempt ({MAX_ATTEMPTS} of {MAX_ATTEMPTS}) was lost "
+                    "(the process died or stopped renewing its lease: killed, out of host memory, "
+                    "or crashed); not tried again: see the worker's log"
                 ),
             )
             .returning(Stage.id)

@@ -156,11 +156,14 @@ def run_replicated(
     got_result, failure, cancelled = False, None, None
     try:
         while True:
+            # On every pass, not only when no event came for a while: rank 0 reports each step,
+            # and a cancel or a lost lease must stop the replicas at the next one. (The caller's
+            # check is cheap or rate-limited.)
+            if should_stop is not None and not stop.is_set() and should_stop():
+                stop.set()
             try:
                 kind, value = events.get(timeout=0.5)
             except queue.Empty:
-                if should_stop is not None and should_stop():
-                    stop.set()
                 if all(not p.is_alive() for p in procs):
                     break
                 if any(p.exitcode not in (None, 0) for p in procs) and failure is None:

@@ -41,11 +41,12 @@ def run(ctx: StageContext, stage: StageRef, spec: EvaluateStageSpec) -> StageOut
         )
     summary = cross_language_summary(values)
     with ctx.sessions.begin() as s:
+        ctx.check_owned(s)  # in the same transaction: a runner taken over writes no metrics
         # Idempotent: a re-run replaces this stage's metrics instead of adding a second set.
         s.execute(delete(Metric).where(Metric.stage_id == stage.id))
         s.add_all(rows)
     out = ctx.store.stage_dir(stage.kind, stage.key)
-    with ctx.store.writing(out) as tmp:
+    with ctx.store.writing(out, ctx.check_owned) as tmp:
         metrics = [MetricRow.model_validate(r).model_dump() for r in rows]
         (tmp / METRICS_FILE).write_text(
             json.dumps({"metrics": metrics, "summary": summary}, indent=2)

@@ -52,7 +52,7 @@ def run(ctx: StageContext, stage: StageRef, spec: PredictStageSpec) -> StageOutc
             DecodeConfig(ev.n_best_size, ev.max_answer_length),
         )
     out = ctx.store.stage_dir(stage.kind, stage.key)
-    with ctx.store.writing(out) as tmp:
+    with ctx.store.writing(out, ctx.check_owned) as tmp:
         (tmp / PREDICTIONS_FILE).write_text(
             json.dumps(
                 {"task": task.name, "language": spec.language, "split": ev.split, "rows": rows}

@@ -50,13 +50,14 @@ def run(
     progress = ProgressRecorder(ctx, stage)
     # Checkpoint selection evaluates in one process; everything else may use several replicas.
     replicas = 1 if spec.training.select == "best_english_dev" else ctx.processes_per_stage
-    with ctx.store.writing(out) as tmp:
+    with ctx.store.writing(out, ctx.check_owned) as tmp:
         if replicas > 1:
             result = run_replicated(
                 replicas, _fit, replace(job, out=tmp), progress, ctx.should_stop
             )
         else:
             result = _fit(None, replace(job, out=tmp), progress, ctx.should_stop)
+    ctx.check_owned()  # a successor resuming from the checkpoints keeps them
     ctx.store.discard_work(stage.key)
     return StageOutcome(out, result)
 
