@@ -148,3 +148,55 @@ def test_a_cancel_that_races_the_last_stage_leaves_the_experiment_succeeded(
     assert refresh_experiment(ws.sessions, sibling_id) == "succeeded"
     assert refresh_experiment(ws.sessions, cancelled_id) == "succeeded"
     ws.close()
+
+
+def test_a_cancel_stops_a_prediction_between_batches_and_publishes_nothing(
+    settings, tiny_model_dir: Path
+) -> None:
+    """Prediction and evaluation poll for a cancel as training does (they used to run to the
+    end): a prediction stops at its next batch, an evaluation before its next language; each
+    ends cancelled and writes no output folder."""
+    from dataclasses import replace
+
+    from xstilts.errors import CancelledError
+    from xstilts.runtime.lifecycle import StageContext, run_stage
+
+    ws = Workspace(settings)
+    spec = tiny_spec(
+        tiny_model_dir,
+        intermediate={"tasks": []},
+        evaluation={"languages": ["en"], "max_examples_per_language": 40, "batch_size": 4},
+    )
+    exp_id = ws.submit(parse_spec(spec))
+    [(train_id, _)] = mark_runnable(ws.sessions, exp_id)
+    ctx = StageContext(ws.sessions, ws.store, lease_seconds=ws.lease_seconds)
+    assert run_stage(ctx, train_id)
+    sent = Sent()
+    advance(ws.sessions, sent, train_id)
+    [predict_id] = sent.ids
+    asked: list[int] = []
+
+    def third_time() -> bool:  # the cancel lands while the third batch runs
+        asked.append(1)
+        return len(asked) == 3
+
+    with pytest.raises(CancelledError, match=r"stage predict \w+ cancelled at 12/40"):
+        run_stage(replace(ctx, should_stop=third_time), predict_id)
+    assert len(asked) == 3
+    with ws.sessions() as s:
+        row = s.get(Stage, predict_id)
+        assert row is not None
+        assert (row.status, row.output_uri) == ("cancelled", None)
+        assert row.progress_step is not None and row.progress_step < 40
+        assert not ws.store.stage_dir(row.kind, row.key).exists()
+
+    # Run again, it predicts every row; the evaluation asked to stop scores no language.
+    _set(ws, predict_id, "queued")
+    assert run_stage(ctx, predict_id)
+    sent.ids.clear()
+    advance(ws.sessions, sent, predict_id)
+    [evaluate_id] = sent.ids
+    with pytest.raises(CancelledError, match=r"stage evaluate \w+ cancelled after 0 of 1 lang"):
+        run_stage(replace(ctx, should_stop=lambda: True), evaluate_id)
+    assert _status(ws, evaluate_id) == "cancelled"
+    ws.close()

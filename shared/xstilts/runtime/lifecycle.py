@@ -115,6 +115,14 @@ class StageContext:
                 f"one's lease lapsed (attempt {stage.attempt}): nothing published"
             )
 
+    def stop_if_asked(self, where: str) -> None:
+        """Raise :class:`CancelledError` when the stage should stop (every experiment that wants
+        it was cancelled, or this runner lost its lease); ``where`` says how far it got."""
+        if self.should_stop is not None and self.should_stop():
+            stage = self.claimed
+            name = f"stage {stage.kind} {stage.key[:12]}" if stage is not None else "stage"
+            raise CancelledError(f"{name} cancelled {where}")
+
     @property
     def heartbeat_seconds(self) -> float:
         # Several heartbeats fit in one lease, so a live stage never looks dead between two.
@@ -406,13 +414,20 @@ def _finish(
 @dataclass
 class ProgressRecorder:
     """The progress callback runners pass to training and prediction: stores step/total and
-    examples/s in the database at most once per heartbeat, and tells the reporter every time."""
+    examples/s in the database at most once per heartbeat, and tells the reporter every time.
+
+    With ``stops`` it also ends the stage when it should stop (cancelled, or its lease lost) by
+    raising :class:`CancelledError`: for prediction, which holds nothing worth saving. Training
+    checks ``should_stop`` itself, after a step, so that data-parallel replicas stop together."""
 
     ctx: StageContext
     stage: StageRef
+    stops: bool = False
     _last: float = field(default=0.0, init=False)
 
     def __call__(self, step: int, total: int, rate: float, loss: float = float("nan")) -> None:
+        if self.stops and step < total:
+            self.ctx.stop_if_asked(f"at {step}/{total}")
         now = time.monotonic()
         if now - self._last >= self.ctx.heartbeat_seconds or step == total:
             record_progress(self.ctx.sessions, self.stage, step, total, rate)

@@ -28,7 +28,8 @@ def run(ctx: StageContext, stage: StageRef, spec: EvaluateStageSpec) -> StageOut
     values: dict[str, float] = {}
     rows: list[Metric] = []
     one_class: list[str] = []  # languages whose every prediction is the same
-    for key in spec.deps:  # the predict stages, one per language
+    for done, key in enumerate(spec.deps):  # the predict stages, one per language
+        ctx.stop_if_asked(f"after {done} of {len(spec.deps)} languages")
         data = read_predictions(ctx.stage_output(key))
         lang = data["language"]
         scores = metric.score(task, lang, data["rows"], spec.bootstrap_samples)

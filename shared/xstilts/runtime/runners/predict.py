@@ -26,7 +26,7 @@ def run(ctx: StageContext, stage: StageRef, spec: PredictStageSpec) -> StageOutc
     examples = load_split(
         task, Split(ev.split), spec.language, spec.data.source, ev.max_examples_per_language
     )
-    progress = ProgressRecorder(ctx, stage)
+    progress = ProgressRecorder(ctx, stage, stops=True)
     models = ctx.models or ModelCache()
     if spec.head is None:
         rows = _retrieve(ctx, spec, task, examples, models, progress)
