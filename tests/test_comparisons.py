@@ -477,3 +477,43 @@ def test_agrees_with_scipy_on_one_language() -> None:
     )  # fmt: skip
     assert row.test == "paired_permutation"
     assert row.p_value == pytest.approx(perm.pvalue, abs=0.01)
+
+
+def test_unequal_seed_counts_are_warned_and_the_spread_verdict_hedged() -> None:
+    """One and the same model on both sides, 3 seeds against 10: averaging more seeds removes
+    more training noise per language, so the candidate's spread looks smaller (found significant
+    here). The comparison must say the seed count can explain it, not call it evener transfer."""
+    langs = ["en", "de", "fr", "ar", "sw", "ru", "zh", "hi"]
+    rng = np.random.default_rng(22)
+
+    def side(seeds: range) -> dict[int, dict[str, ItemScores]]:
+        out = {}
+        for s in seeds:  # the seed's training noise: its own accuracy in each language
+            rates = {lang: 0.7 + rng.normal(0, 0.03) for lang in langs}
+            out[s] = xnli_items({k: (rng.random(400) < p).astype(float) for k, p in rates.items()})
+        return out
+
+    result = compare(
+        make_side("xnli", side(range(1, 4)), "a" * 32),
+        make_side("xnli", side(range(1, 11)), "b" * 32),
+        CompareOptions(samples=500),
+    )
+    std = next(s for s in result.statistics if s.statistic == "non_english_std")
+    assert std.significant and std.difference is not None and std.difference < 0
+    [warning] = result.warnings
+    assert warning.startswith("the baseline has 3 seeds and the candidate 10: ")
+    spread = result.verdict[1]
+    assert "evidence of more even transfer. But the sides have 3 and 10 seeds" in spread
+    assert spread.endswith("compare the same number of seeds a side.")
+
+
+def test_the_language_warning_counts_non_english_languages() -> None:
+    """The spread is taken over the non-English languages: en, de and fr give it two values."""
+    rng = np.random.default_rng(3)
+    rates = {"en": 0.8, "de": 0.7, "fr": 0.6}
+    a = {s: xnli_items(random_correct(rng, 100, rates)) for s in (1, 2, 3)}
+    b = {s: xnli_items(random_correct(rng, 100, rates)) for s in (1, 2, 3)}
+    result = compare(make_side("xnli", a, "a" * 32), make_side("xnli", b, "b" * 32))
+    assert result.warnings == [
+        "2 non-English language(s): the spread statistics need 3 or more"
+    ]

@@ -87,7 +87,6 @@ def compare(a: SideItems, b: SideItems, options: CompareOptions | None = None) -
     metrics = [metric.primary, *(m for m in metric.task_score_of if m != metric.primary)]
     languages = a.ref.languages
     index = build_index(a, b, metrics, languages, joint=task.parallel_items)
-    n_lang = len(languages)
 
     def statistic_columns(v: np.ndarray) -> dict[str, np.ndarray]:
         return cross_language(v, metrics, languages, metric.task_score_of)
@@ -202,7 +201,7 @@ def compare(a: SideItems, b: SideItems, options: CompareOptions | None = None) -
         statistics=statistics,
         worst_language_baseline=_worst(languages, obs_a),
         worst_language_candidate=_worst(languages, obs_b),
-        warnings=_warnings(a, b, n_lang),
+        warnings=_warnings(a, b, sum(lang != ENGLISH for lang in languages)),
     )
     result.verdict = verdict(result)
     return result
@@ -435,8 +434,17 @@ def _side(side: SideItems) -> Side:
     )
 
 
-def _warnings(a: SideItems, b: SideItems, n_lang: int) -> list[str]:
+def _warnings(a: SideItems, b: SideItems, non_english: int) -> list[str]:
     out = []
+    n_a, n_b = len(a.ref.seeds), len(b.ref.seeds)
+    if n_a != n_b:
+        out.append(
+            f"the baseline has {n_a} seed{'s' if n_a > 1 else ''} and the candidate {n_b}: a "
+            "side's score in a language is the mean over its seeds, so the side with more "
+            "seeds keeps less training noise in each language and its spread across languages "
+            "looks smaller for that reason alone; compare the same number of seeds a side (the "
+            "per-seed values and Welch's test are not biased by the count)"
+        )
     for role, side in (("baseline", a), ("candidate", b)):
         n = len(side.ref.seeds)
         if n < FEW_SEEDS:
@@ -446,6 +454,8 @@ def _warnings(a: SideItems, b: SideItems, n_lang: int) -> list[str]:
                 + (" and only a little of" if n > 1 else " but not")
                 + " the training noise between seeds; run 3 or more seeds a side"
             )
-    if n_lang < 3:
-        out.append(f"{n_lang} language(s): the spread statistics need 3 or more")
+    if non_english < 3:
+        out.append(
+            f"{non_english} non-English language(s): the spread statistics need 3 or more"
+        )
     return out

@@ -31,7 +31,14 @@ def verdict(c: Comparison) -> list[str]:
             )
             + _evidence(std, "less even transfer", "more even transfer")
         )
-        if (
+        seeds = (len(c.baseline.seeds), len(c.candidate.seeds))
+        if std.significant and seeds[0] != seeds[1]:
+            line += (
+                f" But the sides have {seeds[0]} and {seeds[1]} seeds, and a mean over more "
+                "seeds has less training noise per language, so its spread is smaller for that "
+                "reason alone: compare the same number of seeds a side."
+            )
+        elif (
             std.significant
             and std.difference < 0
             and mean is not None
