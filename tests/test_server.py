@@ -292,6 +292,58 @@ def test_connections_that_never_finish_their_headers_are_closed(short_timeout_se
             s.close()
 
 
+def _head(size: int, end: bytes = b"\r\n") -> bytes:
+    """A GET whose request line and headers are ``size`` bytes long, blank line included."""
+    start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: "
+    return start + b"a" * (size - len(start) - 2 * len(end)) + end + end
+
+
+@pytest.mark.parametrize(
+    ("size", "pieces", "status"),
+    [
+        (16384, 1, b"200"),  # exactly the limit (16 KiB), in one read
+        (16385, 1, b"431"),  # one byte over, in one read: h11 alone let 100 KB through
+        (100_000, 1, b"431"),
+        (30_000, 3, b"431"),  # over it in pieces
+        (16384, 4, b"200"),
+    ],
+)
+def test_request_heads_over_the_limit_get_431(
+    short_timeout_server: int, size: int, pieces: int, status: bytes
+) -> None:
+    head = _head(size)
+    assert len(head) == size
+    with _connect(short_timeout_server) as sock:
+        step = -(-size // pieces)
+        for i in range(0, size, step):
+            sock.sendall(head[i : i + step])
+            time.sleep(0.05)  # separate reads on the server
+        answer = _response(sock)
+    assert answer.startswith(b"HTTP/1.1 " + status + b" ")
+    if status == b"431":
+        assert answer.endswith(b"Request line and headers over 16384 bytes (XSTILTS_HTTP_MAX_HEADER_BYTES).")
+
+
+def test_a_body_and_a_kept_alive_request_do_not_count_towards_the_head(
+    short_timeout_server: int,
+) -> None:
+    """Only the request line and headers are capped: a body sent with them, and the heads of
+    later requests on the same connection, each start afresh. A bare LF ends a head too."""
+    body = b"{" + b" " * 20_000 + b"}"
+    post = (
+        b"POST /experiments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    with _connect(short_timeout_server, post) as sock:
+        assert _response(sock).startswith(b"HTTP/1.1 401 ")  # read past the head: no key
+        for _ in range(3):
+            sock.sendall(_head(12_000))
+            assert _response(sock).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(_head(12_000, end=b"\n"))
+        assert _response(sock).startswith(b"HTTP/1.1 200 ")
+
+
 def test_http_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XSTILTS_HTTP_HEADER_TIMEOUT_S", "0")
     monkeypatch.setenv("XSTILTS_HTTP_MAX_HEADER_BYTES", "100")

@@ -161,7 +161,7 @@ class Settings(BaseSettings):
     # count too, so a low value lets a flood of cheap connections turn everyone away: it is a
     # backstop against overload (about 5 KiB per open connection), not a per-client limit.
     http_max_concurrency: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
-    # Longest request line plus headers, in bytes; a longer one gets 400 (h11's default 16 KiB).
+    # Longest request line plus headers, in bytes; a longer one gets 431 (default 16 KiB).
     http_max_header_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 16384
     broker_url: str = "redis://127.0.0.1:6379/0"
     # API keys as {name: sha256 hex of the key}; from XSTILTS_API_KEYS="name:sha256hex,..."

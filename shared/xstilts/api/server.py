@@ -5,6 +5,8 @@ On top of uvicorn it adds what uvicorn leaves out:
 
 - a header timeout: uvicorn closes idle keep-alive connections, but never one that connected and
   has not finished sending a request's headers (a slow-headers client can hold thousands open);
+- a cap on the request line and headers (431 over it): h11's own limit bounds only the bytes it
+  buffers between reads, so a head that arrives in one read passed at any size;
 - ``?api_key=`` values (report pages) redacted in the access log, installed through the logging
   configuration uvicorn applies at start-up, so that configuration cannot drop it;
 - start and stop logged at WARNING, naming the signal that stopped the server, so a server
@@ -33,6 +35,8 @@ from xstilts.config import Settings
 
 logger = logging.getLogger(__name__)
 
+# Where a request's line and headers end (h11 accepts a bare LF as well as CRLF).
+_END_OF_HEAD = re.compile(rb"\n\r?\n")
 # The query parameter a browser passes the API key in (xstilts.api.deps.page_owner).
 API_KEY_PARAM = "api_key"
 REDACTED = "[redacted]"
@@ -86,12 +90,20 @@ class HeaderTimeoutProtocol(H11Protocol):
         assert isinstance(config, ServerConfig), "HeaderTimeoutProtocol needs a ServerConfig"
         self.header_timeout_s = config.header_timeout_s
         self.header_timer: asyncio.TimerHandle | None = None
+        self.max_head = config.max_header_bytes
+        self.head = bytearray()  # the current request's line and headers so far (at most max_head)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._await_headers()
 
     def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE:
+            if not self._head_fits(data):
+                self._head_too_large()
+                return
+        else:
+            self.head.clear()
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # the request line and headers are in
             self._cancel_header_timer()
@@ -108,6 +120,33 @@ class HeaderTimeoutProtocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
         super().connection_lost(exc)
+
+    def _head_fits(self, data: bytes) -> bool:
+        """Whether the request line and headers, with ``data`` added, stay within ``max_head``
+        bytes (h11 bounds only what it buffers between reads: a whole head arriving in one read
+        passed at any size). Bytes after the head (a body, a pipelined request) do not count."""
+        start = max(0, len(self.head) - 3)
+        self.head += data[: self.max_head + 4 - len(self.head)]
+        end = _END_OF_HEAD.search(self.head, start)
+        if end is None:
+            return len(self.head) <= self.max_head
+        self.head.clear()  # the next request's head starts afresh
+        return end.end() <= self.max_head
+
+    def _head_too_large(self) -> None:
+        body = (
+            f"Request line and headers over {self.max_head} bytes "
+            "(XSTILTS_HTTP_MAX_HEADER_BYTES)."
+        ).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        logger.debug("closing the connection of %s: %s", self.client, body.decode())
+        self._cancel_header_timer()
+        self.transport.close()
 
     def _await_headers(self) -> None:
         self._cancel_header_timer()
@@ -136,12 +175,15 @@ class ServerConfig(uvicorn.Config):
 
     def __init__(self, app: Any, settings: Settings, **kwargs: Any) -> None:
         self.header_timeout_s = settings.http_header_timeout_s
+        self.max_header_bytes = settings.http_max_header_bytes
         super().__init__(
             app,
             http=HeaderTimeoutProtocol,
             timeout_keep_alive=settings.http_keep_alive_s,
             limit_concurrency=settings.http_max_concurrency,
-            h11_max_incomplete_event_size=settings.http_max_header_bytes,
+            # A backstop: the protocol refuses a head over the limit itself (431) before h11's
+            # buffer, which also holds a pipelined request's bytes, could reach this.
+            h11_max_incomplete_event_size=settings.http_max_header_bytes + 65536,
             log_config=log_config(),
             **kwargs,
         )
