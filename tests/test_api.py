@@ -263,6 +263,18 @@ def test_validation_errors_name_fields(client: TestClient, tiny_model_dir: Path)
     (err,) = r.json()["detail"]
     assert err["loc"] == ["(spec)"] and "not valid JSON" in err["msg"]
 
+    # A key given twice is refused, as in a spec file (the last value used to win in silence).
+    twice = json.dumps(spec)[:-1] + ', "seeds": [7]}'
+    r = client.post("/experiments", content=twice.encode(), headers=A)
+    assert r.status_code == 422
+    assert r.json()["detail"] == [
+        {
+            "type": "value_error",
+            "loc": ["(spec)"],
+            "msg": "request body: key 'seeds' is given twice in one mapping",
+        }
+    ]
+
     r = client.post("/experiments", json=[spec], headers=A)
     assert r.status_code == 422
     assert r.json()["detail"] == [

@@ -24,7 +24,14 @@ from xstilts.experiments.submit import submit
 from xstilts.jsontypes import JSONObject
 from xstilts.runtime.artifacts import ArtifactStore
 from xstilts.runtime.scheduler import Executor, start
-from xstilts.spec import MAX_SPEC_DEPTH, ExperimentSpec, SpecError, decode_json, parse_spec
+from xstilts.spec import (
+    MAX_SPEC_DEPTH,
+    DuplicateKeyError,
+    ExperimentSpec,
+    SpecError,
+    decode_json,
+    parse_spec,
+)
 
 MAX_BODY_BYTES = 1 << 20
 # A spec nests about five levels deep; a body nested far deeper is refused before it is parsed
@@ -196,7 +203,9 @@ def json_object(body: bytes) -> JSONObject:
     if json_too_deep(body):
         raise SpecError([((), f"request body nests deeper than {MAX_JSON_DEPTH} levels")])
     try:
-        data = decode_json(body)
+        data = decode_json(body, unique_keys=True)  # as spec files: which value was meant?
+    except DuplicateKeyError as e:
+        raise SpecError([((), f"request body: {e}")]) from None
     except ValueError as e:
         raise SpecError([((), f"request body is not valid JSON: {e}")]) from None
     if not isinstance(data, dict):
