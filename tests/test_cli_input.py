@@ -5,6 +5,9 @@ Also the spec costs that an input could blow up (repeated languages, YAML aliase
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -298,3 +301,50 @@ def test_a_study_name_too_long_for_its_cells_names_the_study_field() -> None:
     assert "shorten the name to 185" in str(e.value)
     cells = expand(parse_study({**study, "name": "x" * 185}))
     assert max(len(spec.name) for _, _, spec in cells) == 200
+
+
+def _cli(
+    args: list[str], home: Path, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "xstilts.cli", *args],
+        env={**os.environ, "XSTILTS_HOME": str(home), **(extra or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`xstilts tasks | head -1`: the closed pipe used to end in a BrokenPipeError traceback."""
+    proc = _cli(["tasks"], tmp_path)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes a line
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141, err
+    assert err == ""
+
+
+def test_a_failed_stage_is_one_line_per_attempt_without_traceback(
+    tmp_path: Path, tiny_model_dir: Path, data_dir: Path
+) -> None:
+    """A model folder without weights: each attempt logs one line, the command ends with the
+    error; the traceback stays with the stage (and -v prints it)."""
+    model = tmp_path / "models" / "noweights"
+    model.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        if (tiny_model_dir / name).exists():
+            (model / name).write_bytes((tiny_model_dir / name).read_bytes())
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            tiny_spec(model, intermediate={"tasks": []}, evaluation={"languages": ["en"]})
+        )
+    )
+    roots = {"XSTILTS_DATA_DIR": str(data_dir), "XSTILTS_MODEL_ROOTS": str(model.parent)}
+    proc = _cli(["run", "-q", str(spec)], tmp_path / "home", roots)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err.decode()
+    lines = err.decode().splitlines()
+    assert "Traceback" not in err.decode()
+    assert sum("ERROR xstilts.runtime.lifecycle: stage target_train" in x for x in lines) == 3
+    assert lines[-1].startswith("error: stage target_train") and "failed" in lines[-1]

@@ -135,8 +135,7 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     def _head_too_large(self) -> None:
         body = (
-            f"Request line and headers over {self.max_head} bytes "
-            "(XSTILTS_HTTP_MAX_HEADER_BYTES)."
+            f"Request line and headers over {self.max_head} bytes (XSTILTS_HTTP_MAX_HEADER_BYTES)."
         ).encode()
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"

@@ -1,18 +1,22 @@
 """The ``xstilts`` command line: the parser, and the modules that hold each command group.
 
-Exit codes: 0 success, 1 a stage failed, 2 bad input (spec, task, language, path).
+Exit codes: 0 success, 1 a stage failed, 2 bad input (spec, task, language, path), 130 interrupted
+(Ctrl-C), 141 the reader of the output went away (a closed pipe).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from xstilts.cli import catalog, experiments, maintenance, service, submissions
 from xstilts.cli.common import EXIT_FAILED, EXIT_USAGE
 from xstilts.errors import StageFailedError, XstiltsError
 from xstilts.terminal import terminal_safe
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe exits with
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,15 +31,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoTraceback(logging.Formatter):
+    """Log lines without their tracebacks (a failed stage keeps its traceback in the database,
+    where `GET /experiments/{id}` and the results show it); ``-v`` prints them."""
+
+    def formatException(self, ei: object) -> str:  # noqa: N802 (logging's name)
+        return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler()
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt) if args.verbose else _NoTraceback(fmt))
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler]
     )
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
+        return code
+    except BrokenPipeError:
+        # The reader went away (`xstilts tasks | head -1`): stop quietly, as a shell tool does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except XstiltsError as e:
         # A message may quote what a user wrote (a results file, a name): escaped, never raw.
         print(f"error: {terminal_safe(str(e), keep_newlines=True)}", file=sys.stderr)

@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xstilts.cli.common import EXIT_OK, bounded, output_file, quiet_transformers, write_json
+from xstilts.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    bounded,
+    output_file,
+    quiet_transformers,
+    write_json,
+)
 from xstilts.config import LOCAL_OWNER, Settings
 from xstilts.errors import XstiltsError
 from xstilts.terminal import terminal_safe
@@ -50,7 +57,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    serve(create_app(settings), settings, host=args.host, port=args.port, log_level="warning")
+    try:
+        serve(create_app(settings), settings, host=args.host, port=args.port, log_level="warning")
+    except SystemExit:
+        # uvicorn exits 3 when it cannot start (the port is taken): its message and ours are
+        # printed; the command fails as any other, with 1.
+        return EXIT_FAILED
     return EXIT_OK
 
 

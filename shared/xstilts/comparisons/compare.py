@@ -16,6 +16,7 @@ otherwise. Everything is seeded: the same inputs and options give the same numbe
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -414,7 +415,9 @@ def _welch(a: np.ndarray, b: np.ndarray) -> Welch | None:
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     if a.size < 2 or b.size < 2:
         return None
-    res = scipy_stats.ttest_ind(b, a, equal_var=False)
+    with warnings.catch_warnings():  # nearly equal values: scipy warns, the result says it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = scipy_stats.ttest_ind(b, a, equal_var=False)
     if not (math.isfinite(res.statistic) and math.isfinite(res.pvalue)):
         return None  # no spread on either side: the t statistic is undefined
     return Welch(t=float(res.statistic), df=float(res.df), p_value=float(res.pvalue))
@@ -455,7 +458,5 @@ def _warnings(a: SideItems, b: SideItems, non_english: int) -> list[str]:
                 + " the training noise between seeds; run 3 or more seeds a side"
             )
     if non_english < 3:
-        out.append(
-            f"{non_english} non-English language(s): the spread statistics need 3 or more"
-        )
+        out.append(f"{non_english} non-English language(s): the spread statistics need 3 or more")
     return out
