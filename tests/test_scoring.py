@@ -158,6 +158,10 @@ def test_cli_score_errors_and_json(folders: tuple[Path, Path], tmp_path: Path, c
         ("xnli/test-de.tsv", "neutral\n", "bogusgold\n", "label 'bogusgold' is not one of"),
         ("pawsx/test-de.tsv", "1\n", "7\n", "label '7' is not one of 0, 1"),
         ("panx/test-de.tsv", "O\n", "X-FOO\n", "label 'X-FOO' is not one of O, B-PER"),
+        # Predictions too: label ids for names would score 0 in silence.
+        ("xnli/test-de.tsv", "neutral\n2\n", "neutral\nneutral\n",
+         "test-de.tsv: entry 2: task xnli: label '2' is not one of entailment, neutral"),
+        ("panx/test-de.tsv", "O\nB-XYZ\n", "O\nO\n", "entry 2: task panx: label 'B-XYZ' is not"),
         ("xnli/test-de.tsv", "neutral\n", b"\xffneutral\n", "not UTF-8 text"),
         ("tatoeba/test-de.tsv", "x\n", "1\n", "entry 1 is 'x', not a sentence index"),
         ("xquad/test-de.json", '{"q1": 5}', '{"data": []}', "question id -> answer text"),
@@ -170,8 +174,9 @@ def test_cli_score_errors_and_json(folders: tuple[Path, Path], tmp_path: Path, c
 def test_malformed_files_are_named_never_scored(
     folders: tuple[Path, Path], capsys, file: str, pred: str, gold: str | bytes, says: str
 ) -> None:
-    """A gold label outside the task's labels would score every answer wrong, in silence; a file
-    of the wrong shape would end in a traceback. Each is exit 2, naming the file."""
+    """A gold label or prediction outside the task's labels would score answers wrong, in
+    silence; a file of the wrong shape would end in a traceback. Each is exit 2, naming the
+    file."""
     pred_dir, gold_dir = folders
     _write(pred_dir / file, pred)
     (gold_dir / file).parent.mkdir(parents=True)

@@ -185,7 +185,9 @@ class OneLabelPerExample(TrainedFormat):
 
     def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
         gold = check_gold_labels(task, read_labels(gold_path), gold_path)
-        pred = canonical_labels(task, read_labels(pred_path))
+        pred = read_labels(pred_path)
+        check_predicted_labels(task, pred, pred_path)
+        pred = canonical_labels(task, pred)
         return label_rows(pred, gold, pred_path, gold_path)
 
 
@@ -204,14 +206,24 @@ def submission_text(path: Path) -> str:
 
 def check_gold_labels(task: Task, gold: list[str], path: Path) -> list[str]:
     """Gold labels must be the task's (a label outside them would score every answer wrong, in
-    silence); a prediction outside them is only a wrong answer. A task without a fixed label set
-    (multiple choice: its answers are per item) has nothing to check."""
+    silence). A task without a fixed label set (multiple choice: its answers are per item) has
+    nothing to check."""
     for label in sorted(set(gold)) if task.labels else ():
         try:
             task.label_index(label)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
     return canonical_labels(task, gold)
+
+
+def check_predicted_labels(task: Task, pred: Sequence[str], path: Path) -> None:
+    """Predictions must be the task's labels too: one outside them (ids for names, another task's
+    label set) is a bug in the file's making, which would score as wrong answers in silence."""
+    for label in sorted(set(pred)) if task.labels else ():
+        try:
+            task.label_index(label)
+        except ValueError as e:
+            raise ValueError(f"{path}: entry {pred.index(label) + 1}: {e}") from None
 
 
 def canonical_labels(task: Task, labels: list[str]) -> list[str]:

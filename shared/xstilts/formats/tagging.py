@@ -31,6 +31,7 @@ from xstilts.formats.base import (
     PredictionRow,
     TrainedFormat,
     check_gold_labels,
+    check_predicted_labels,
     label_rows,
     pad_rows,
     submission_text,
@@ -163,7 +164,9 @@ class TokenClassification(TrainedFormat):
     def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
         gold = read_tags(gold_path)
         check_gold_labels(task, sorted({tag for sentence in gold for tag in sentence}), gold_path)
-        return label_rows(read_tags(pred_path), gold, pred_path, gold_path)
+        pred = read_tags(pred_path)
+        check_predicted_labels(task, [tag for sentence in pred for tag in sentence], pred_path)
+        return label_rows(pred, gold, pred_path, gold_path)
 
 
 def read_tags(path: Path) -> list[list[str]]:
