@@ -514,6 +514,4 @@ def test_the_language_warning_counts_non_english_languages() -> None:
     a = {s: xnli_items(random_correct(rng, 100, rates)) for s in (1, 2, 3)}
     b = {s: xnli_items(random_correct(rng, 100, rates)) for s in (1, 2, 3)}
     result = compare(make_side("xnli", a, "a" * 32), make_side("xnli", b, "b" * 32))
-    assert result.warnings == [
-        "2 non-English language(s): the spread statistics need 3 or more"
-    ]
+    assert result.warnings == ["2 non-English language(s): the spread statistics need 3 or more"]

@@ -139,3 +139,13 @@ def test_a_figure_of_many_seeds_stays_within_its_size_cap() -> None:
     assert drawn.svg.count("seed 63") == 3  # every column is still labelled
     small = spread([("arm", {1: [0.5, 0.6]})], "one seed")
     assert struct.unpack(">II", small.png[16:24])[0] == 5 * 130  # small figures as before
+
+
+def test_the_heatmap_scale_keeps_small_changes_pale() -> None:
+    """A lone +0.2 points used to span the whole colour scale (±0.2): drawn as bright as the
+    largest effect there could be. The scale now ends at the largest change or the floor."""
+    from xstilts.reports.figures import SCORE_SCALE_POINTS, colour_limit
+
+    assert colour_limit(np.array([[0.2]]), SCORE_SCALE_POINTS) == 5.0
+    assert colour_limit(np.array([[0.2, -7.5], [np.nan, 1.0]]), SCORE_SCALE_POINTS) == 7.5
+    assert colour_limit(np.array([[np.nan]]), 2.0) == 2.0  # nothing available yet

@@ -321,7 +321,9 @@ def test_request_heads_over_the_limit_get_431(
         answer = _response(sock)
     assert answer.startswith(b"HTTP/1.1 " + status + b" ")
     if status == b"431":
-        assert answer.endswith(b"Request line and headers over 16384 bytes (XSTILTS_HTTP_MAX_HEADER_BYTES).")
+        assert answer.endswith(
+            b"Request line and headers over 16384 bytes (XSTILTS_HTTP_MAX_HEADER_BYTES)."
+        )
 
 
 def test_a_body_and_a_kept_alive_request_do_not_count_towards_the_head(

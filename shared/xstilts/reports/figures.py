@@ -237,6 +237,20 @@ def spread(groups: Sequence[tuple[str, Mapping[int, Sequence[float]]]], title: s
     )
 
 
+# The heatmap's colours reach their ends at the largest change shown, or at these (points) when
+# every change is smaller: small changes stay pale.
+SCORE_SCALE_POINTS = 5.0
+STD_SCALE_POINTS = 2.0
+
+
+def colour_limit(values: np.ndarray, floor: float) -> float:
+    """The end of a symmetric colour scale: the largest change shown, but at least ``floor`` (a
+    lone +0.2 would otherwise fill its cell with the brightest colour, as if it were the largest
+    effect there could be). NaN cells (not available) do not count."""
+    largest = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
+    return max(largest, floor)
+
+
 @_drawn_alone
 def grid_heatmap(r: StudyResults) -> Drawn:
     """Two panels: change of the task score and of the non-English std over the baseline, per
@@ -247,9 +261,9 @@ def grid_heatmap(r: StudyResults) -> Drawn:
     cells = [c for c in r.cells if c and c[0].row != "baseline"]
     fig = _figure(max(7.0, 2.2 * len(r.targets) * 2 + 2), 1.0 + 0.6 * max(1, len(rows)))
     axes = fig.subplots(1, 2)
-    for ax, attr, title in (
-        (axes[0], "score_change", "task score change (points)"),
-        (axes[1], "non_english_std_change", "non-English std change (points)"),
+    for ax, attr, title, floor in (
+        (axes[0], "score_change", "task score change (points)", SCORE_SCALE_POINTS),
+        (axes[1], "non_english_std_change", "non-English std change (points)", STD_SCALE_POINTS),
     ):
         values = np.full((len(rows), len(r.targets)), np.nan)
         sig = np.zeros_like(values, dtype=bool)
@@ -259,8 +273,7 @@ def grid_heatmap(r: StudyResults) -> Drawn:
                 if change is not None and change.difference is not None:
                     values[i, j] = 100 * change.difference
                     sig[i, j] = bool(change.significant)
-        limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
-        limit = limit or 1.0  # all zero or none: any symmetric scale
+        limit = colour_limit(values, floor)
         image = ax.imshow(values, cmap="cividis", vmin=-limit, vmax=limit, aspect="auto")
         for i in range(len(rows)):
             for j in range(len(r.targets)):
@@ -293,5 +306,7 @@ def grid_heatmap(r: StudyResults) -> Drawn:
         fig,
         "grid",
         "Change over the baseline row for each intermediate task set (rows) and target "
-        "(columns); * and bold: p < 0.05; hatched: not significant; n/a: not available yet.",
+        "(columns); * and bold: p < 0.05; hatched: not significant; n/a: not available yet. "
+        f"Colours reach their ends at the largest change, or at ±{SCORE_SCALE_POINTS:g} points "
+        f"(score) and ±{STD_SCALE_POINTS:g} (std) when every change is smaller.",
     )
