@@ -126,6 +126,8 @@ def test_output_paths_that_cannot_be_written_are_refused_before_any_work(
         (["submit", "s.yaml", "--poll", "-1"], "--poll must be from 0.1"),
         (["submit", "s.yaml", "--poll", "0"], "--poll must be from 0.1"),
         (["compare", "a", "b", "--seed", "-1"], "--seed must be from 0"),
+        # Not a number, but as quick: --json without --wait wrote nothing and exited 0.
+        (["submit", "s.yaml", "--json", "out.json"], "--json: the metrics exist once"),
     ],
 )
 def test_numbers_out_of_range_exit_2(

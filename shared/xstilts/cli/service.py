@@ -72,6 +72,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from xstilts.experiments.status import ExperimentState
     from xstilts.spec import load_spec
 
+    if args.json and not args.wait:
+        raise XstiltsError("--json: the metrics exist once the experiment ends; add --wait")
     spec = load_spec(Path(args.spec))  # validate locally first: errors name the field at once
     from xstilts.config import ClientSettings
 
@@ -153,7 +155,10 @@ def add_parsers(sub: Any) -> None:
         help="seconds between polls, 0.1 to 3600 (default 2)",
     )
     p.add_argument(
-        "--json", metavar="OUT", type=output_file, help="with --wait: write the metrics JSON to OUT"
+        "--json",
+        metavar="OUT",
+        type=output_file,
+        help="with --wait (required): write the metrics JSON to OUT",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_submit)
