@@ -200,3 +200,27 @@ def test_a_cancel_stops_a_prediction_between_batches_and_publishes_nothing(
         run_stage(replace(ctx, should_stop=lambda: True), evaluate_id)
     assert _status(ws, evaluate_id) == "cancelled"
     ws.close()
+
+
+def test_a_run_says_which_stage_an_earlier_run_still_holds(
+    settings, tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A re-run after a kill used to sit silent until the dead run's lease lapsed."""
+    from datetime import timedelta
+
+    from xstilts.db.models import utcnow
+
+    ws = Workspace(settings)
+    exp_id, stages = _submit(ws, tiny_model_dir, [1])
+    [held] = stages["target_train"]
+    with ws.sessions.begin() as s:
+        s.execute(
+            update(Stage)
+            .where(Stage.id == held)
+            .values(status="running", lease_until=utcnow() + timedelta(seconds=95))
+        )
+    with caplog.at_level("WARNING", logger="xstilts.runtime.workspace"):
+        ws._say_held(exp_id)
+    [line] = caplog.messages
+    assert line.startswith("stage target_train ") and "if its lease lapses, in 9" in line
+    ws.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import timezone
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -87,6 +88,35 @@ class Workspace:
         self.follow(exp_id, reporter)
         return self.results(exp_id)
 
+    def _say_held(self, exp_id: str) -> None:
+        """Say which of the experiment's stages an earlier run still holds (killed, its lease not
+        yet lapsed): this run takes them over when the lease lapses, and until then waits."""
+        from sqlalchemy import select
+
+        from xstilts.db.models import ExperimentStage, Stage, utcnow
+
+        with self.sessions() as s:
+            held = s.execute(
+                select(Stage.kind, Stage.key, Stage.lease_until)
+                .join(ExperimentStage, ExperimentStage.stage_id == Stage.id)
+                .where(
+                    ExperimentStage.experiment_id == exp_id,
+                    Stage.status == Status.RUNNING.value,
+                    Stage.lease_until > utcnow(),
+                )
+            ).all()
+        for kind, key, until in held:
+            until = until if until.tzinfo else until.replace(tzinfo=timezone.utc)  # SQLite: naive
+            left = max(0.0, (until - utcnow()).total_seconds())
+            log.warning(
+                "stage %s %s is held by a run that has not ended (killed, or still running "
+                "elsewhere): if its lease lapses, in %.0f s, this run takes the stage over and "
+                "resumes it from its checkpoint; until then it waits",
+                kind,
+                key[:12],
+                left,
+            )
+
     def follow(
         self,
         exp_id: str,
@@ -121,6 +151,7 @@ class Workspace:
             start(self.sessions, executor, exp_id)
             for stage_id, queue in earlier:
                 executor.send(stage_id, queue)
+            self._say_held(exp_id)
             status, error = self.status(exp_id)
             while status not in FINAL:
                 if on_poll is not None:
