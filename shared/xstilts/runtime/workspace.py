@@ -106,6 +106,8 @@ class Workspace:
                 )
             ).all()
         for kind, key, until in held:
+            if until is None:  # not with lease_until > now; for the type checker
+                continue
             until = until if until.tzinfo else until.replace(tzinfo=timezone.utc)  # SQLite: naive
             left = max(0.0, (until - utcnow()).total_seconds())
             log.warning(
