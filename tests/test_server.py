@@ -346,6 +346,28 @@ def test_a_body_and_a_kept_alive_request_do_not_count_towards_the_head(
         assert _response(sock).startswith(b"HTTP/1.1 200 ")
 
 
+def test_pipelined_requests_are_capped_each_on_its_own(short_timeout_server: int) -> None:
+    """A head pipelined behind another is parsed without a read of its own: it is capped all
+    the same. A head whose blank line is split across two reads, then a long body, is not."""
+    small = _head(100)
+    with _connect(short_timeout_server, small + _head(100_000)) as sock:
+        answers = b""
+        while chunk := sock.recv(65536):  # both answers, then the server closes
+            answers += chunk
+    assert answers.startswith(b"HTTP/1.1 200 ")
+    assert answers.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 431 " in answers
+    body = b"{" + b" " * 20_000 + b"}"
+    post = (
+        b"POST /experiments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+    )
+    with _connect(short_timeout_server, small + post[:-2]) as sock:
+        assert _response(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.1)
+        sock.sendall(post[-2:] + body)
+        assert _response(sock).startswith(b"HTTP/1.1 401 ")  # read whole: no key
+
+
 def test_http_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XSTILTS_HTTP_HEADER_TIMEOUT_S", "0")
     monkeypatch.setenv("XSTILTS_HTTP_MAX_HEADER_BYTES", "100")

@@ -91,19 +91,12 @@ class HeaderTimeoutProtocol(H11Protocol):
         self.header_timeout_s = config.header_timeout_s
         self.header_timer: asyncio.TimerHandle | None = None
         self.max_head = config.max_header_bytes
-        self.head = bytearray()  # the current request's line and headers so far (at most max_head)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._await_headers()
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE:
-            if not self._head_fits(data):
-                self._head_too_large()
-                return
-        else:
-            self.head.clear()
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # the request line and headers are in
             self._cancel_header_timer()
@@ -121,17 +114,22 @@ class HeaderTimeoutProtocol(H11Protocol):
         self._cancel_header_timer()
         super().connection_lost(exc)
 
-    def _head_fits(self, data: bytes) -> bool:
-        """Whether the request line and headers, with ``data`` added, stay within ``max_head``
-        bytes (h11 bounds only what it buffers between reads: a whole head arriving in one read
-        passed at any size). Bytes after the head (a body, a pipelined request) do not count."""
-        start = max(0, len(self.head) - 3)
-        self.head += data[: self.max_head + 4 - len(self.head)]
-        end = _END_OF_HEAD.search(self.head, start)
-        if end is None:
-            return len(self.head) <= self.max_head
-        self.head.clear()  # the next request's head starts afresh
-        return end.end() <= self.max_head
+    def handle_events(self) -> None:
+        # Every request is parsed here: from a read (data_received) and, for a pipelined one
+        # held while the previous was answered, from on_response_complete.
+        if self.conn.their_state is h11.IDLE and not self._head_fits():
+            self._head_too_large()
+            return
+        super().handle_events()
+
+    def _head_fits(self) -> bool:
+        """Whether the next request's line and headers, as h11 holds them, stay within
+        ``max_head`` bytes. h11's own limit bounds only an incomplete head it buffers between
+        reads: a whole head arriving in one read passed at any size. Bytes after the head (a
+        body, a pipelined request) do not count."""
+        buffered = self.conn.trailing_data[0]
+        end = _END_OF_HEAD.search(buffered, 0, self.max_head + 4)
+        return end.end() <= self.max_head if end is not None else len(buffered) <= self.max_head
 
     def _head_too_large(self) -> None:
         body = (

@@ -16,6 +16,7 @@ from xstilts.cli.common import EXIT_FAILED, EXIT_USAGE
 from xstilts.errors import StageFailedError, XstiltsError
 from xstilts.terminal import terminal_safe
 
+STAGE_LOGGER = "xstilts.runtime.lifecycle"  # logs a failed stage, whose traceback it stores
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe exits with
 
 
@@ -32,11 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _NoTraceback(logging.Formatter):
-    """Log lines without their tracebacks (a failed stage keeps its traceback in the database,
-    where `GET /experiments/{id}` and the results show it); ``-v`` prints them."""
+    """Log lines without the tracebacks of failed stages, which are stored with the stage (the
+    results and `GET /experiments/{id}` show them; ``-v`` prints them too). Other tracebacks,
+    stored nowhere else, are kept."""
 
-    def formatException(self, ei: object) -> str:  # noqa: N802 (logging's name)
-        return ""
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and record.name == STAGE_LOGGER:
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        return super().format(record)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,13 +32,18 @@ def verdict(c: Comparison) -> list[str]:
             + _evidence(std, "less even transfer", "more even transfer")
         )
         seeds = (len(c.baseline.seeds), len(c.candidate.seeds))
-        if std.significant and seeds[0] != seeds[1]:
+        # The bias favours the side with more seeds: hedge a smaller spread on that side only.
+        if (
+            std.significant
+            and seeds[0] != seeds[1]
+            and (seeds[1] > seeds[0]) == (std.difference < 0)
+        ):
             line += (
                 f" But the sides have {seeds[0]} and {seeds[1]} seeds, and a mean over more "
                 "seeds has less training noise per language, so its spread is smaller for that "
                 "reason alone: compare the same number of seeds a side."
             )
-        elif (
+        if (
             std.significant
             and std.difference < 0
             and mean is not None

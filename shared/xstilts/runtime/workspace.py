@@ -149,11 +149,11 @@ class Workspace:
             # intermediate stage: when it ends, every cell's target becomes runnable and is sent
             # to the executor at hand, which stops with its own experiment): delivered here, not
             # when the reconciler finds them (minutes). A stage delivered twice is claimed once.
+            self._say_held(exp_id)  # before anything of this run's can hold a stage
             earlier = queued_stages(self.sessions, exp_id)
             start(self.sessions, executor, exp_id)
             for stage_id, queue in earlier:
                 executor.send(stage_id, queue)
-            self._say_held(exp_id)
             status, error = self.status(exp_id)
             while status not in FINAL:
                 if on_poll is not None:
