@@ -799,3 +799,19 @@ def test_the_stage_estimate_is_the_plan(
         data["evaluation"]["languages"] = ["de", "ar"]
     spec = parse_spec(data)
     assert stage_count(spec) == len(plan(spec, settings))
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_write(tmp_path: Path) -> None:
+    """Results, exports and reports written atomically were 0600 (mkstemp's mode) whatever the
+    umask: unreadable in a shared lab folder. They now get what the umask gives a plain write."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys; os.umask(0o027)\n"
+        "from xstilts.files import write_atomic\n"
+        "write_atomic(__import__('pathlib').Path(sys.argv[1]), 'x')\n"
+    )
+    out = tmp_path / "r.json"
+    subprocess.run([sys.executable, "-c", script, str(out)], check=True)
+    assert out.read_text() == "x" and out.stat().st_mode & 0o777 == 0o640

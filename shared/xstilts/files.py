@@ -13,6 +13,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o077)  # read it (the only way that works everywhere), then put it back
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import: setting the umask to read it is not atomic against other threads.
+_UMASK = _process_umask()
+
+
 @contextmanager
 def replacing(path: Path) -> Iterator[Path]:
     """Yield a temporary path to write; it replaces ``path`` only if the block completes.
@@ -20,6 +30,9 @@ def replacing(path: Path) -> Iterator[Path]:
     For writers that want a path rather than text (``torch.save``, say)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp makes the file 0600; the file it becomes gets the mode a plain write would give it
+    # (a results file in a shared lab folder is readable as the user's umask allows).
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     tmp = Path(name)
     try:
