@@ -5,13 +5,13 @@ What ``GET /experiments/{id}`` returns and ``xstilts submit --wait`` prints; cal
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pydantic import BaseModel, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status
+from xstilts.db.models import Experiment, ExperimentStage, Stage, StageKind, Status, as_utc
 from xstilts.errors import NotFoundError
 from xstilts.experiments.results import StageView
 
@@ -42,7 +42,7 @@ class ExperimentBrief(BaseModel):
     @field_validator("created_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return as_utc(value)
 
 
 class ExperimentState(ExperimentBrief):

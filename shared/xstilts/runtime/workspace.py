@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import timezone
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -93,7 +92,7 @@ class Workspace:
         yet lapsed): this run takes them over when the lease lapses, and until then waits."""
         from sqlalchemy import select
 
-        from xstilts.db.models import ExperimentStage, Stage, utcnow
+        from xstilts.db.models import ExperimentStage, Stage, as_utc, utcnow
 
         with self.sessions() as s:
             held = s.execute(
@@ -108,8 +107,7 @@ class Workspace:
         for kind, key, until in held:
             if until is None:  # not with lease_until > now; for the type checker
                 continue
-            until = until if until.tzinfo else until.replace(tzinfo=timezone.utc)  # SQLite: naive
-            left = max(0.0, (until - utcnow()).total_seconds())
+            left = max(0.0, (as_utc(until) - utcnow()).total_seconds())
             log.warning(
                 "stage %s %s is held by a run that has not ended (killed, or still running "
                 "elsewhere): if its lease lapses, in %.0f s, this run takes the stage over and "
