@@ -19,7 +19,7 @@ from xstilts.comparisons import CompareOptions
 from xstilts.errors import XstiltsError
 from xstilts.spec import MAX_SPEC_DEPTH, MAX_YAML_VALUES, load_yaml, parse_spec, read_spec_data
 
-from tests.conftest import tiny_spec
+from tests.conftest import broken_mnli_folder, tiny_spec
 from tests.test_cli import env  # noqa: F401 - fixture
 
 
@@ -326,27 +326,61 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> Non
     assert err == ""
 
 
-def test_a_failed_stage_is_one_line_per_attempt_without_traceback(
+def test_a_failed_stage_is_one_line_without_traceback_and_not_retried(
     tmp_path: Path, tiny_model_dir: Path, data_dir: Path
 ) -> None:
-    """A model folder without weights: each attempt logs one line, the command ends with the
-    error; the traceback stays with the stage (and -v prints it)."""
+    """A training pair whose label is not the task's: the stage fails once (another attempt
+    would fail the same way), logs one line, and the command ends with the error; the traceback
+    stays with the stage (and -v prints it)."""
+    folder = broken_mnli_folder(tmp_path, data_dir)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            tiny_spec(
+                tiny_model_dir,
+                intermediate={"tasks": []},
+                evaluation={"languages": ["en"]},
+                data={"source": "local", "path": str(folder)},
+            )
+        )
+    )
+    roots = {
+        "XSTILTS_DATA_DIR": str(data_dir),
+        "XSTILTS_DATA_ROOTS": str(tmp_path),
+        "XSTILTS_MODEL_ROOTS": str(tiny_model_dir.parent),
+    }
+    proc = _cli(["run", "-q", str(spec)], tmp_path / "home", roots)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err.decode()
+    lines = err.decode().splitlines()
+    assert "Traceback" not in err.decode()
+    assert sum("ERROR xstilts.runtime.lifecycle: stage target_train" in x for x in lines) == 1
+    assert "queued for another attempt" not in err.decode()
+    assert lines[-1].startswith("error: stage target_train") and "'maybe'" in lines[-1]
+    assert lines[-1].endswith("(not retried: another attempt would fail the same way)")
+
+
+def test_a_model_folder_without_weights_is_refused_before_anything_runs(
+    tmp_path: Path, tiny_model_dir: Path, data_dir: Path
+) -> None:
+    """A config and a tokenizer but no weights used to fail only when the stage loaded them, once
+    per attempt; it is a spec error now, exit 2, naming the field and the files it looked for."""
     model = tmp_path / "models" / "noweights"
     model.mkdir(parents=True)
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         if (tiny_model_dir / name).exists():
             (model / name).write_bytes((tiny_model_dir / name).read_bytes())
     spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        yaml.safe_dump(
-            tiny_spec(model, intermediate={"tasks": []}, evaluation={"languages": ["en"]})
-        )
-    )
+    spec.write_text(yaml.safe_dump(tiny_spec(model, intermediate={"tasks": []})))
     roots = {"XSTILTS_DATA_DIR": str(data_dir), "XSTILTS_MODEL_ROOTS": str(model.parent)}
     proc = _cli(["run", "-q", str(spec)], tmp_path / "home", roots)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 1, err.decode()
-    lines = err.decode().splitlines()
-    assert "Traceback" not in err.decode()
-    assert sum("ERROR xstilts.runtime.lifecycle: stage target_train" in x for x in lines) == 3
-    assert lines[-1].startswith("error: stage target_train") and "failed" in lines[-1]
+    assert proc.returncode == 2, err.decode()
+    (line,) = err.decode().splitlines()
+    assert line.startswith("error: model.source: 'local:") and "holds no model weights" in line
+    assert "model.safetensors, model.safetensors.index.json, pytorch_model.bin" in line
+    # Its weights written, the same folder is accepted.
+    (model / "model.safetensors").write_bytes((tiny_model_dir / "model.safetensors").read_bytes())
+    proc = _cli(["validate", str(spec)], tmp_path / "home", roots)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()

@@ -79,11 +79,12 @@ def test_shared_intermediate_is_trained_once(
     assert [m.language for m in result.metrics] == ["en", "de", "es"]
 
 
-def test_failed_stage_is_retried_then_recorded(
+def test_a_stage_that_fails_on_its_data_fails_at_once(
     settings, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
+    """A label outside the task's would fail every attempt the same way: one attempt, failed,
+    saying it was not retried (a cause that may pass is retried: the next test)."""
     from xstilts.errors import StageFailedError
-    from xstilts.runtime.scheduler import MAX_ATTEMPTS
 
     folder = tmp_path / "broken"
     (folder / "qqp").mkdir(parents=True)
@@ -101,51 +102,52 @@ def test_failed_stage_is_retried_then_recorded(
         )
     )
     ws = Workspace(settings)
-    with pytest.raises(StageFailedError, match="label 'maybe' is not one of 0, 1"):
+    with pytest.raises(StageFailedError, match="label 'maybe' is not one of 0, 1") as failed:
         ws.run(spec)
+    assert "not retried" in str(failed.value)
     from sqlalchemy import select
     from xstilts.db.models import Experiment, Stage
 
     with ws.sessions() as s:
         stage = s.scalars(select(Stage).where(Stage.kind == "intermediate_train")).one()
-        # The same retry rule as the service: bounded attempts, then failed with the error.
-        assert stage.status == "failed" and "maybe" in (stage.error or "")
-        assert stage.attempts == MAX_ATTEMPTS
+        assert (stage.status, stage.attempts) == ("failed", 1)
+        assert "maybe" in (stage.error or "") and "not retried" in (stage.error or "")
         assert s.scalars(select(Experiment)).one().status == "failed"
     # Nothing half-written: no stage output folder exists for the failed stage.
     assert not list((settings.artifacts_dir / "stages").glob("intermediate_train-*"))
-    # A new request for the same spec retries the failed stage, with every attempt again.
+    # A new request for the same spec tries the failed stage again (its data may be mended).
     with pytest.raises(StageFailedError):
         ws.run(spec)
     with ws.sessions() as s:
         stage = s.scalars(select(Stage).where(Stage.kind == "intermediate_train")).one()
-        assert (stage.status, stage.attempts) == ("failed", MAX_ATTEMPTS)
+        assert (stage.status, stage.attempts) == ("failed", 1)
 
 
-def test_a_failed_attempt_with_attempts_left_is_never_seen_failed(
-    settings, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
+def test_a_failure_that_may_pass_is_retried_and_never_seen_failed_in_between(
+    settings, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The failed attempt and the decision to retry are one transaction: between them, a reader
-    deriving the experiment's status (another stage ending, a poll) used to see it failed."""
+    """A cause that may pass (here the model's files unreadable for a moment: an I/O error on
+    a network share) is retried, bounded. The failed attempt and the decision to retry are one
+    transaction: between them, a reader deriving the experiment's status (another stage ending,
+    a poll) used to see it failed."""
+    import errno
+
     from sqlalchemy import select
     from xstilts.db.models import Stage
     from xstilts.errors import StageFailedError
     from xstilts.runtime.lifecycle import StageContext, run_stage
+    from xstilts.runtime.runners import train as train_runner
     from xstilts.runtime.scheduler import MAX_ATTEMPTS, mark_runnable, refresh_experiment
 
-    folder = tmp_path / "broken"
-    (folder / "mnli").mkdir(parents=True)
-    (folder / "xnli").symlink_to(data_dir / "xnli")
-    (folder / "mnli" / "train.json").write_text(
-        '{"0": {"text_a": "a", "text_b": "b", "label": "maybe"}}'
-    )
+    loads = []
+
+    def unreadable(*args: object, **kw: object) -> object:
+        loads.append(args)
+        raise OSError(errno.EIO, "Input/output error", str(tiny_model_dir))
+
+    monkeypatch.setattr(train_runner, "load_encoder", unreadable)
     spec = parse_spec(
-        tiny_spec(
-            tiny_model_dir,
-            intermediate={"tasks": []},
-            data={"source": "local", "path": str(folder)},
-            evaluation={"languages": ["en"]},
-        )
+        tiny_spec(tiny_model_dir, intermediate={"tasks": []}, evaluation={"languages": ["en"]})
     )
     ws = Workspace(settings)
     exp_id = ws.submit(spec)
@@ -153,16 +155,26 @@ def test_a_failed_attempt_with_attempts_left_is_never_seen_failed(
     ctx = StageContext(ws.sessions, ws.store, lease_seconds=ws.lease_seconds)
     seen = []
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        with pytest.raises(StageFailedError, match="label 'maybe' is not one of") as failed:
+        with pytest.raises(StageFailedError, match="Input/output error") as failed:
             run_stage(ctx, stage_id)
+        assert "not retried" not in str(failed.value)
         with ws.sessions() as s:
             stage = s.get(Stage, stage_id)
             assert stage is not None and stage.attempts == attempt
-            assert "maybe" in (stage.error or "")  # the attempt's error, kept for the reader
+            assert "Input/output error" in (stage.error or "")  # the attempt's error, kept
             seen.append((failed.value.retry, stage.status, refresh_experiment(ws.sessions, exp_id)))
     assert seen == [(True, "queued", "queued")] * (MAX_ATTEMPTS - 1) + [(False, "failed", "failed")]
+    assert len(loads) == MAX_ATTEMPTS
     with ws.sessions() as s:
         assert s.scalars(select(Stage).where(Stage.kind == "predict")).one().status == "pending"
+    # The share is back and a new request runs it: every attempt again, and it succeeds.
+    monkeypatch.undo()
+    ws.submit(spec)
+    mark_runnable(ws.sessions, exp_id)
+    assert run_stage(ctx, stage_id)
+    with ws.sessions() as s:
+        stage = s.get(Stage, stage_id)
+        assert stage is not None and (stage.status, stage.attempts) == ("succeeded", 1)
     ws.close()
 
 

@@ -228,7 +228,7 @@ def test_cancel_stops_running_stage_within_seconds(service, tiny_model_dir: Path
     assert refresh_experiment(service.sessions, exp_id) == "cancelled"
 
 
-def test_failing_stage_is_retried_then_failed_with_error(
+def test_a_stage_failing_on_its_data_is_failed_at_once_with_its_error(
     service, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     folder = broken_mnli_folder(tmp_path, data_dir)
@@ -245,8 +245,9 @@ def test_failing_stage_is_retried_then_failed_with_error(
     _wait(service, exp_id, want="failed", timeout=120)
     result = experiment_results(service.sessions, exp_id)
     target = next(s for s in result.stages if s.role == "target")
-    assert target.status == "failed" and target.attempts == 3  # MAX_ATTEMPTS, then it stops
-    assert "maybe" in (result.experiment.error or "")
+    # Another attempt would fail the same way: the worker fails it at once, saying so.
+    assert target.status == "failed" and target.attempts == 1
+    assert "maybe" in (result.experiment.error or "") and "not retried" in result.experiment.error
     with service.sessions() as s:
         stage = s.scalars(select(Stage).where(Stage.kind == "target_train")).one()
         assert "label 'maybe' is not one of" in (stage.error or "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import ClassVar
 
 
 def did_you_mean(value: object, valid: Iterable[str]) -> str:
@@ -19,6 +20,10 @@ class XstiltsError(Exception):
     one); the message then reads ``"<field>: <reason>"`` and ``reason`` keeps the bare reason, so an
     API can report the field without parsing the message.
     """
+
+    #: A stage that fails with it fails at once, not retried: the error names a cause in the spec,
+    #: the data or a model folder that another attempt would meet again.
+    final: ClassVar[bool] = True
 
     def __init__(self, reason: str, *, field: str | None = None) -> None:
         self.field = field
@@ -45,7 +50,11 @@ class DataNotFoundError(XstiltsError, FileNotFoundError):
 
 class StageFailedError(XstiltsError, RuntimeError):
     """A pipeline stage failed; the message carries the stage and the cause. ``retry``: the
-    failed attempt left attempts, and the stage is already queued again (the caller sends it)."""
+    failed attempt left attempts, and the stage is already queued again (the caller sends it).
+    Raised inside a stage (a data-parallel rank that failed, a dependency not there yet) its
+    cause may pass: retried."""
+
+    final: ClassVar[bool] = False
 
     def __init__(self, reason: str, *, field: str | None = None, retry: bool = False) -> None:
         super().__init__(reason, field=field)
@@ -54,6 +63,8 @@ class StageFailedError(XstiltsError, RuntimeError):
 
 class StageOutOfMemoryError(StageFailedError):
     """A stage ran out of accelerator memory with the device to itself: retrying cannot help."""
+
+    final: ClassVar[bool] = True
 
 
 class StageRequeuedError(XstiltsError):

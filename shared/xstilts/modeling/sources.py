@@ -16,6 +16,14 @@ from xstilts.spec import HF_PREFIX, LOCAL_PREFIX, OFFLINE_PREFIX, ModelConfig, i
 
 log = logging.getLogger(__name__)
 
+# The files ``from_pretrained`` loads a model's weights from (whole, or sharded with an index).
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
 
 @dataclass(frozen=True)
 class ResolvedModel:
@@ -74,6 +82,12 @@ def resolve_model(
     if not is_model:
         raise XstiltsError(
             f"{source!r} is not a Hugging Face model folder (no config.json)", field="model.source"
+        )
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise XstiltsError(
+            f"{source!r} holds no model weights: none of {', '.join(WEIGHT_FILES)} (save the "
+            "model with save_pretrained, which writes them)",
+            field="model.source",
         )
     return ResolvedModel(str(folder), None, folder_fingerprint(folder, memo_folder(cache_dir)))
 

@@ -31,6 +31,7 @@ from xstilts.errors import (
     StageFailedError,
     StageOutOfMemoryError,
     StageRequeuedError,
+    XstiltsError,
 )
 from xstilts.experiments.plan import StageSpec, parse_stage_spec
 from xstilts.experiments.stage_results import StageResult
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from xstilts.runtime.runners.cache import ModelCache
 
 log = logging.getLogger(__name__)
+
+# Said of a failure that another attempt would repeat (an error of ours that names its cause).
+NOT_RETRIED = " (not retried: another attempt would fail the same way)"
 
 # How long a running stage may go without a heartbeat before another runner may take it over.
 DEFAULT_LEASE_SECONDS = 60.0
@@ -312,11 +316,17 @@ def run_stage(ctx: StageContext, stage_id: int) -> bool:
     except Exception as e:
         if out_of_memory(e):
             _out_of_memory(ctx, stage, e)  # raises
-        log.exception("stage %s (%s) failed", stage.kind, stage.key[:12])
-        detail = f"{type(e).__name__}: {e}\n" + "".join(traceback.format_exc(limit=8))
-        retry = _failed_attempt(ctx, stage, detail)
+        # Most of our own errors name a cause in the spec, the data or the model folder that
+        # another attempt would meet again (a label outside the task's): failed at once. Anything
+        # else (a network share, the hub, a driver) may pass: retried.
+        final = isinstance(e, XstiltsError) and e.final
+        log.exception("stage %s (%s) failed%s", stage.kind, stage.key[:12], NOT_RETRIED * final)
+        detail = f"{type(e).__name__}: {e}{NOT_RETRIED * final}\n" + traceback.format_exc(limit=8)
+        retry = _failed_attempt(ctx, stage, detail, retry=not final)
         raise StageFailedError(
-            f"stage {stage.kind} {stage.key[:12]} failed: {type(e).__name__}: {e}", retry=retry
+            f"stage {stage.kind} {stage.key[:12]} failed: {type(e).__name__}: {e}"
+            + NOT_RETRIED * final,
+            retry=retry,
         ) from e
     return _finish(ctx, stage, Status.SUCCEEDED, outcome=outcome)
 
@@ -358,12 +368,12 @@ def _out_of_memory(ctx: StageContext, stage: StageRef, e: Exception) -> None:
     raise StageOutOfMemoryError(f"{name} failed: {why}") from e
 
 
-def _failed_attempt(ctx: StageContext, stage: StageRef, error: str) -> bool:
-    """Record a failed attempt with its error: queued again while attempts remain (True), else
-    failed. One transaction, so nobody ever sees the stage failed, and its experiment with it,
-    while it is still to be retried. A runner that no longer owns the stage records nothing
-    (False: its successor decides)."""
-    retry = stage.attempt < MAX_ATTEMPTS
+def _failed_attempt(ctx: StageContext, stage: StageRef, error: str, *, retry: bool) -> bool:
+    """Record a failed attempt with its error: queued again while attempts remain and ``retry``
+    allows (True), else failed. One transaction, so nobody ever sees the stage failed, and its
+    experiment with it, while it is still to be retried. A runner that no longer owns the stage
+    records nothing (False: its successor decides)."""
+    retry = retry and stage.attempt < MAX_ATTEMPTS
     now = utcnow()
     with ctx.sessions.begin() as s:
         res = s.execute(
