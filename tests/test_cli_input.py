@@ -384,3 +384,27 @@ def test_a_model_folder_without_weights_is_refused_before_anything_runs(
     proc = _cli(["validate", str(spec)], tmp_path / "home", roots)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()
+
+
+def test_an_id_prefix_stands_for_the_one_id_it_begins(settings) -> None:
+    """Tables print ids cut short; a prefix of 6 or more hex characters is completed among the
+    workspace's experiments and studies, and one that begins several ids is refused, naming them."""
+    from xstilts.db.models import Study
+    from xstilts.experiments.queries import complete_id
+    from xstilts.runtime.workspace import Workspace
+
+    ws = Workspace(settings)
+    one, two = "abcdef01" + "0" * 24, "abcdef02" + "0" * 24
+    with ws.sessions.begin() as s:
+        s.add_all([Study(id=one, name="a", spec={}), Study(id=two, name="b", spec={})])
+    with ws.sessions() as s:
+        assert complete_id(s, "abcdef01") == one
+        assert complete_id(s, one) == one  # whole: as given
+        assert complete_id(s, "abcde") == "abcde"  # too short to stand for an id
+        assert complete_id(s, "abcdef9") == "abcdef9"  # begins none: the caller says not found
+        assert complete_id(s, "ABCDEF01") == "ABCDEF01"  # ids are lower-case hex
+        assert complete_id(s, "abcdef_%") == "abcdef_%"  # not hex, never a LIKE pattern
+        with pytest.raises(XstiltsError, match="'abcdef0' begins more than one id") as e:
+            complete_id(s, "abcdef0")
+    assert e.value.field == "id" and one in str(e.value) and two in str(e.value)
+    ws.close()

@@ -93,6 +93,11 @@ def test_comparison_over_the_api(api_settings, tiny_model_dir: Path) -> None:  #
         assert r.status_code == 409 and "succeeded" in r.json()["detail"]
 
 
+def main_out(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(args) == 0
+    return capsys.readouterr().out
+
+
 def test_compare_on_the_command_line(
     settings, tiny_model_dir: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
@@ -125,6 +130,15 @@ def test_compare_on_the_command_line(
     assert main([*args, "--recompute", "--json", str(out_json)]) == 0
     assert "cached" not in capsys.readouterr().out.splitlines()[1]  # the seeds line says so
     assert json.loads(out_json.read_text())["per_language"] == comparison["per_language"]
+
+    # The 8 characters the table prints for each side stand for its id.
+    head = next(ln for ln in table.splitlines() if " vs baseline " in ln).split()
+    cand8, base8 = head[head.index("candidate") + 1], head[head.index("baseline") + 1]
+    assert len(cand8) == len(base8) == 8 and cand8 != base8
+    assert main(["compare", base8, cand8, "--samples", "400"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == main_out(args, capsys).splitlines()[1:]
+    assert main(["compare", base8[:5], cand8, "--samples", "400"]) == 2  # too short: not an id
+    assert "not found" in capsys.readouterr().err
 
     assert main(["compare", str(files["baseline"]), str(files["fewer"])]) == 2
     err = capsys.readouterr().err

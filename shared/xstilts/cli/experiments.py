@@ -6,7 +6,7 @@ import argparse
 import resource
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -21,6 +21,9 @@ from xstilts.cli.common import (
 from xstilts.config import LOCAL_OWNER, Settings
 from xstilts.errors import XstiltsError
 from xstilts.terminal import terminal_safe
+
+if TYPE_CHECKING:
+    from xstilts.runtime.workspace import Workspace
 
 
 class _BarReporter:
@@ -145,9 +148,12 @@ def cmd_export(args: argparse.Namespace) -> int:
             field="labels",
         )
     ws = Workspace(Settings())
-    for path in export_predictions(
-        ws.sessions, _experiment_id(args.experiment), Path(args.out), args.seed, labels
-    ):
+    try:
+        exp_id = _experiment_id(args.experiment, ws)
+        written = export_predictions(ws.sessions, exp_id, Path(args.out), args.seed, labels)
+    finally:
+        ws.close()
+    for path in written:
         print(path)
     return EXIT_OK
 
@@ -193,13 +199,17 @@ def _read_results(path: str) -> Any:
         raise XstiltsError(f"cannot read {path}: {e}", field="results") from None
 
 
-def _experiment_id(ref: str) -> str:
-    """An id as given, or the experiment id inside a results file (``run``/``submit --json``)."""
+def _experiment_id(ref: str, ws: Workspace) -> str:
+    """An id, or the first characters of one (as tables print it), or the experiment id inside a
+    results file (``run``/``submit --json``)."""
+    from xstilts.experiments.queries import complete_id
+
     if Path(ref).is_file():
         return str(_read_results(ref).experiment.id)
     if "/" in ref or ref.endswith(".json"):  # ids are hex: this was meant as a file
         raise XstiltsError(f"no results file {ref}", field="results")
-    return ref
+    with ws.sessions() as s:
+        return complete_id(s, ref)
 
 
 def _paired(args: argparse.Namespace) -> Any:
@@ -209,12 +219,12 @@ def _paired(args: argparse.Namespace) -> Any:
     from xstilts.errors import NotFoundError
     from xstilts.runtime.workspace import Workspace
 
-    ids = [_experiment_id(x) for x in args.experiments]
     options = CompareOptions(
         samples=args.samples, confidence=args.confidence, alpha=args.alpha, seed=args.seed
     )
     ws = Workspace(Settings())
     try:
+        ids = [_experiment_id(x, ws) for x in args.experiments]
         return compare_experiments(
             ws.sessions, ws.store, ids[0], ids[1], ANY_OWNER, options, args.recompute
         )
@@ -266,9 +276,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"report takes one experiment or study, or two experiments; got {len(args.what)}",
             field="what",
         )
-    what = "..".join(_experiment_id(x) for x in args.what)
     ws = Workspace(Settings())
     try:
+        what = "..".join(_experiment_id(x, ws) for x in args.what)
         report = report_for(ws.sessions, ws.store, what, ANY_OWNER)
     finally:
         ws.close()
@@ -305,7 +315,11 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "export", help="write an experiment's predictions in XTREME's submission layout"
     )
-    p.add_argument("experiment", help="experiment id (printed by run/submit) or its results file")
+    p.add_argument(
+        "experiment",
+        help="experiment id (printed by run/submit; its first 6+ characters do) or its results "
+        "file",
+    )
     p.add_argument(
         "out",
         type=output_folder,
@@ -347,7 +361,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "what",
         nargs="+",
-        help="an experiment (id, or the results file run/submit --json wrote), a study id, or two "
+        help="an experiment (id, its first 6+ characters, or the results file run/submit --json "
+        "wrote), a study id, or two "
         "experiments BASELINE CANDIDATE (also written BASELINE..CANDIDATE) for their comparison",
     )
     p.add_argument(
@@ -377,7 +392,8 @@ def add_parsers(sub: Any) -> None:
         "experiments",
         nargs="+",
         metavar="EXPERIMENT",
-        help="baseline then candidate: experiment ids, or results files written by 'run --json'",
+        help="baseline then candidate: experiment ids (their first 6+ characters do), or results "
+        "files written by 'run --json'",
     )
     p.add_argument(
         "--json",

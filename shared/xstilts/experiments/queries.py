@@ -1,4 +1,5 @@
-"""Looking experiments up for their owner: one experiment, or a page of them, newest first."""
+"""Looking experiments up for their owner: one experiment, or a page of them, newest first; an id
+completed from the prefix a table shows."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from xstilts.db.models import Experiment
-from xstilts.errors import NotFoundError
+from xstilts.db.models import Experiment, Study
+from xstilts.errors import NotFoundError, XstiltsError
 from xstilts.experiments.status import ExperimentBrief, brief
 
 
@@ -42,3 +43,32 @@ def list_experiments(
         .offset(offset)
     ).all()
     return ExperimentPage(items=[brief(e) for e in rows], total=total, limit=limit, offset=offset)
+
+
+# Tables print ids cut to 8 or 12 characters; a prefix at least this long may stand for the id.
+MIN_PREFIX = 6
+ID_LENGTH = 32
+
+
+def complete_id(session: Session, ref: str) -> str:
+    """The experiment or study id that ``ref`` begins (the 8 characters ``compare`` prints, say),
+    among every record of the database: the CLI's view of its own workspace. ``ref`` itself when
+    it is a whole id or begins none, so the caller's own lookup says it is not found. A prefix
+    that begins several ids is refused, naming them."""
+    if not MIN_PREFIX <= len(ref) < ID_LENGTH or not all(c in "0123456789abcdef" for c in ref):
+        return ref
+    found: list[str] = []
+    for model in (Experiment, Study):
+        found += session.scalars(
+            select(model.id)
+            .where(model.id.startswith(ref, autoescape=True))
+            .order_by(model.id)
+            .limit(5)
+        ).all()
+    if len(found) > 1:
+        raise XstiltsError(
+            f"{ref!r} begins more than one id ({', '.join(found[:5])}"
+            f"{', ...' if len(found) > 4 else ''}); give more of it",
+            field="id",
+        )
+    return found[0] if found else ref
