@@ -83,6 +83,64 @@ def test_serve_and_submit_over_http(
         key = (home / "api-key").read_text().strip()
         listed = httpx.get(f"{url}/experiments", headers={"Authorization": f"Bearer {key}"})
         created_at = listed.json()["items"][0]["created_at"]
+
+        # The client commands: an experiment's state, its results, and a cancel it refuses.
+        exp_id, at = served["experiment"]["id"], ["--url", url]
+        assert main(["status", exp_id, *at]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == f"experiment {exp_id} (tiny): succeeded"
+        assert len(lines) == 1 + len(served["stages"])
+        assert all(line.split()[4] == "succeeded" for line in lines[1:]), lines
+        fetched = tmp_path / "fetched.json"
+        assert main(["results", exp_id, *at, "--json", str(fetched)]) == 0
+        assert [ln.split()[0] for ln in capsys.readouterr().out.splitlines()[2:4]] == ["en", "fr"]
+        assert json.loads(fetched.read_text())["metrics"] == served["metrics"]
+        assert main(["cancel", exp_id, *at]) == 2  # it already succeeded: 409, said
+        assert "HTTP 409" in capsys.readouterr().err
+        assert main(["status", exp_id[:8], *at]) == 2
+        assert "not an experiment or study id: 32 characters" in capsys.readouterr().err
+        assert main(["results", "0" * 32, *at]) == 2
+        assert "no experiment or study '" in capsys.readouterr().err
+
+        # A study through the same command: its cells, then its matrix.
+        study = {
+            "name": "grid",
+            "model": data["model"],
+            "intermediate_sets": [[], ["qqp"]],
+            "targets": ["xnli"],
+            "intermediate": {"training": data["intermediate"]["training"]},
+            "target_training": data["target"]["training"],
+            "evaluation": data["evaluation"],
+            "seeds": [1],
+        }
+        study_file, matrix_file = tmp_path / "study.yaml", tmp_path / "matrix.json"
+        study_file.write_text(json.dumps(study))
+        args = [
+            "submit",
+            str(study_file),
+            *at,
+            "--wait",
+            "--poll",
+            "0.3",
+            "--json",
+            str(matrix_file),
+        ]
+        assert main(args) == 0
+        out, err = capsys.readouterr()
+        matrix = json.loads(matrix_file.read_text())
+        assert matrix["rows"] == ["baseline", "qqp"] and matrix["targets"] == ["xnli"]
+        (base_cell,), (qqp_cell,) = matrix["cells"]
+        assert base_cell["status"] == qqp_cell["status"] == "succeeded"
+        assert qqp_cell["score_change"] is not None and "XTREME task score" in out
+        study_id = matrix["id"]
+        assert err.splitlines()[-1] == (f"study {study_id} (grid): succeeded; 2 cells: 2 succeeded")
+        assert main(["status", study_id, *at]) == 0
+        cells = capsys.readouterr().out.splitlines()[1:]
+        assert [c.split()[:3] for c in cells] == [
+            ["baseline", "xnli", "succeeded"], ["qqp", "xnli", "succeeded"],
+        ]  # fmt: skip
+        assert main(["results", study_id, *at]) == 0
+        assert capsys.readouterr().out.rstrip() == out.rstrip().rsplit("\nresults written", 1)[0]
     finally:
         server.terminate()
         server.wait(20)

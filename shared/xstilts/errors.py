@@ -86,3 +86,9 @@ class IdempotencyConflictError(XstiltsError):
 
 class ConflictError(XstiltsError):
     """A request that the record's current state does not allow (cancelling a finished experiment)."""
+
+
+class LeftRunningError(KeyboardInterrupt):
+    """Ctrl-C, and the running stage's thread did not stop within its grace: the process should
+    end at once, without finalising the interpreter around a thread still inside native code
+    (which aborts it). Nothing is lost: the stage's lease lapses and a new run resumes it."""

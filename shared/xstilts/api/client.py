@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from xstilts.errors import StageFailedError, XstiltsError
+from xstilts.errors import NotFoundError, StageFailedError, XstiltsError
 from xstilts.experiments.results import ExperimentResults
 from xstilts.experiments.status import ExperimentState, StageState
 from xstilts.jsontypes import JSONObject
+from xstilts.studies.model import StudyResults, StudyState
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ FINAL = ("succeeded", "failed", "cancelled")
 ATTEMPTS = 5
 FIRST_WAIT_S = 0.5
 MAX_WAIT_S = 8.0
+STUDY_PAGE = 100  # rows of a study's matrix per request (the API's most)
 
 
 class Client:
@@ -105,6 +107,8 @@ class Client:
                 isinstance(d, dict) and {"loc", "msg"} <= d.keys() for d in detail
             ):  # validation errors: one line per field
                 detail = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
+            if response.status_code == 404:
+                raise NotFoundError(f"HTTP 404: {detail}")
             raise XstiltsError(f"HTTP {response.status_code}: {detail}")
         return response.content
 
@@ -132,11 +136,42 @@ class Client:
         )
         return self._parse(ExperimentState, response)
 
+    def submit_study(self, study: JSONObject, idempotency_key: str | None = None) -> StudyState:
+        headers = {}
+        if idempotency_key:
+            headers["Idempotency-Key"] = _header_value(idempotency_key, "idempotency key")
+        response = self._send(
+            "POST", "/studies", idempotent=bool(idempotency_key), json=study, headers=headers
+        )
+        return self._parse(StudyState, response)
+
     def experiment(self, exp_id: str) -> ExperimentState:
         return self._parse(ExperimentState, self._send("GET", f"/experiments/{exp_id}"))
 
     def metrics(self, exp_id: str) -> ExperimentResults:
         return self._parse(ExperimentResults, self._send("GET", f"/experiments/{exp_id}/metrics"))
+
+    def cancel(self, exp_id: str) -> ExperimentState:
+        return self._parse(ExperimentState, self._send("POST", f"/experiments/{exp_id}/cancel"))
+
+    def study(self, study_id: str) -> StudyState:
+        """The study's progress (counts by status; the first page of its cells)."""
+        return self._parse(StudyState, self._send("GET", f"/studies/{study_id}"))
+
+    def study_results(self, study_id: str) -> StudyResults:
+        """The whole matrix: every page of rows, joined."""
+        pages: list[StudyResults] = []
+        while not pages or pages[-1].offset + pages[-1].limit < pages[-1].total_rows:
+            offset = len(pages) * STUDY_PAGE
+            path = f"/studies/{study_id}/results?limit={STUDY_PAGE}&offset={offset}"
+            pages.append(self._parse(StudyResults, self._send("GET", path)))
+        whole = pages[0].model_copy(
+            update={"limit": pages[0].total_rows, "cells": [r for p in pages for r in p.cells]}
+        )
+        return whole
+
+    def cancel_study(self, study_id: str) -> StudyState:
+        return self._parse(StudyState, self._send("POST", f"/studies/{study_id}/cancel"))
 
     def wait(
         self,

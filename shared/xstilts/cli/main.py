@@ -13,11 +13,12 @@ import sys
 
 from xstilts.cli import catalog, experiments, maintenance, service, submissions
 from xstilts.cli.common import EXIT_FAILED, EXIT_USAGE
-from xstilts.errors import StageFailedError, XstiltsError
+from xstilts.errors import LeftRunningError, StageFailedError, XstiltsError
 from xstilts.terminal import terminal_safe
 
 STAGE_LOGGER = "xstilts.runtime.lifecycle"  # logs a failed stage, whose traceback it stores
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe exits with
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,9 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         # A message may quote what a user wrote (a results file, a name): escaped, never raw.
         print(f"error: {terminal_safe(str(e), keep_newlines=True)}", file=sys.stderr)
         return EXIT_FAILED if isinstance(e, StageFailedError) else EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        if isinstance(e, LeftRunningError):
+            # A stage's thread is still inside torch: an interpreter shut down around it aborts
+            # (exit 134, "terminate called without an active exception"). End here instead.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The service from the command line: ``serve`` (embedded API) and ``submit`` (a client)."""
+"""The service from the command line: ``serve`` (embedded API), and the client commands that
+talk to a running API: ``submit`` (an experiment or a study), ``status``, ``results``, ``cancel``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xstilts.cli.common import (
     EXIT_FAILED,
@@ -20,6 +21,11 @@ from xstilts.cli.common import (
 from xstilts.config import LOCAL_OWNER, Settings
 from xstilts.errors import XstiltsError
 from xstilts.terminal import terminal_safe
+
+if TYPE_CHECKING:
+    from xstilts.api.client import Client
+    from xstilts.experiments.status import ExperimentState
+    from xstilts.studies.model import StudyState
 
 
 def _api_key_file(settings: Settings) -> Path:
@@ -66,15 +72,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    from xstilts.api.client import Client, progress_line, running_stage
-    from xstilts.cli.tables import results_table
-    from xstilts.experiments.status import ExperimentState
-    from xstilts.spec import load_spec
-
-    if args.json and not args.wait:
-        raise XstiltsError("--json: the metrics exist once the experiment ends; add --wait")
-    spec = load_spec(Path(args.spec))  # validate locally first: errors name the field at once
+def _client(args: argparse.Namespace) -> Client:
+    """A client of the API at ``--url``, with the key from ``--api-key``, ``XSTILTS_API_KEY`` or
+    the file ``xstilts serve`` wrote."""
+    from xstilts.api.client import Client
     from xstilts.config import ClientSettings
 
     configured = ClientSettings().api_key
@@ -87,9 +88,95 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 f"(it writes {key_file})"
             )
         key = key_file.read_text().strip()
-    client = Client(args.url, key)
+    return Client(args.url, key)
+
+
+def _stage_lines(exp: ExperimentState) -> list[str]:
+    """A line per stage: seed, role, kind, status, progress, attempts, and its error's first
+    line. What the server says reaches the terminal escaped (it may not be ours)."""
+    lines = []
+    for st in exp.stages:
+        p = st.progress
+        done = f"{p.step}/{p.total}" if p.total else ""
+        rate = f"{p.examples_per_s:.1f} ex/s" if p.examples_per_s and st.status == "running" else ""
+        eta = f"ETA {p.eta_s:.0f} s" if p.eta_s and st.status == "running" else ""
+        attempts = f"attempt {st.attempts}" if st.attempts > 1 else ""
+        reused = "reused" if st.reused else ""
+        line = "  ".join(
+            x
+            for x in (
+                f"  seed {st.seed:<4} {st.role:<16} {st.kind:<18} {st.status:<9}",
+                done,
+                rate,
+                eta,
+                attempts,
+                reused,
+            )
+            if x
+        )
+        lines.append(terminal_safe(line))
+        if st.error:
+            lines.append(f"    {terminal_safe(st.error)}")
+    return lines
+
+
+def _experiment_or_study(client: Client, ref: str) -> ExperimentState | StudyState:
+    """What ``ref`` names on the server: an experiment, else a study (ids never collide)."""
+    import re
+
+    from xstilts.errors import NotFoundError
+
+    if not re.fullmatch(r"[0-9a-f]{32}", ref):
+        raise XstiltsError(
+            f"{ref!r} is not an experiment or study id: 32 characters 0-9 a-f, as submit "
+            "printed it",
+            field="id",
+        )
+    try:
+        return client.experiment(ref)
+    except NotFoundError:
+        pass
+    try:
+        return client.study(ref)
+    except NotFoundError:
+        raise XstiltsError(
+            f"no experiment or study {ref!r} on {client.base_url} for this api key (ids are the "
+            "32 characters submit printed)",
+            field="id",
+        ) from None
+
+
+def _study_line(study: StudyState) -> str:
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(study.counts.items()) if n)
+    return terminal_safe(
+        f"study {study.id} ({study.name}): {study.status}; {study.total_cells} cells: {counts}"
+    )
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from xstilts.api.client import progress_line, running_stage
+    from xstilts.cli.tables import results_table
+    from xstilts.spec import load_spec, read_spec_data
+    from xstilts.studies import parse_study
+
+    if args.json and not args.wait:
+        raise XstiltsError("--json: the metrics exist once the experiment ends; add --wait")
+    # Validated here first: errors name the field at once.
+    data = read_spec_data(Path(args.spec))
+    if "intermediate_sets" in data:  # a study: its cells, each an experiment
+        study = parse_study(data)
+        client = _client(args)
+        state = client.submit_study(
+            study.model_dump(mode="json"), idempotency_key=args.idempotency_key
+        )
+        print(_study_line(state), file=sys.stderr)
+        if not args.wait:
+            print(terminal_safe(state.id))
+            return EXIT_OK
+        return _wait_study(client, state, args)
+    spec = load_spec(Path(args.spec))
+    client = _client(args)
     exp = client.submit(spec.model_dump(mode="json"), idempotency_key=args.idempotency_key)
-    # What the server says reaches the terminal escaped (it may not be ours).
     exp_id = terminal_safe(exp.id)
     print(f"experiment {exp_id} ({spec.name}): {terminal_safe(exp.status)}", file=sys.stderr)
     if not args.wait:
@@ -124,6 +211,98 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _wait_study(client: Client, state: StudyState, args: argparse.Namespace) -> int:
+    """Poll a study until every cell has ended, a line whenever its counts change; then its
+    matrix. Exit 1 when a cell failed or was cancelled (the matrix shows which)."""
+    from xstilts.api.client import FINAL
+    from xstilts.cli.tables import study_table
+
+    last = ""
+    while state.status not in FINAL:
+        line = _study_line(state)
+        if line != last and not args.quiet:
+            print(f"  {line}", file=sys.stderr, flush=True)
+            last = line
+        time.sleep(args.poll)
+        state = client.study(state.id)
+    print(_study_line(state), file=sys.stderr)
+    results = client.study_results(state.id)
+    print(study_table(results))
+    if args.json:
+        write_json(Path(args.json), results.model_dump(mode="json"))
+        print(f"results written to {args.json}")
+    return EXIT_OK if state.status == "succeeded" else EXIT_FAILED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from xstilts.studies.model import StudyState
+
+    what = _experiment_or_study(_client(args), args.id)
+    if args.json:
+        write_json(Path(args.json), what.model_dump(mode="json"))
+    if isinstance(what, StudyState):
+        print(_study_line(what))
+        for cell in what.cells:
+            print(
+                terminal_safe(
+                    f"  {cell.row:<24} {cell.target:<10} {cell.status:<9} {cell.experiment_id}"
+                )
+            )
+        if what.total_cells > len(what.cells):
+            print(f"  ... {what.total_cells - len(what.cells)} more cells")
+        return EXIT_OK
+    print(terminal_safe(f"experiment {what.id} ({what.name}): {what.status}"))
+    print("\n".join(_stage_lines(what)))
+    if what.error:
+        print(f"error: {terminal_safe(what.error)}")
+    return EXIT_OK
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from xstilts.cli.tables import results_table, study_table
+    from xstilts.studies.model import StudyState
+
+    client = _client(args)
+    what = _experiment_or_study(client, args.id)
+    if isinstance(what, StudyState):
+        study = client.study_results(what.id)
+        print(study_table(study))
+        if args.json:
+            write_json(Path(args.json), study.model_dump(mode="json"))
+        return EXIT_OK
+    if what.status != "succeeded":
+        raise XstiltsError(
+            f"experiment {what.id} is {what.status}: metrics come once it has succeeded "
+            f"('xstilts status {what.id}' shows its stages)",
+            field="id",
+        )
+    result = client.metrics(what.id)
+    print(results_table(result))
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    if args.json:
+        write_json(Path(args.json), result.model_dump(mode="json"))
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from xstilts.studies.model import StudyState
+
+    client = _client(args)
+    what = _experiment_or_study(client, args.id)
+    if isinstance(what, StudyState):
+        print(_study_line(client.cancel_study(what.id)))
+        return EXIT_OK
+    exp = client.cancel(what.id)
+    print(terminal_safe(f"experiment {exp.id} ({exp.name}): {exp.status}"))
+    return EXIT_OK
+
+
+def _client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="API base URL")
+    p.add_argument("--api-key", help="default: $XSTILTS_API_KEY, else $XSTILTS_HOME/api-key")
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
@@ -138,10 +317,15 @@ def add_parsers(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("submit", help="POST a spec to a running API; --wait follows it to the end")
-    p.add_argument("spec", help="path to the spec file (YAML or JSON)")
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="API base URL")
-    p.add_argument("--api-key", help="default: $XSTILTS_API_KEY, else $XSTILTS_HOME/api-key")
+    p = sub.add_parser(
+        "submit",
+        help="POST an experiment or study spec to a running API; --wait follows it to the end",
+    )
+    p.add_argument(
+        "spec",
+        help="path to the spec file (YAML or JSON); one with intermediate_sets is a study",
+    )
+    _client_options(p)
     p.add_argument(
         "--idempotency-key",
         help="makes a retried submit return the same experiment (and lets submit itself retry "
@@ -158,7 +342,34 @@ def add_parsers(sub: Any) -> None:
         "--json",
         metavar="OUT",
         type=output_file,
-        help="with --wait (required): write the metrics JSON to OUT",
+        help="with --wait (required): write the metrics JSON (a study's matrix) to OUT",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser(
+        "status", help="an experiment's stages (or a study's cells) on a running API"
+    )
+    p.add_argument("id", help="the experiment or study id submit printed")
+    _client_options(p)
+    p.add_argument("--json", metavar="OUT", type=output_file, help="also write the state as JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "results",
+        help="a succeeded experiment's per-language metrics (or a study's matrix) from a running "
+        "API",
+    )
+    p.add_argument("id", help="the experiment or study id submit printed")
+    _client_options(p)
+    p.add_argument("--json", metavar="OUT", type=output_file, help="also write the results as JSON")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser(
+        "cancel",
+        help="cancel an experiment or study on a running API (stages another live experiment "
+        "needs go on)",
+    )
+    p.add_argument("id", help="the experiment or study id submit printed")
+    _client_options(p)
+    p.set_defaults(func=cmd_cancel)

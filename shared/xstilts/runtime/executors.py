@@ -150,10 +150,12 @@ class ThreadExecutor:
         with self._queue.mutex:
             return {sid for sid in self._queue.queue if sid is not None}
 
-    def stop(self, timeout: float | None = None) -> None:
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop taking stages and wait up to ``timeout`` for the one running; whether it ended."""
         self._stopping.set()
         self._queue.put(None)
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _loop(self) -> None:
         while True:

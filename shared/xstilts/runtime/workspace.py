@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from xstilts.config import Settings
 from xstilts.db.models import Experiment, Status
 from xstilts.db.session import ensure_schema, make_engine, session_factory
-from xstilts.errors import StageFailedError
+from xstilts.errors import LeftRunningError, StageFailedError
 from xstilts.runtime.artifacts import ArtifactStore
+from xstilts.runtime.ctrl_c import ctrl_c_latch
 from xstilts.runtime.lifecycle import StageReporter
 from xstilts.runtime.runners.cache import ModelCache
 from xstilts.spec import ExperimentSpec
@@ -143,27 +144,37 @@ class Workspace:
             experiment_id=exp_id,
         )
         try:
-            # Stages another experiment's run queued for this one (a study's cells share their
-            # intermediate stage: when it ends, every cell's target becomes runnable and is sent
-            # to the executor at hand, which stops with its own experiment): delivered here, not
-            # when the reconciler finds them (minutes). A stage delivered twice is claimed once.
-            self._say_held(exp_id)  # before anything of this run's can hold a stage
-            earlier = queued_stages(self.sessions, exp_id)
-            start(self.sessions, executor, exp_id)
-            for stage_id, queue in earlier:
-                executor.send(stage_id, queue)
-            status, error = self.status(exp_id)
-            while status not in FINAL:
+            with ctrl_c_latch() as interrupted:
+                # Stages another experiment's run queued for this one (a study's cells share
+                # their intermediate stage: when it ends, every cell's target becomes runnable and
+                # is sent to the executor at hand, which stops with its own experiment): delivered
+                # here, not when the reconciler finds them (minutes). A stage delivered twice is
+                # claimed once.
+                self._say_held(exp_id)  # before anything of this run's can hold a stage
+                earlier = queued_stages(self.sessions, exp_id)
+                start(self.sessions, executor, exp_id)
+                for stage_id, queue in earlier:
+                    executor.send(stage_id, queue)
+                status, error = self.status(exp_id)
+                while status not in FINAL:
+                    if on_poll is not None:
+                        on_poll(exp_id)
+                    time.sleep(poll_s)
+                    if interrupted():  # a Ctrl-C that never became KeyboardInterrupt
+                        raise KeyboardInterrupt
+                    status, error = self.status(exp_id)
                 if on_poll is not None:
                     on_poll(exp_id)
-                time.sleep(poll_s)
-                status, error = self.status(exp_id)
-            if on_poll is not None:
-                on_poll(exp_id)
         except KeyboardInterrupt:
             log.warning("interrupted: cancelling experiment %s", exp_id)
             cancel(self.sessions, exp_id)
-            executor.stop(timeout=CANCEL_GRACE_S)
+            if not executor.stop(timeout=CANCEL_GRACE_S):
+                log.warning(
+                    "the running stage did not stop within %.0f s of the cancel: leaving it; the "
+                    "same command resumes it from its checkpoint once its lease lapses",
+                    CANCEL_GRACE_S,
+                )
+                raise LeftRunningError from None
             raise
         executor.stop(timeout=CANCEL_GRACE_S)
         if status == Status.FAILED.value:
