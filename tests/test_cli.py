@@ -177,3 +177,31 @@ def test_submit_without_a_server_says_where_and_how(
     err = capsys.readouterr().err
     assert f"cannot reach the xstilts API at {url}" in err and "xstilts serve" in err
     assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_run_shows_a_bar_for_training_and_for_each_prediction(capsys) -> None:
+    """Training counts steps with examples/s beside them; a language's prediction counts its
+    examples; evaluation has no bar."""
+    from types import SimpleNamespace
+
+    from xstilts.cli.experiments import _BarReporter
+
+    bars = _BarReporter(enabled=True)
+    train = SimpleNamespace(id=1, kind="target_train")
+    predict = SimpleNamespace(id=2, kind="predict")
+    bars.progress(train, 10, 40, 0.0)
+    bars.progress(train, 20, 40, 123.4)
+    bars.progress(predict, 64, 500, float("nan"))
+    bars.progress(predict, 500, 500, float("nan"))
+    bars.progress(SimpleNamespace(id=3, kind="evaluate"), 1, 2, 0.0)
+    bars.close()
+    err = capsys.readouterr().err
+    last = [part for part in err.replace("\r", "\n").splitlines() if part.strip()]
+    train_lines = [x for x in last if x.lstrip().startswith("train:")]
+    predict_lines = [x for x in last if x.lstrip().startswith("predict:")]
+    assert "20/40" in train_lines[-1] and "123.4 ex/s" in train_lines[-1]
+    assert "500/500" in predict_lines[-1] and "ex/s" in predict_lines[-1]
+    assert not any("1/2" in x for x in last)  # evaluation: none
+    off = _BarReporter(enabled=False)
+    off.progress(predict, 64, 500, float("nan"))
+    assert capsys.readouterr().err == ""

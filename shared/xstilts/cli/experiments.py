@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 class _BarReporter:
     """A line per stage as it starts (or is found already done) and a progress bar while a
-    training stage runs (step/total, examples/s, ETA), on stderr."""
+    training stage runs (step/total, examples/s, ETA) or a prediction does (examples/total), on
+    stderr."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -56,20 +57,30 @@ class _BarReporter:
             )
 
     def progress(self, stage: Any, step: int, total: int, examples_per_s: float) -> None:
-        if not self.enabled or stage.kind not in ("intermediate_train", "target_train"):
+        """Training counts optimiser steps (examples/s beside them); prediction counts examples
+        (one language's evaluation set), so its own rate is examples/s."""
+        from xstilts.db.models import StageKind
+
+        if not self.enabled or stage.kind == StageKind.EVALUATE.value:
             return
         from tqdm import tqdm
 
+        trains = stage.kind != StageKind.PREDICT.value
         if self._stage != stage.id:
             self.close()
             # Counted from the first step reported (a resumed stage starts past 0), so the first
             # rate shown is a real one; the finished bar stays, showing the last step and its rate.
             self._bar = tqdm(
-                total=total, initial=step, desc="  train", unit="step", file=sys.stderr, leave=True
+                total=total,
+                initial=step,
+                desc="  train" if trains else "  predict",
+                unit="step" if trains else "ex",
+                file=sys.stderr,
+                leave=True,
             )
             self._stage = stage.id
         self._bar.n = step
-        if examples_per_s > 0:  # none until the second step (the first one is warm-up)
+        if trains and examples_per_s > 0:  # none until the second step (the first: warm-up)
             self._bar.set_postfix_str(f"{examples_per_s:.1f} ex/s", refresh=False)
         self._bar.refresh()
 
