@@ -160,6 +160,35 @@ def test_run_writes_json_and_validate_lists_stages(
     worst = next(line for line in table if line.startswith("worst language")).split()[2:]
     assert worst == [result["summary"]["worst_language"], "-", "-"]  # names it, not only its score
 
+    # Experiments evaluated differently: said under the table, by name.
+    other = tmp_path / "other.json"
+    named = {**result["experiment"], "name": "other"}
+    summary = {**result["summary"], "languages": ["en"]}
+    rows = [dict(result["metrics"][0], n=10)]
+    other.write_text(
+        json.dumps({**result, "experiment": named, "metrics": rows, "summary": summary})
+    )
+    assert main(["compare", str(result_file), str(result_file), str(other)]) == 0
+    warnings = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("warning:")]
+    assert warnings == [
+        "warning: the experiments were evaluated on different languages (other lacks sw): their "
+        "means and spreads across languages are over different sets",
+        "warning: different numbers of examples were evaluated in en: those values are not on the "
+        "same examples",
+    ]
+    pawsx = tmp_path / "pawsx.json"
+    rows = [dict(m, task="pawsx") for m in result["metrics"]]
+    pawsx.write_text(json.dumps({**result, "experiment": named, "metrics": rows}))
+    assert main(["compare", str(result_file), str(result_file), str(pawsx)]) == 0
+    (warning,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("warning:")]
+    name, metric = result["experiment"]["name"], result["summary"]["metric"]
+    assert warning == (
+        f"warning: the experiments measure different tasks or metrics ({name}: xnli ({metric}), "
+        f"{name}: xnli ({metric}), other: pawsx ({metric}))"
+    )
+    assert main(["compare", str(result_file), str(result_file), str(result_file)]) == 0
+    assert "warning:" not in capsys.readouterr().out
+
 
 def test_submit_without_a_server_says_where_and_how(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

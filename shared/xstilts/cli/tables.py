@@ -150,7 +150,47 @@ def comparison_table(results: Sequence[ExperimentResults]) -> str:
         terminal_safe((r.summary.worst_language if r.summary else None) or "-") for r in results
     ]
     lines.append(f"{'worst language':<28}" + "".join(f"{w:>{width}}" for w in worst))
+    lines += [f"warning: {terminal_safe(w)}" for w in side_by_side_warnings(results)]
     return "\n".join(lines)
+
+
+def side_by_side_warnings(results: Sequence[ExperimentResults]) -> list[str]:
+    """What makes a side-by-side table's summaries incomparable: other tasks or metrics, other
+    languages (a mean or spread over other sets), other numbers of examples in a language."""
+    names = [r.experiment.name for r in results]
+    warnings = []
+    tasks = [sorted({m.task for m in r.metrics}) for r in results]
+    metrics = [r.summary.metric if r.summary else None for r in results]
+    if len({tuple(t) for t in tasks}) > 1 or len(set(metrics)) > 1:
+        said = ", ".join(
+            f"{n}: {'+'.join(t) or '-'} ({m or '-'})"
+            for n, t, m in zip(names, tasks, metrics, strict=True)
+        )
+        warnings.append(f"the experiments measure different tasks or metrics ({said})")
+    langs = [list(_language_means(r)) for r in results]
+    every = list(dict.fromkeys(lang for ls in langs for lang in ls))
+    missing = [
+        f"{n} lacks {', '.join(x for x in every if x not in ls)}"
+        for n, ls in zip(names, langs, strict=True)
+        if set(ls) != set(every)
+    ]
+    if missing:
+        warnings.append(
+            "the experiments were evaluated on different languages (" + "; ".join(missing) + "): "
+            "their means and spreads across languages are over different sets"
+        )
+    sizes: dict[str, set[int]] = {}
+    for r in results:
+        for m in r.metrics:
+            if r.summary is not None and m.metric == r.summary.metric:
+                sizes.setdefault(m.language, set()).add(m.n)
+    uneven = [lang for lang in every if len(sizes.get(lang, set())) > 1]
+    if uneven:
+        warnings.append(
+            f"different numbers of examples were evaluated in {', '.join(uneven)}: those values "
+            "are not on the same examples"
+        )
+    return warnings
 
 
 _STAT_LABELS = {
