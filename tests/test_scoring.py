@@ -161,7 +161,10 @@ def test_cli_score_errors_and_json(folders: tuple[Path, Path], tmp_path: Path, c
         # Predictions too: label ids for names would score 0 in silence.
         ("xnli/test-de.tsv", "neutral\n2\n", "neutral\nneutral\n",
          "test-de.tsv: entry 2: task xnli: label '2' is not one of entailment, neutral"),
-        ("panx/test-de.tsv", "O\nB-XYZ\n", "O\nO\n", "entry 2: task panx: label 'B-XYZ' is not"),
+        ("panx/test-de.tsv", "O\nB-XYZ\n", "O\nO\n", "line 2: task panx: label 'B-XYZ' is not"),
+        # The line a user opens the file at: blank lines between sentences count.
+        ("panx/test-de.tsv", "O\n\nO\nB-XYZ\n", "O\n\nO\nO\n",
+         "test-de.tsv: line 4: task panx: label 'B-XYZ' is not"),
         ("xnli/test-de.tsv", "neutral\n", b"\xffneutral\n", "not UTF-8 text"),
         ("tatoeba/test-de.tsv", "x\n", "1\n", "entry 1 is 'x', not a sentence index"),
         ("xquad/test-de.json", '{"q1": 5}', '{"data": []}', "question id -> answer text"),

@@ -216,14 +216,19 @@ def check_gold_labels(task: Task, gold: list[str], path: Path) -> list[str]:
     return canonical_labels(task, gold)
 
 
-def check_predicted_labels(task: Task, pred: Sequence[str], path: Path) -> None:
+def check_predicted_labels(
+    task: Task, pred: Sequence[str], path: Path, lines: Sequence[int] | None = None
+) -> None:
     """Predictions must be the task's labels too: one outside them (ids for names, another task's
-    label set) is a bug in the file's making, which would score as wrong answers in silence."""
+    label set) is a bug in the file's making, which would score as wrong answers in silence.
+    The error names the first such entry: its file line where ``lines`` gives each entry's."""
     for label in sorted(set(pred)) if task.labels else ():
         try:
             task.label_index(label)
         except ValueError as e:
-            raise ValueError(f"{path}: entry {pred.index(label) + 1}: {e}") from None
+            first = pred.index(label)
+            where = f"line {lines[first]}" if lines is not None else f"entry {first + 1}"
+            raise ValueError(f"{path}: {where}: {e}") from None
 
 
 def canonical_labels(task: Task, labels: list[str]) -> list[str]:

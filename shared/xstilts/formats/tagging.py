@@ -164,21 +164,30 @@ class TokenClassification(TrainedFormat):
     def read_submission(self, task: Task, pred_path: Path, gold_path: Path) -> list[PredictionRow]:
         gold = read_tags(gold_path)
         check_gold_labels(task, sorted({tag for sentence in gold for tag in sentence}), gold_path)
-        pred = read_tags(pred_path)
-        check_predicted_labels(task, [tag for sentence in pred for tag in sentence], pred_path)
+        pred, lines = _tags_and_lines(pred_path)
+        flat = [tag for sentence in pred for tag in sentence]
+        check_predicted_labels(task, flat, pred_path, lines=lines)
         return label_rows(pred, gold, pred_path, gold_path)
 
 
 def read_tags(path: Path) -> list[list[str]]:
     """Sentences of tags; a line may be ``tag`` or ``token<TAB>tag`` (the tag is the last field)."""
+    return _tags_and_lines(path)[0]
+
+
+def _tags_and_lines(path: Path) -> tuple[list[list[str]], list[int]]:
+    """:func:`read_tags`, and the file's line number of each tag in order (blank lines between
+    sentences count, so an error can name the line a user opens the file at)."""
     sentences: list[list[str]] = []
+    lines: list[int] = []
     current: list[str] = []
-    for line in submission_text(path).splitlines():
+    for number, line in enumerate(submission_text(path).splitlines(), 1):
         if line.strip():
             current.append(line.rstrip().split("\t")[-1])
+            lines.append(number)
         elif current:
             sentences.append(current)
             current = []
     if current:
         sentences.append(current)
-    return sentences
+    return sentences, lines
