@@ -326,6 +326,26 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> Non
     assert err == ""
 
 
+def test_a_broken_pipe_that_is_not_our_output_is_an_error(tmp_path: Path) -> None:
+    """Only a reader closing standard output ends the command quietly: another pipe or socket
+    that breaks (a server gone mid-request) is an error with its traceback."""
+    script = (
+        "import sys\n"
+        "from xstilts.cli import catalog\n"
+        "from xstilts.cli.main import main\n"
+        "def tasks(args):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe (a socket)')\n"
+        "catalog.cmd_tasks = tasks\n"
+        "sys.exit(main(['tasks']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and "BrokenPipeError: [Errno 32] Broken pipe (a socket)" in (
+        done.stderr
+    ), done.stderr
+
+
 def test_a_failed_stage_is_one_line_without_traceback_and_not_retried(
     tmp_path: Path, tiny_model_dir: Path, data_dir: Path
 ) -> None:
