@@ -229,7 +229,7 @@ def test_run_shows_a_bar_for_training_and_for_each_prediction(capsys) -> None:
     train_lines = [x for x in last if x.lstrip().startswith("train:")]
     predict_lines = [x for x in last if x.lstrip().startswith("predict:")]
     assert "20/40" in train_lines[-1] and "123.4 ex/s" in train_lines[-1]
-    assert "500/500" in predict_lines[-1] and "ex/s" in predict_lines[-1]
+    assert "500/500" in predict_lines[-1] and "input/s" in predict_lines[-1]
     assert not any("1/2" in x for x in last)  # evaluation: none
     off = _BarReporter(enabled=False)
     off.progress(predict, 64, 500, float("nan"))

@@ -427,4 +427,17 @@ def test_an_id_prefix_stands_for_the_one_id_it_begins(settings) -> None:
         with pytest.raises(XstiltsError, match="'abcdef0' begins more than one id") as e:
             complete_id(s, "abcdef0")
     assert e.value.field == "id" and one in str(e.value) and two in str(e.value)
+    assert "..." not in str(e.value)
+    # Five are listed; a sixth is said to exist. Experiments' ids are completed as well.
+    more = [f"abcdef{n:02d}" + "0" * 24 for n in (3, 4, 5, 6)]
+    with ws.sessions.begin() as s:
+        s.add_all([Study(id=x, name="c", spec={}) for x in more[:3]])
+    with ws.sessions() as s, pytest.raises(XstiltsError) as e:
+        complete_id(s, "abcdef0")
+    assert "..." not in str(e.value) and str(e.value).count("abcdef0") == 6  # the ref + 5 ids
+    with ws.sessions.begin() as s:
+        s.add(Study(id=more[3], name="d", spec={}))
+    with ws.sessions() as s, pytest.raises(XstiltsError) as e:
+        complete_id(s, "abcdef0")
+    assert str(e.value).count("abcdef0") == 6 and ", ...); give more of it" in str(e.value)
     ws.close()

@@ -141,3 +141,79 @@ def test_a_post_with_idempotency_key_is_retried(retry_log: pytest.LogCaptureFixt
 def test_attempts_must_be_positive() -> None:
     with pytest.raises(ValueError, match="attempts must be 1 or more"):
         Client("http://127.0.0.1:1", "key", attempts=0)
+
+
+class ScriptedServer(FlakyServer):
+    """Answers each request with the next of ``answers`` (status, headers, body); the last one
+    for every request after them."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
+        super().__init__(resets=0)
+        self.answers = answers
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                self.requests.append(_read_request(conn))
+                status, headers, body = self.answers[min(len(self.requests), len(self.answers)) - 1]
+                head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                conn.sendall(
+                    f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{head}"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    + body
+                )
+
+
+def test_a_get_answered_busy_asks_again_when_told_and_a_post_does_not(
+    retry_log: pytest.LogCaptureFixture,
+) -> None:
+    busy = (429, {"Retry-After": "0"}, b'{"detail": "heavy requests at their limit"}')
+    late = (503, {}, b'{"detail": "past its deadline"}')
+    ok = (200, {}, EXPERIMENT.model_dump_json().encode())
+    with ScriptedServer([busy, late, ok]) as server:
+        client = Client(server.url, "key", first_wait_s=0.01)
+        assert client.experiment(EXPERIMENT.id) == EXPERIMENT
+    assert len(server.requests) == 3
+    assert [r.getMessage().split(": ", 1)[1] for r in retry_log.records] == [
+        "HTTP 429; retry 1 of 4 in 0 s",  # as Retry-After said
+        "HTTP 503; retry 2 of 4 in 0.02 s",  # none said: the doubling wait
+    ]
+    with ScriptedServer([busy, ok]) as server:  # a POST without a key: may have been stored
+        client = Client(server.url, "key", first_wait_s=0.01)
+        with pytest.raises(XstiltsError, match="HTTP 429: heavy requests at their limit"):
+            client.cancel(EXPERIMENT.id)
+    assert len(server.requests) == 1
+    with ScriptedServer([busy]) as server:  # busy every time: the attempts end it, said
+        client = Client(server.url, "key", attempts=2, first_wait_s=0.01)
+        with pytest.raises(XstiltsError, match="HTTP 429"):
+            client.experiment(EXPERIMENT.id)
+    assert len(server.requests) == 2
+
+
+def test_a_study_matrix_is_fetched_page_by_page_and_joined() -> None:
+    from xstilts.studies.model import CellResult, StudyResults
+
+    rows = [f"row{i}" for i in range(45)]
+
+    def page(offset: int) -> tuple[int, dict[str, str], bytes]:
+        cells = [
+            [CellResult(row=r, target="xnli", experiment_id="e" * 32, status="succeeded")]
+            for r in rows[offset : offset + 20]
+        ]
+        body = StudyResults(
+            id="f" * 32, name="big", rows=rows, targets=["xnli"], seeds=[1], total_rows=45,
+            limit=20, offset=offset, cells=cells,
+        )  # fmt: skip
+        return 200, {}, body.model_dump_json().encode()
+
+    with ScriptedServer([page(0), page(20), page(40)]) as server:
+        whole = Client(server.url, "key").study_results("f" * 32)
+    asked = [r.split(b" ", 2)[1].decode() for r in server.requests]
+    assert asked == [f"/studies/{'f' * 32}/results?limit=20&offset={o}" for o in (0, 20, 40)]
+    assert [row[0].row for row in whole.cells] == rows
+    assert (whole.offset, whole.limit, whole.total_rows) == (0, 45, 45)

@@ -13,7 +13,7 @@ import pytest
 from xstilts.data import DataSource, fingerprint_split, load_split
 from xstilts.data.examples import PairExample, QAExample
 from xstilts.data.hub import examples_from_hub
-from xstilts.errors import DataNotFoundError, UnknownNameError
+from xstilts.errors import DataContentError, DataNotFoundError, UnknownNameError
 from xstilts.tasks import Split, get_task
 
 XNLI_NON_ENGLISH = (
@@ -102,7 +102,7 @@ def test_a_bad_column_count_names_the_line_and_the_counts_accepted(tmp_path: Pat
         tmp_path / "XNLI" / "translate-train" / "en-es-translated.tsv",
         "a\tb\tc\td\tneutral\na\tb\tc\tneutral\n",
     )
-    with pytest.raises(DataNotFoundError) as error:
+    with pytest.raises(DataContentError) as error:
         load_split(get_task("mnli"), Split.TRANSLATE_TRAIN, "es", DataSource("local", tmp_path))
     message = str(error.value)
     assert f"{path}:2: expected 5 tab-separated fields" in message
@@ -111,7 +111,7 @@ def test_a_bad_column_count_names_the_line_and_the_counts_accepted(tmp_path: Pat
 
 def test_an_unknown_label_is_refused(tmp_path: Path) -> None:
     _write(tmp_path / "XNLI" / "translate-train" / "en-es-translated.tsv", "a\tb\tmaybe\n")
-    with pytest.raises(DataNotFoundError, match="label 'maybe' is not one of entailment"):
+    with pytest.raises(DataContentError, match="label 'maybe' is not one of entailment"):
         load_split(get_task("mnli"), Split.TRANSLATE_TRAIN, "es", DataSource("local", tmp_path))
 
 
@@ -227,7 +227,7 @@ def test_translated_squad_answers_are_realigned_or_dropped(
 def test_english_squad_files_still_refuse_an_offset_outside_the_context(tmp_path: Path) -> None:
     """Only the translated reader realigns: an English file with a bad offset is a broken file."""
     _write(tmp_path / "squad" / "train-v1.1.json", json.dumps(_squad_doc()))
-    with pytest.raises(DataNotFoundError, match=r"answers\[0\]: answer_start 500 outside"):
+    with pytest.raises(DataContentError, match=r"answers\[0\]: answer_start 500 outside"):
         load_split(get_task("squad"), Split.TRAIN, "en", DataSource("local", tmp_path))
 
 

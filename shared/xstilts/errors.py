@@ -45,7 +45,23 @@ class UnknownNameError(XstiltsError, ValueError):
 
 
 class DataNotFoundError(XstiltsError, FileNotFoundError):
-    """A task split could not be found in the configured data source."""
+    """A task split could not be found in the configured data source. Its files were there when
+    the experiment was submitted (their hashes are in its stage keys), so one missing when a
+    stage runs is most likely a share not mounted on that worker, or not yet: retried."""
+
+    final: ClassVar[bool] = False
+
+
+class DataContentError(XstiltsError, ValueError):
+    """A data file that is there but is not the task's data (a label outside the task's, text
+    that is not UTF-8): another attempt would read the same bytes; failed at once."""
+
+
+class WorkerSetupError(XstiltsError):
+    """Something about the worker that runs a stage, not the spec (its working directory, say):
+    another worker, or a mended one, may not have it; retried."""
+
+    final: ClassVar[bool] = False
 
 
 class StageFailedError(XstiltsError, RuntimeError):

@@ -34,7 +34,7 @@ FINAL = ("succeeded", "failed", "cancelled")
 ATTEMPTS = 5
 FIRST_WAIT_S = 0.5
 MAX_WAIT_S = 8.0
-STUDY_PAGE = 100  # rows of a study's matrix per request (the API's most)
+STUDY_PAGE = 20  # rows of a study's matrix per request (the API's default)
 
 
 class Client:
@@ -77,7 +77,7 @@ class Client:
         attempts = self.attempts if method == "GET" or idempotent else 1
         for attempt in range(1, attempts + 1):
             try:
-                return self.http.request(method, path, **kwargs)
+                response = self.http.request(method, path, **kwargs)
             except httpx.TransportError as e:
                 reason = str(e) or type(e).__name__
                 if attempt < attempts:
@@ -94,6 +94,17 @@ class Client:
                     "with 'xstilts serve --port 8000' or pass the URL of a running one with --url",
                     field="url",
                 ) from None
+            # Busy (429: its heavy computations all taken) or past its deadline (503): a GET
+            # asks again when the server says to, within the same bounded attempts.
+            if response.status_code in (429, 503) and method == "GET" and attempt < attempts:
+                wait = _retry_after(response, min(self.first_wait_s * 2 ** (attempt - 1), 30.0))
+                logger.warning(
+                    "%s %s%s: HTTP %d; retry %d of %d in %g s",
+                    method, self.base_url, path, response.status_code, attempt, attempts - 1, wait,
+                )  # fmt: skip
+                time.sleep(wait)
+                continue
+            return response
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _check(self, response: httpx.Response) -> bytes:
@@ -161,10 +172,13 @@ class Client:
     def study_results(self, study_id: str) -> StudyResults:
         """The whole matrix: every page of rows, joined."""
         pages: list[StudyResults] = []
-        while not pages or pages[-1].offset + pages[-1].limit < pages[-1].total_rows:
-            offset = len(pages) * STUDY_PAGE
+        offset = 0
+        while not pages or offset < pages[-1].total_rows:
             path = f"/studies/{study_id}/results?limit={STUDY_PAGE}&offset={offset}"
             pages.append(self._parse(StudyResults, self._send("GET", path)))
+            if not pages[-1].cells:  # rows gone meanwhile: nothing more to ask for
+                break
+            offset += len(pages[-1].cells)
         whole = pages[0].model_copy(
             update={"limit": pages[0].total_rows, "cells": [r for p in pages for r in p.cells]}
         )
@@ -196,6 +210,15 @@ class Client:
         if exp.status != "succeeded":
             raise StageFailedError(f"experiment {exp_id} {exp.status}: {exp.error}")
         return self.metrics(exp_id)
+
+
+def _retry_after(response: httpx.Response, default_s: float) -> float:
+    """The seconds a 429 or 503 says to wait (``Retry-After``), at most a minute; else the
+    default."""
+    try:
+        return min(max(float(response.headers["Retry-After"]), 0.0), 60.0)
+    except (KeyError, ValueError):
+        return default_s
 
 
 def _header_value(value: str, what: str) -> str:

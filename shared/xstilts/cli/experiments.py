@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ class _BarReporter:
         self._bar: Any = None
         self._stage: int | None = None
         self._shown: set[tuple[str, int]] = set()
+        # progress() runs in the stage's thread, watch() and close() in the caller's.
+        self._lock = threading.Lock()
 
     def watch(self, ws: Any, exp_id: str) -> None:
         """Called while the experiment runs: announce stages that started or were reused."""
@@ -49,7 +52,8 @@ class _BarReporter:
             if (st.key, st.seed) in self._shown or st.status in ("pending", "queued"):
                 continue
             self._shown.add((st.key, st.seed))
-            self.close()
+            with self._lock:
+                self._close()
             # A short stage may start and end between two polls: say how it ended instead.
             state = "reused (already computed)" if st.reused else st.status
             print(
@@ -57,34 +61,43 @@ class _BarReporter:
             )
 
     def progress(self, stage: Any, step: int, total: int, examples_per_s: float) -> None:
-        """Training counts optimiser steps (examples/s beside them); prediction counts examples
-        (one language's evaluation set), so its own rate is examples/s."""
+        """Training counts optimiser steps (examples/s beside them); prediction counts the model's
+        inputs (one language's examples; a QA context too long for one window is several), so its
+        own rate is inputs/s."""
         from xstilts.db.models import StageKind
 
         if not self.enabled or stage.kind == StageKind.EVALUATE.value:
             return
+        trains = stage.kind != StageKind.PREDICT.value
+        with self._lock:
+            self._show(stage.id, trains, step, total, examples_per_s)
+
+    def _show(self, stage_id: int, trains: bool, step: int, total: int, rate: float) -> None:
         from tqdm import tqdm
 
-        trains = stage.kind != StageKind.PREDICT.value
-        if self._stage != stage.id:
-            self.close()
+        if self._stage != stage_id:
+            self._close()
             # Counted from the first step reported (a resumed stage starts past 0), so the first
             # rate shown is a real one; the finished bar stays, showing the last step and its rate.
             self._bar = tqdm(
                 total=total,
                 initial=step,
                 desc="  train" if trains else "  predict",
-                unit="step" if trains else "ex",
+                unit="step" if trains else "input",
                 file=sys.stderr,
                 leave=True,
             )
-            self._stage = stage.id
+            self._stage = stage_id
         self._bar.n = step
-        if trains and examples_per_s > 0:  # none until the second step (the first: warm-up)
-            self._bar.set_postfix_str(f"{examples_per_s:.1f} ex/s", refresh=False)
+        if trains and rate > 0:  # none until the second step (the first: warm-up)
+            self._bar.set_postfix_str(f"{rate:.1f} ex/s", refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar, self._stage = None, None
@@ -302,8 +315,8 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "run",
         help="run an experiment spec (YAML or JSON) to the end in this process, as the service "
-        "would: finished stages are reused, a failed stage is retried, Ctrl-C cancels and the "
-        "same command resumes",
+        "would: finished stages are reused, a stage that fails on a cause that may pass is "
+        "retried, Ctrl-C cancels and the same command resumes",
     )
     p.add_argument("spec", help="path to the spec file")
     p.add_argument(

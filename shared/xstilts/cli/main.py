@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a stage failed, 2 bad input (spec, task, language, path
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -80,14 +81,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {terminal_safe(str(e), keep_newlines=True)}", file=sys.stderr)
         return EXIT_FAILED if isinstance(e, StageFailedError) else EXIT_USAGE
     except KeyboardInterrupt as e:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        if isinstance(e, LeftRunningError):
-            # A stage's thread is still inside torch: an interpreter shut down around it aborts
-            # (exit 134, "terminate called without an active exception"). End here instead.
-            sys.stdout.flush()
-            sys.stderr.flush()
+        if not isinstance(e, LeftRunningError):
+            print("interrupted; run the same command again to resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        # A stage's thread is still inside torch: Python shut down around it aborts (exit 134,
+        # "terminate called without an active exception"). End here, whatever the streams do
+        # (a `| tee` that Ctrl-C closed too).
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                print("interrupted; run the same command again to resume", file=sys.stderr)
+                sys.stdout.flush()
+                sys.stderr.flush()
+        finally:
             os._exit(EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

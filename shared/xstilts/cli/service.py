@@ -204,7 +204,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     print(results_table(result))
     for warning in result.warnings:
-        print(f"warning: {warning}")
+        print(f"warning: {terminal_safe(warning)}")
     if args.json:
         write_json(Path(args.json), result.model_dump(mode="json"))
         print(f"results written to {args.json}")
@@ -279,7 +279,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     result = client.metrics(what.id)
     print(results_table(result))
     for warning in result.warnings:
-        print(f"warning: {warning}")
+        print(f"warning: {terminal_safe(warning)}")
     if args.json:
         write_json(Path(args.json), result.model_dump(mode="json"))
     return EXIT_OK

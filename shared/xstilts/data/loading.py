@@ -12,7 +12,7 @@ from xstilts.data.examples import RetrievalCorpus
 from xstilts.data.fingerprint import file_sha256
 from xstilts.data.hub import examples_from_hub, load_hub_rows
 from xstilts.data.readers import READERS
-from xstilts.errors import DataNotFoundError, UnknownNameError
+from xstilts.errors import DataContentError, DataNotFoundError, UnknownNameError
 from xstilts.tasks.base import HubSource, LocalFile, Split, Task
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def load_split(
             try:
                 examples.extend(READERS[candidate.reader](path, task))
             except ValueError as e:
-                raise DataNotFoundError(f"{path}: {e}") from e
+                raise DataContentError(f"{path}: {e}") from e
             log.debug("read %s", path)
     else:
         examples = []

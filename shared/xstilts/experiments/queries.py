@@ -48,6 +48,7 @@ def list_experiments(
 # Tables print ids cut to 8 or 12 characters; a prefix at least this long may stand for the id.
 MIN_PREFIX = 6
 ID_LENGTH = 32
+SHOWN = 5  # ids an ambiguous prefix's error lists
 
 
 def complete_id(session: Session, ref: str) -> str:
@@ -63,12 +64,12 @@ def complete_id(session: Session, ref: str) -> str:
             select(model.id)
             .where(model.id.startswith(ref, autoescape=True))
             .order_by(model.id)
-            .limit(5)
+            .limit(SHOWN + 1)
         ).all()
     if len(found) > 1:
         raise XstiltsError(
-            f"{ref!r} begins more than one id ({', '.join(found[:5])}"
-            f"{', ...' if len(found) > 4 else ''}); give more of it",
+            f"{ref!r} begins more than one id ({', '.join(found[:SHOWN])}"
+            f"{', ...' if len(found) > SHOWN else ''}); give more of it",
             field="id",
         )
     return found[0] if found else ref

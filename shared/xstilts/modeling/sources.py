@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xstilts.data.fingerprint import folder_fingerprint, memo_folder
-from xstilts.errors import XstiltsError
+from xstilts.errors import WorkerSetupError, XstiltsError
 from xstilts.spec import HF_PREFIX, LOCAL_PREFIX, OFFLINE_PREFIX, ModelConfig, is_hub_id
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,11 @@ def resolve_model(
         raise XstiltsError(
             f"{source!r} is not a Hugging Face model folder (no config.json)", field="model.source"
         )
-    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+    try:
+        has_weights = any((folder / name).is_file() for name in WEIGHT_FILES)
+    except OSError:
+        has_weights = False
+    if not has_weights:
         raise XstiltsError(
             f"{source!r} holds no model weights: none of {', '.join(WEIGHT_FILES)} (save the "
             "model with save_pretrained, which writes them)",
@@ -104,7 +108,7 @@ def loadable(name_or_path: str) -> str:
     if not is_hub_id(name_or_path):
         raise XstiltsError(f"{name_or_path!r} is not a hub repository id", field="model.source")
     if os.path.lexists(name_or_path):
-        raise XstiltsError(
+        raise WorkerSetupError(
             f"hub id {name_or_path!r} is also a path in the worker's working directory, which "
             "transformers would load instead of the hub repository: refused (start the worker "
             "in a directory without it)",

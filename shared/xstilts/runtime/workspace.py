@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,13 +22,13 @@ from xstilts.db.models import Experiment, Status
 from xstilts.db.session import ensure_schema, make_engine, session_factory
 from xstilts.errors import LeftRunningError, StageFailedError
 from xstilts.runtime.artifacts import ArtifactStore
-from xstilts.runtime.ctrl_c import ctrl_c_latch
 from xstilts.runtime.lifecycle import StageReporter
 from xstilts.runtime.runners.cache import ModelCache
 from xstilts.spec import ExperimentSpec
 
 if TYPE_CHECKING:
     from xstilts.experiments.results import ExperimentResults
+    from xstilts.runtime.executors import ThreadExecutor
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,29 @@ class Workspace:
         self.follow(exp_id, reporter)
         return self.results(exp_id)
 
+    def _interrupted(self, exp_id: str, executor: ThreadExecutor) -> NoReturn:
+        """Ctrl-C: cancel the experiment and give the running stage :data:`CANCEL_GRACE_S` to
+        stop at its next step or batch, then raise KeyboardInterrupt. Raise
+        :class:`LeftRunningError` instead when its thread is still running then, or when a second
+        Ctrl-C cut the wait short: the process must end without shutting Python down around a
+        thread inside torch (that aborts, exit 134)."""
+        from xstilts.runtime.scheduler import cancel
+
+        log.warning("interrupted: cancelling experiment %s", exp_id)
+        try:
+            cancel(self.sessions, exp_id)
+            stopped = executor.stop(timeout=CANCEL_GRACE_S)
+        except KeyboardInterrupt:
+            stopped = False
+        if not stopped:
+            log.warning(
+                "the running stage did not stop within %.0f s of the cancel: leaving it; the same "
+                "command resumes it from its checkpoint once its lease lapses",
+                CANCEL_GRACE_S,
+            )
+            raise LeftRunningError from None
+        raise KeyboardInterrupt
+
     def _say_held(self, exp_id: str) -> None:
         """Say which of the experiment's stages an earlier run still holds (killed, its lease not
         yet lapsed): this run takes them over when the lease lapses, and until then waits."""
@@ -133,7 +156,7 @@ class Workspace:
         re-raises; running the same spec again resumes.
         """
         from xstilts.runtime.executors import ThreadExecutor
-        from xstilts.runtime.scheduler import cancel, queued_stages, start
+        from xstilts.runtime.scheduler import queued_stages, start
 
         executor = ThreadExecutor(
             self,
@@ -144,38 +167,25 @@ class Workspace:
             experiment_id=exp_id,
         )
         try:
-            with ctrl_c_latch() as interrupted:
-                # Stages another experiment's run queued for this one (a study's cells share
-                # their intermediate stage: when it ends, every cell's target becomes runnable and
-                # is sent to the executor at hand, which stops with its own experiment): delivered
-                # here, not when the reconciler finds them (minutes). A stage delivered twice is
-                # claimed once.
-                self._say_held(exp_id)  # before anything of this run's can hold a stage
-                earlier = queued_stages(self.sessions, exp_id)
-                start(self.sessions, executor, exp_id)
-                for stage_id, queue in earlier:
-                    executor.send(stage_id, queue)
-                status, error = self.status(exp_id)
-                while status not in FINAL:
-                    if on_poll is not None:
-                        on_poll(exp_id)
-                    time.sleep(poll_s)
-                    if interrupted():  # a Ctrl-C that never became KeyboardInterrupt
-                        raise KeyboardInterrupt
-                    status, error = self.status(exp_id)
+            # Stages another experiment's run queued for this one (a study's cells share their
+            # intermediate stage: when it ends, every cell's target becomes runnable and is sent
+            # to the executor at hand, which stops with its own experiment): delivered here, not
+            # when the reconciler finds them (minutes). A stage delivered twice is claimed once.
+            self._say_held(exp_id)  # before anything of this run's can hold a stage
+            earlier = queued_stages(self.sessions, exp_id)
+            start(self.sessions, executor, exp_id)
+            for stage_id, queue in earlier:
+                executor.send(stage_id, queue)
+            status, error = self.status(exp_id)
+            while status not in FINAL:
                 if on_poll is not None:
                     on_poll(exp_id)
+                time.sleep(poll_s)
+                status, error = self.status(exp_id)
+            if on_poll is not None:
+                on_poll(exp_id)
         except KeyboardInterrupt:
-            log.warning("interrupted: cancelling experiment %s", exp_id)
-            cancel(self.sessions, exp_id)
-            if not executor.stop(timeout=CANCEL_GRACE_S):
-                log.warning(
-                    "the running stage did not stop within %.0f s of the cancel: leaving it; the "
-                    "same command resumes it from its checkpoint once its lease lapses",
-                    CANCEL_GRACE_S,
-                )
-                raise LeftRunningError from None
-            raise
+            self._interrupted(exp_id, executor)  # raises
         executor.stop(timeout=CANCEL_GRACE_S)
         if status == Status.FAILED.value:
             raise StageFailedError(error or f"experiment {exp_id} failed")
