@@ -42,6 +42,9 @@ def test_ctrl_c_cancels_and_says_whether_the_stage_stopped(
     from xstilts.spec import parse_spec
 
     monkeypatch.setattr(workspace_module, "CANCEL_GRACE_S", grace_s)
+    # Python's own Ctrl-C handling, whatever this process inherited (a shell starts background
+    # jobs with SIGINT ignored, and Python then installs no handler).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     spec = tiny_spec(tiny_model_dir, intermediate={"tasks": []}, evaluation={"languages": ["en"]})
     spec["target"]["training"] = dict(spec["target"]["training"], max_train_examples=4096)
     ws = Workspace(settings)
@@ -62,6 +65,7 @@ def test_ctrl_c_cancels_and_says_whether_the_stage_stopped(
         _wait_no_executor()
         assert ws.status(exp_id)[0] == "cancelled"
     finally:
+        signal.signal(signal.SIGINT, before)
         _wait_no_executor()
         ws.close()
 
