@@ -109,7 +109,7 @@ def test_a_runner_that_lost_its_lease_writes_nothing_and_is_told_to_stop(
         assert keeper.lost.wait(5)
     assert _row(ws, train).lease_until is not None
     # Its end, whatever it is, is not recorded over the attempt that now runs.
-    assert not lifecycle._failed_attempt(ctx, stalled, "RuntimeError: stale")
+    assert not lifecycle._failed_attempt(ctx, stalled, "RuntimeError: stale", retry=True)
     assert not lifecycle._finish(ctx, stalled, lifecycle.Status.CANCELLED, error="stale")
     row = _row(ws, train)
     assert (row.status, row.attempts, row.error) == ("running", 2, None)
@@ -123,7 +123,7 @@ def test_a_runner_that_lost_its_lease_writes_nothing_and_is_told_to_stop(
     assert not out.exists() and not list(out.parent.glob(".tmp-*"))
     replace(ctx, claimed=owner).check_owned()  # the owner may
     # The attempt that owns it records its end.
-    assert lifecycle._failed_attempt(ctx, owner, "RuntimeError: real")
+    assert lifecycle._failed_attempt(ctx, owner, "RuntimeError: real", retry=True)
     assert (_row(ws, train).status, _row(ws, train).error) == ("queued", "RuntimeError: real")
 
 
