@@ -58,15 +58,18 @@ class FlakyServer:
             with conn:
                 conn.settimeout(5)
                 self.requests.append(_read_request(conn))
-                if len(self.requests) <= self.resets:
-                    # linger 0: close() sends RST, so the client sees a reset connection
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    continue
-                body = EXPERIMENT.model_dump_json().encode()
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
-                )
+                self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        if len(self.requests) <= self.resets:
+            # linger 0: close() sends RST, so the client sees a reset connection
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        body = EXPERIMENT.model_dump_json().encode()
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
 
 
 def _read_request(conn: socket.socket) -> bytes:
@@ -151,22 +154,14 @@ class ScriptedServer(FlakyServer):
         super().__init__(resets=0)
         self.answers = answers
 
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                self.requests.append(_read_request(conn))
-                status, headers, body = self.answers[min(len(self.requests), len(self.answers)) - 1]
-                head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-                conn.sendall(
-                    f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{head}"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                    + body
-                )
+    def _answer(self, conn: socket.socket) -> None:
+        status, headers, body = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        conn.sendall(
+            f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{head}"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
 
 
 def test_a_get_answered_busy_asks_again_when_told_and_a_post_does_not(

@@ -138,23 +138,22 @@ class Client:
             ) from None
 
     def submit(self, spec: JSONObject, idempotency_key: str | None = None) -> ExperimentState:
-        headers = {}
-        if idempotency_key:
-            headers["Idempotency-Key"] = _header_value(idempotency_key, "idempotency key")
-        # With a key a repeated POST is answered with the experiment the first one stored.
-        response = self._send(
-            "POST", "/experiments", idempotent=bool(idempotency_key), json=spec, headers=headers
-        )
-        return self._parse(ExperimentState, response)
+        return self._post_spec(ExperimentState, "/experiments", spec, idempotency_key)
 
     def submit_study(self, study: JSONObject, idempotency_key: str | None = None) -> StudyState:
+        return self._post_spec(StudyState, "/studies", study, idempotency_key)
+
+    def _post_spec(
+        self, model: type[Reply], path: str, body: JSONObject, idempotency_key: str | None
+    ) -> Reply:
         headers = {}
         if idempotency_key:
             headers["Idempotency-Key"] = _header_value(idempotency_key, "idempotency key")
+        # With a key a repeated POST is answered with what the first one stored.
         response = self._send(
-            "POST", "/studies", idempotent=bool(idempotency_key), json=study, headers=headers
+            "POST", path, idempotent=bool(idempotency_key), json=body, headers=headers
         )
-        return self._parse(StudyState, response)
+        return self._parse(model, response)
 
     def experiment(self, exp_id: str) -> ExperimentState:
         return self._parse(ExperimentState, self._send("GET", f"/experiments/{exp_id}"))

@@ -73,9 +73,9 @@ class _BarReporter:
             self._show(stage.id, trains, step, total, examples_per_s)
 
     def _show(self, stage_id: int, trains: bool, step: int, total: int, rate: float) -> None:
-        from tqdm import tqdm
-
         if self._stage != stage_id:
+            from tqdm import tqdm
+
             self._close()
             # Counted from the first step reported (a resumed stage starts past 0), so the first
             # rate shown is a real one; the finished bar stays, showing the last step and its rate.

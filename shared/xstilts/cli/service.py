@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -347,29 +348,19 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser(
-        "status", help="an experiment's stages (or a study's cells) on a running API"
-    )
-    p.add_argument("id", help="the experiment or study id submit printed")
-    _client_options(p)
-    p.add_argument("--json", metavar="OUT", type=output_file, help="also write the state as JSON")
-    p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser(
-        "results",
-        help="a succeeded experiment's per-language metrics (or a study's matrix) from a running "
-        "API",
-    )
-    p.add_argument("id", help="the experiment or study id submit printed")
-    _client_options(p)
-    p.add_argument("--json", metavar="OUT", type=output_file, help="also write the results as JSON")
-    p.set_defaults(func=cmd_results)
-
-    p = sub.add_parser(
-        "cancel",
-        help="cancel an experiment or study on a running API (stages another live experiment "
-        "needs go on)",
-    )
-    p.add_argument("id", help="the experiment or study id submit printed")
-    _client_options(p)
-    p.set_defaults(func=cmd_cancel)
+    # The commands about one submitted experiment or study, by its id.
+    by_id: tuple[tuple[str, str, Callable[[argparse.Namespace], int], str | None], ...] = (
+        ("status", "an experiment's stages (or a study's cells) on a running API", cmd_status,
+         "also write the state as JSON"),
+        ("results", "a succeeded experiment's per-language metrics (or a study's matrix) from a "
+         "running API", cmd_results, "also write the results as JSON"),
+        ("cancel", "cancel an experiment or study on a running API (stages another live "
+         "experiment needs go on)", cmd_cancel, None),
+    )  # fmt: skip
+    for name, help_text, func, json_help in by_id:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("id", help="the experiment or study id submit printed")
+        _client_options(p)
+        if json_help:
+            p.add_argument("--json", metavar="OUT", type=output_file, help=json_help)
+        p.set_defaults(func=func)
